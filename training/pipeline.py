@@ -1,0 +1,133 @@
+"""One training run end to end: data, split, train, export, evaluate, reports, manifest."""
+
+from __future__ import annotations
+
+import platform
+import shutil
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib.metadata import version as pkg_version
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from service.manifest import Files, ImageSpec, Manifest, Split, Training, write_manifest
+
+from .data import DataError, Dataset, load_dataset, split_dataset
+from .evaluate import EvalSpec, evaluate, format_metrics
+from .export import export_model
+from .graphs import OnnxPair
+from .loop import TrainConfig, Trainer
+from .networks import AutoEncoder, NetConfig
+from .reports import write_reports
+
+CHECKPOINTS = Path("checkpoints")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    kind: str
+    dataset: str
+    out: Path
+    net: dict  # NetConfig fields besides kind and the image shape
+    train: TrainConfig
+    image_size: int | None = None
+    channels: int | None = None
+    test_fraction: float = 0.2
+    val_fraction: float = 0.1
+    limit: int | None = None  # train on a stratified subset of this many images (smoke runs)
+    iw_samples: int = 500
+    resume: bool = False
+    progress: bool = True
+    version: str = "1"
+    description: str = ""
+
+
+def library_versions() -> dict[str, str]:
+    names = ("torch", "onnx", "onnxscript", "onnxruntime-gpu", "numpy", "mlxtend", "scikit-learn")
+    found = {"python": platform.python_version()}
+    for name in names:
+        try:
+            found[name] = pkg_version(name)
+        except Exception:  # not installed: simply not recorded
+            pass
+    return found
+
+
+def choose_rows(data: Dataset, limit: int | None, seed: int) -> np.ndarray:
+    """All rows, or a random subset of `limit` rows, stratified by label (indices stay those of the whole dataset)."""
+    if limit is None or limit >= len(data):
+        return np.arange(len(data))
+    rng = np.random.default_rng(seed)
+    if data.labels is None:
+        return np.sort(rng.choice(len(data), limit, replace=False))
+    groups = [np.flatnonzero(data.labels == c) for c in np.unique(data.labels)]
+    return np.sort(np.concatenate([rng.choice(g, round(limit * len(g) / len(data)), replace=False) for g in groups]))
+
+
+def run(opts: RunOptions, log=print) -> Manifest:
+    """Train, export and evaluate one model into `opts.out`; returns the manifest written there."""
+    data = load_dataset(opts.dataset, size=opts.image_size, channels=opts.channels)
+    if opts.kind == "cvae" and data.labels is None:
+        raise DataError(f"{opts.dataset}: a cvae needs class labels; give folder:PATH with one subfolder per class "
+                        "or an npz with a 'y' array")
+    rows = choose_rows(data, opts.limit, opts.train.seed)
+    labels = None if data.labels is None else data.labels[rows]
+    local = split_dataset(labels, len(rows), opts.test_fraction, opts.val_fraction, opts.train.seed)
+    train_idx, val_idx, test_idx = rows[local.train], rows[local.validation], rows[local.test]
+    c, h, w = data.shape
+    log(f"{opts.dataset}: {len(data)} images of {c}x{h}x{w}; train {len(train_idx)}, "
+        f"validation {len(val_idx)}, held-out test {len(test_idx)}")
+
+    torch.manual_seed(opts.train.seed)
+    num_classes = len(data.class_names) if opts.kind == "cvae" else None
+    net = NetConfig(kind=opts.kind, channels=c, height=h, width=w, num_classes=num_classes, **opts.net)
+    model = AutoEncoder(net)
+    ckpt_dir = CHECKPOINTS / opts.out.name
+    trainer = Trainer(model, opts.train, data.images, data.labels, train_idx, val_idx, checkpoint_dir=ckpt_dir)
+    if opts.resume and (ckpt_dir / "last.pt").is_file():
+        trainer.resume(ckpt_dir / "last.pt")
+        log(f"resumed from {ckpt_dir / 'last.pt'} at epoch {trainer.epoch}")
+    result = trainer.fit(progress=opts.progress)
+    log(f"best validation objective {result.best_val:.2f} nats at epoch {result.best_epoch} "
+        f"({result.seconds:.0f} s of training)")
+
+    # Build the whole folder beside the checkpoints, then move it into place, so a failure never leaves
+    # a half-written model where the service would load it.
+    staging = ckpt_dir / "export"
+    shutil.rmtree(staging, ignore_errors=True)
+    files, worst = export_model(model, opts.train.likelihood, staging)
+    log(f"exported encoder.onnx and decoder.onnx; onnxruntime matches PyTorch to {worst:.1e} at batches 1, 7, 64")
+    sigma = float(model.log_sigma.exp()) if opts.train.likelihood == "gaussian" else None
+    spec = EvalSpec(opts.dataset, c, h, w, net.stochastic, net.conditional, num_classes, opts.train.likelihood,
+                    sigma, test_idx.tolist())
+    metrics = evaluate(staging, spec, iw_samples=opts.iw_samples, data=data, log=log)
+    log("held-out metrics:\n" + format_metrics(metrics))
+    x_test = data.images[test_idx].astype(np.float32) / 255.0
+    reports = write_reports(staging, OnnxPair(staging), x_test, data.labels[test_idx] if num_classes else None,
+                            net.latent_dim, num_classes, net.stochastic, result.history, seed=opts.train.seed)
+    manifest = Manifest(
+        name=opts.out.name, version=opts.version, kind=opts.kind, description=opts.description,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        image=ImageSpec(channels=c, height=h, width=w), latent_dim=net.latent_dim,
+        labels=data.class_names if num_classes else None, encoder_conditioned=net.conditional,
+        likelihood=opts.train.likelihood, gaussian_sigma=sigma, files=Files(**files),
+        training=Training(
+            dataset=opts.dataset,
+            split=Split(seed=opts.train.seed, stratified=labels is not None, train_size=len(train_idx),
+                        validation_size=len(val_idx), test_size=len(test_idx), test_indices=test_idx.tolist()),
+            seed=opts.train.seed, epochs=opts.train.epochs, best_epoch=result.best_epoch,
+            batch_size=opts.train.batch_size, learning_rate=opts.train.learning_rate, beta=opts.train.beta,
+            warmup_epochs=opts.train.warmup_epochs, free_bits=opts.train.free_bits,
+            augment_shift=opts.train.augment_shift, train_seconds=round(result.seconds, 1),
+            library_versions=library_versions()),
+        metrics=metrics, reports=reports,
+    )
+    write_manifest(staging, manifest)
+    if opts.out.exists():
+        shutil.rmtree(opts.out)
+    opts.out.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(staging), str(opts.out))
+    log(f"wrote {opts.out}/ ({', '.join(sorted(p.name for p in opts.out.iterdir()))})")
+    return manifest
