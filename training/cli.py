@@ -10,8 +10,8 @@ from service.manifest import ManifestError, load_manifest, verify_files, write_m
 
 from .data import DataError
 from .export import ExportError
-from .loop import TrainConfig
-from .networks import KINDS
+from .loop import CheckpointMismatch, TrainConfig
+from .networks import KINDS, NetConfig
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -22,7 +22,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--kind", choices=KINDS, required=True)
     t.add_argument("--dataset", required=True, help="mnist | digits | folder:PATH | npz:PATH")
     t.add_argument("--out", type=Path, required=True, help="model folder to write, e.g. models/my-vae")
-    t.add_argument("--latent-dim", type=int, default=16)
+    t.add_argument("--latent-dim", type=int, default=NetConfig.latent_dim)
     t.add_argument("--beta", type=float, default=1.0, help="weight of the KL term (beta > 1: a beta-VAE)")
     t.add_argument("--epochs", type=int, default=TrainConfig.epochs)
     t.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
@@ -35,8 +35,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--warmup-epochs", type=int, default=TrainConfig.warmup_epochs)
     t.add_argument("--free-bits", type=float, default=TrainConfig.free_bits)
     t.add_argument("--augment-shift", type=int, default=TrainConfig.augment_shift)
-    t.add_argument("--base-channels", type=int, default=32)
-    t.add_argument("--hidden", type=int, default=512)
+    t.add_argument("--base-channels", type=int, default=NetConfig.base_channels)
+    t.add_argument("--hidden", type=int, default=NetConfig.hidden)
+    t.add_argument("--extra-convs", type=int, default=NetConfig.extra_convs, help="stride-1 convolutions per resolution level")
     t.add_argument("--test-fraction", type=float, default=0.2)
     t.add_argument("--val-fraction", type=float, default=0.1)
     t.add_argument("--limit", type=int, help="use a stratified subset of this many images (quick runs)")
@@ -62,7 +63,7 @@ def _train(a: argparse.Namespace) -> int:
     cfg = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, learning_rate=a.lr, beta=a.beta,
                       warmup_epochs=a.warmup_epochs, free_bits=a.free_bits, augment_shift=a.augment_shift,
                       likelihood=likelihood, seed=a.seed)
-    net = dict(latent_dim=a.latent_dim, base_channels=a.base_channels, hidden=a.hidden)
+    net = dict(latent_dim=a.latent_dim, base_channels=a.base_channels, hidden=a.hidden, extra_convs=a.extra_convs)
     opts = RunOptions(kind=a.kind, dataset=a.dataset, out=a.out, net=net, train=cfg, image_size=a.image_size,
                       channels=a.channels, test_fraction=a.test_fraction, val_fraction=a.val_fraction,
                       limit=a.limit, iw_samples=a.iw_samples, resume=a.resume, progress=not a.no_progress,
@@ -90,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     a = _parser().parse_args(argv)
     try:
         return _train(a) if a.command == "train" else _evaluate(a)
-    except (DataError, ManifestError, ExportError) as e:
+    except (DataError, ManifestError, ExportError, CheckpointMismatch) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

@@ -114,8 +114,6 @@ def load_folder(arg: str | None) -> Dataset:
     sizes = [im.size for im in images]
     mode = "RGB" if any(im.mode == "RGB" for im in images) else "L"
     w, h = max(set(sizes), key=sizes.count)
-    arrays = [] = "RGB" if "RGB" in modes else "L"
-    w, h = max(sizes, key=lambda s: sum(im.size == s for im in images))
     arrays = []
     for im in images:
         arr = np.asarray(im.convert(mode).resize((w, h), Image.Resampling.BILINEAR))

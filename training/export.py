@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import warnings
 from pathlib import Path
 
@@ -15,6 +16,9 @@ from .networks import AutoEncoder, DecoderGraph, EncoderGraph
 
 PARITY_BATCHES = (1, 7, 64)
 PARITY_ATOL = 1e-5
+# Logits reach |20| and more, where float32 spacing alone is ~2e-6 and conv kernels sum in different orders:
+# those are compared relative to their size too (allclose's rule), images and codes stay within 1e-5 absolute.
+PARITY_RTOL = 1e-5
 OPSET = 18
 ORT_DTYPES = {"tensor(float)": "float32", "tensor(int64)": "int64"}
 
@@ -55,11 +59,12 @@ def _check_parity(module: torch.nn.Module, path: Path, model: AutoEncoder, role:
         for name, e, g in zip(names, expected, got):
             if g.shape != tuple(e.shape):
                 raise ExportError(f"{path.name}: output {name!r} at batch {n} has shape {g.shape}, PyTorch {tuple(e.shape)}")
-            err = float(np.abs(g - e.numpy()).max())
+            e = e.numpy()
+            err = float(np.abs(g - e).max())
             worst = max(worst, err)
-            if err > PARITY_ATOL:
+            if not np.allclose(g, e, atol=PARITY_ATOL, rtol=PARITY_RTOL):
                 raise ExportError(f"{path.name}: output {name!r} at batch {n} differs from PyTorch by {err:.2e} "
-                                  f"(allowed {PARITY_ATOL:.0e})")
+                                  f"(allowed {PARITY_ATOL:.0e} + {PARITY_RTOL:.0e} x |value|)")
     return worst
 
 
@@ -79,6 +84,7 @@ def export_graph(model: AutoEncoder, role: str, likelihood: str, path: Path) -> 
     module, names = _graph(model, role, likelihood)
     example = _example_inputs(model, role, 2, torch.Generator().manual_seed(0))
     batch = torch.export.Dim("N", min=1)
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # "torchvision is not installed" lines are noise here
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(

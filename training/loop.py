@@ -15,11 +15,15 @@ from .networks import AutoEncoder
 from .objectives import LossTerms, bernoulli_nll, gaussian_nll, negative_elbo
 
 
+class CheckpointMismatch(Exception):
+    """--resume with options that differ from the checkpoint's."""
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 200
-    batch_size: int = 128
-    learning_rate: float = 1e-3
+    epochs: int = 70
+    batch_size: int = 64
+    learning_rate: float = 2e-3
     beta: float = 1.0
     warmup_epochs: int = 10  # beta ramps linearly from 0 over these epochs
     free_bits: float = 0.0  # nats per latent dimension, on the batch-mean KL
@@ -65,14 +69,10 @@ def shift(x: torch.Tensor, max_shift: int, gen: torch.Generator) -> torch.Tensor
 
 
 def loss_terms(model: AutoEncoder, image: torch.Tensor, target: torch.Tensor, label: torch.Tensor | None,
-               likelihood: str, beta: float, free_bits: float, noise: torch.Tensor | None = None) -> LossTerms:
-    """The objective for one batch: the encoder sees `image`, the likelihood scores `target`."""
+               likelihood: str, beta: float, free_bits: float, noise: torch.Tensor) -> LossTerms:
+    """The objective for one batch: the encoder sees `image`, the likelihood scores `target`; noise [B, D]."""
     mu, logvar = model.encoder(image, label)
-    if logvar is None:
-        z = mu
-    else:
-        eps = torch.randn_like(mu) if noise is None else noise
-        z = mu + eps * (0.5 * logvar).exp()
+    z = mu if logvar is None else mu + noise * (0.5 * logvar).exp()
     out = model.decoder(z, label)
     if likelihood == "bernoulli":
         rec = bernoulli_nll(out, target)
@@ -95,7 +95,7 @@ class Trainer:
         self.train_idx, self.val_idx = torch.from_numpy(train_idx), torch.from_numpy(val_idx)
         self.checkpoint_dir = checkpoint_dir
         self.gen = torch.Generator().manual_seed(cfg.seed)
-        self.opt = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
+        self.opt = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, fused=True)  # fused: ~15% faster on CPU
         self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=cfg.epochs, eta_min=cfg.learning_rate / 20)
         self.history = History()
         self.epoch = 0
@@ -125,7 +125,9 @@ class Trainer:
             x = shift(self.x[idx], self.cfg.augment_shift, self.gen)
             # Bernoulli: a fresh random binarization each batch (dynamic binarization) regularises the model.
             target = torch.bernoulli(x, generator=self.gen) if self.cfg.likelihood == "bernoulli" else x
-            terms = loss_terms(self.model, x, target, self._labels(idx), self.cfg.likelihood, beta, self.cfg.free_bits)
+            noise = torch.randn(len(idx), self.model.cfg.latent_dim, generator=self.gen)
+            terms = loss_terms(self.model, x, target, self._labels(idx), self.cfg.likelihood, beta, self.cfg.free_bits,
+                               noise)
             self.opt.zero_grad(set_to_none=True)
             terms.total.backward()
             self.opt.step()
@@ -147,9 +149,11 @@ class Trainer:
             total += terms.total.item() * len(idx)
         return total / len(self.val_idx)
 
-    def fit(self, progress: bool = True) -> TrainResult:
+    def fit(self, progress: bool = True, stop_after: int | None = None) -> TrainResult:
+        """Train to cfg.epochs (or stop after `stop_after` epochs, as an interruption would) and load the best."""
+        last = self.cfg.epochs if stop_after is None else min(self.cfg.epochs, stop_after)
         bar = tqdm(total=self.cfg.epochs, initial=self.epoch, disable=not progress, unit="epoch", dynamic_ncols=True)
-        while self.epoch < self.cfg.epochs:
+        while self.epoch < last:
             start = time.perf_counter()
             train = self.train_epoch()
             val = self.validate()
@@ -160,9 +164,13 @@ class Trainer:
                 self.best_state = copy.deepcopy(self.model.state_dict())
             self.elapsed += time.perf_counter() - start
             self.save()
-            bar.set_postfix(loss=f"{train['loss']:.1f}", rec=f"{train['rec']:.1f}", kl=f"{train['kl']:.1f}",
-                            val=f"{val:.1f}", best=f"{self.best_val:.1f}@{self.best_epoch}")
+            status = dict(loss=f"{train['loss']:.1f}", rec=f"{train['rec']:.1f}", kl=f"{train['kl']:.1f}",
+                          val=f"{val:.1f}", best=f"{self.best_val:.1f}@{self.best_epoch}")
+            bar.set_postfix(status)
             bar.update(1)
+            if not progress and (self.epoch % 10 == 0 or self.epoch == last):  # still a trace in logs and CI
+                print(f"epoch {self.epoch}/{self.cfg.epochs} " + " ".join(f"{k}={v}" for k, v in status.items())
+                      + f" ({self.elapsed:.0f} s)", flush=True)
         bar.close()
         self.model.load_state_dict(self.best_state)
         return TrainResult(self.best_epoch, self.best_val, self.history, self.elapsed)
@@ -184,13 +192,17 @@ class Trainer:
         tmp.replace(self.checkpoint_dir / "last.pt")  # atomic: an interrupted save never corrupts the checkpoint
 
     def resume(self, path: Path) -> None:
-        """Continue from a checkpoint written by `save` with the same network and training configuration."""
+        """Continue from a checkpoint of the same network and settings (only the number of epochs may grow)."""
         ckpt = torch.load(path, weights_only=False)
-        if ckpt["net"] != self.model.cfg.to_dict() or ckpt["config"] != asdict(self.cfg):
-            raise ValueError(f"{path}: checkpoint was made with other settings; start afresh or pass the same options")
+        theirs, ours = dict(ckpt["config"], epochs=None), dict(asdict(self.cfg), epochs=None)
+        if ckpt["net"] != self.model.cfg.to_dict() or theirs != ours:
+            changed = sorted(k for k in ours if theirs.get(k) != ours[k]) or ["network"]
+            raise CheckpointMismatch(f"{path}: made with other settings ({', '.join(changed)}); pass the same "
+                                     "options to resume, or start afresh without --resume")
         self.model.load_state_dict(ckpt["model"])
         self.opt.load_state_dict(ckpt["optimizer"])
         self.sched.load_state_dict(ckpt["scheduler"])
+        self.sched.T_max = self.cfg.epochs  # a resumed run may have been given more epochs
         self.epoch, self.best_val, self.best_epoch = ckpt["epoch"], ckpt["best_val"], ckpt["best_epoch"]
         self.best_state = ckpt["best_state"]
         self.history = History(**ckpt["history"])

@@ -16,11 +16,12 @@ class NetConfig:
     channels: int
     height: int
     width: int
-    latent_dim: int = 16
+    latent_dim: int = 32
     num_classes: int | None = None  # set for a cvae
     base_channels: int = 32
     hidden: int = 512
     label_dim: int = 16
+    extra_convs: int = 0  # stride-1 3x3 convolutions after each resampling one: depth at every resolution
 
     @property
     def stochastic(self) -> bool:
@@ -59,6 +60,8 @@ class Encoder(nn.Module):
         layers, c_in = [], cfg.channels
         for c_out in widths:
             layers += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), nn.SiLU()]
+            for _ in range(cfg.extra_convs):
+                layers += [nn.Conv2d(c_out, c_out, 3, padding=1), nn.SiLU()]
             c_in = c_out
         self.convs = nn.Sequential(*layers, nn.Flatten())
         flat = widths[-1] * sizes[-1][0] * sizes[-1][1]
@@ -94,14 +97,15 @@ class Decoder(nn.Module):
             nn.Linear(cfg.latent_dim + extra, cfg.hidden), nn.SiLU(), nn.Linear(cfg.hidden, flat), nn.SiLU()
         )
         layers = []
-        outs = widths[::-1][1:] + [cfg.channels]
+        outs = widths[::-1][1:] + [widths[0]]
         for i, (c_in, c_out) in enumerate(zip(widths[::-1], outs)):
             (h_in, w_in), (h_out, w_out) = sizes[-1 - i], sizes[-2 - i]
             # output_padding makes each transposed convolution land exactly on the encoder's size.
             pad = (h_out - (2 * h_in - 1), w_out - (2 * w_in - 1))
-            layers.append(nn.ConvTranspose2d(c_in, c_out, 3, stride=2, padding=1, output_padding=pad))
-            if c_out != cfg.channels:
-                layers.append(nn.SiLU())
+            layers += [nn.ConvTranspose2d(c_in, c_out, 3, stride=2, padding=1, output_padding=pad), nn.SiLU()]
+            for _ in range(cfg.extra_convs):
+                layers += [nn.Conv2d(c_out, c_out, 3, padding=1), nn.SiLU()]
+        layers.append(nn.Conv2d(widths[0], cfg.channels, 3, padding=1))  # per-pixel logits at full resolution
         self.deconvs = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:

@@ -1,0 +1,27 @@
+"""The README's figures come from the manifests, and the manifests' files are the ones shipped."""
+
+from pathlib import Path
+
+import pytest
+
+from service.manifest import load_manifest, verify_files
+from training.catalog import main as catalog
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = sorted(p for p in (ROOT / "models").iterdir() if (p / "manifest.json").is_file())
+
+
+def test_readme_models_table_is_the_one_printed_from_the_manifests():
+    assert catalog([str(ROOT / "models"), "--check", str(ROOT / "README.md")]) == 0
+
+
+@pytest.mark.parametrize("folder", SHIPPED, ids=[p.name for p in SHIPPED])
+def test_shipped_model_validates_and_its_hashes_match(folder):
+    manifest = load_manifest(folder)
+    verify_files(folder, manifest)
+    assert manifest.name == folder.name
+    assert all((folder / f).is_file() for f in manifest.reports.values())
+
+
+def test_the_default_models_ship():
+    assert {"mnist-ae", "mnist-vae", "mnist-cvae"} <= {p.name for p in SHIPPED}

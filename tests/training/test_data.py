@@ -1,0 +1,88 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from training.data import DataError, load_dataset, split_dataset
+
+
+def _write_folder(root, classes=("cat", "dog"), per_class=6, size=(10, 12), fmt="PNG"):
+    rng = np.random.default_rng(0)
+    for cls in classes:
+        (root / cls).mkdir(parents=True)
+        for i in range(per_class):
+            pixels = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / cls / f"{i}.{fmt.lower()}", fmt)
+    return root
+
+
+def test_mnist_is_the_bundled_real_digits():
+    data = load_dataset("mnist")
+    assert data.images.shape == (5000, 1, 28, 28) and data.images.dtype == np.uint8
+    assert np.bincount(data.labels).tolist() == [500] * 10
+    assert data.images.max() == 255 and data.class_names == [str(d) for d in range(10)]
+
+
+def test_digits_scaled_to_0_255_and_resizable():
+    data = load_dataset("digits", size=16)
+    assert data.images.shape == (1797, 1, 16, 16) and data.images.max() > 200
+
+
+def test_split_is_stratified_disjoint_and_seeded():
+    labels = np.repeat(np.arange(10), 500)
+    a, b = split_dataset(labels, 5000, 0.2, 0.1, seed=0), split_dataset(labels, 5000, 0.2, 0.1, seed=0)
+    assert (len(a.train), len(a.validation), len(a.test)) == (3600, 400, 1000)
+    assert np.bincount(labels[a.test]).tolist() == [100] * 10
+    assert not set(a.train) & set(a.test) and not set(a.validation) & set(a.test)
+    assert np.array_equal(a.test, b.test)
+    assert not np.array_equal(a.test, split_dataset(labels, 5000, 0.2, 0.1, seed=1).test)
+
+
+def test_folder_dataset_labels_from_subfolders_and_resizes(tmp_path):
+    root = _write_folder(tmp_path / "pets", fmt="JPEG")
+    data = load_dataset(f"folder:{root}", size=8, channels=3)
+    assert data.images.shape == (12, 3, 8, 8)
+    assert data.class_names == ["cat", "dog"] and data.labels.tolist() == [0] * 6 + [1] * 6
+    assert load_dataset(f"folder:{root}", channels=1).images.shape == (12, 1, 12, 10)
+
+
+def test_npz_dataset_with_and_without_labels(tmp_path):
+    x = np.random.default_rng(0).integers(0, 256, (20, 9, 9, 3), dtype=np.uint8)
+    np.savez(tmp_path / "a.npz", x=x, y=np.arange(20) % 4)
+    np.savez(tmp_path / "b.npz", x=x[..., 0])
+    a, b = load_dataset(f"npz:{tmp_path / 'a.npz'}"), load_dataset(f"npz:{tmp_path / 'b.npz'}")
+    assert a.images.shape == (20, 3, 9, 9) and a.class_names == ["0", "1", "2", "3"]
+    assert np.array_equal(a.images[3], x[3].transpose(2, 0, 1))
+    assert b.images.shape == (20, 1, 9, 9) and b.labels is None
+
+
+def _bad_npz(tmp_path, **arrays):
+    np.savez(tmp_path / "bad.npz", **arrays)
+    return f"npz:{tmp_path / 'bad.npz'}"
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: "imagenet", "unknown dataset"),
+        (lambda p: f"folder:{p / 'nowhere'}", "no such folder"),
+        (lambda p: (p / "empty").mkdir() or f"folder:{p / 'empty'}", "no class subfolders"),
+        (lambda p: (p / "f" / "cat").mkdir(parents=True) or f"folder:{p / 'f'}", "no PNG or JPEG"),
+        (lambda p: f"npz:{p / 'missing.npz'}", "no such file"),
+        (lambda p: _bad_npz(p, images=np.zeros((20, 4, 4), np.uint8)), "no array 'x'"),
+        (lambda p: _bad_npz(p, x=np.zeros((20, 4, 4), np.float32)), "must be uint8"),
+        (lambda p: _bad_npz(p, x=np.zeros((20, 4), np.uint8)), "N x H x W"),
+        (lambda p: _bad_npz(p, x=np.zeros((20, 4, 4), np.uint8), y=np.zeros(19, np.int64)), "one label per image"),
+        (lambda p: _bad_npz(p, x=np.zeros((5, 4, 4), np.uint8)), "at least 10"),
+    ],
+)
+def test_bad_data_names_the_problem(tmp_path, make, message):
+    with pytest.raises(DataError, match=message):
+        load_dataset(make(tmp_path))
+
+
+def test_unreadable_image_is_named(tmp_path):
+    root = _write_folder(tmp_path / "pets")
+    broken = root / "dog" / "broken.png"
+    broken.write_bytes(b"not a png at all")
+    with pytest.raises(DataError, match=r"broken\.png: unreadable image"):
+        load_dataset(f"folder:{root}")

@@ -1,0 +1,51 @@
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from training.export import ExportError, _check_parity, export_model  # noqa: E402
+from training.networks import AutoEncoder, DecoderGraph, NetConfig  # noqa: E402
+
+
+def _tiny(kind, channels=1, size=12):
+    torch.manual_seed(0)
+    cfg = NetConfig(kind, channels, size, size, latent_dim=3, num_classes=4 if kind == "cvae" else None,
+                    base_channels=4, hidden=16)
+    return AutoEncoder(cfg)
+
+
+@pytest.mark.parametrize("kind", ["ae", "vae", "cvae"])
+def test_export_writes_self_contained_graphs_with_the_contract_names(tmp_path, kind):
+    model = _tiny(kind)
+    files, worst = export_model(model, "bernoulli", tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["decoder.onnx", "encoder.onnx"]  # no external data
+    assert worst <= 1e-5
+    enc_in = [t.name for t in files["encoder"].inputs]
+    assert enc_in == (["image", "label"] if kind == "cvae" else ["image"])
+    assert [t.name for t in files["encoder"].outputs] == (["mu"] if kind == "ae" else ["mu", "logvar"])
+    assert [t.name for t in files["decoder"].outputs] == ["image", "logits"]
+    assert files["encoder"].inputs[0].shape == ["N", 1, 12, 12]
+    # The batch axis really is dynamic, and the decoder's image is the sigmoid of its logits.
+    session = ort.InferenceSession(str(tmp_path / "decoder.onnx"), providers=["CPUExecutionProvider"])
+    feeds = {"z": np.random.default_rng(0).standard_normal((33, 3), dtype=np.float32)}
+    if kind == "cvae":
+        feeds["label"] = np.arange(33, dtype=np.int64) % 4
+    image, logits = session.run(None, feeds)
+    assert image.shape == (33, 1, 12, 12)
+    assert np.allclose(image, 1 / (1 + np.exp(-logits)), atol=1e-6)
+
+
+def test_gaussian_decoder_has_no_logits(tmp_path):
+    files, _ = export_model(_tiny("vae", channels=3), "gaussian", tmp_path)
+    assert [t.name for t in files["decoder"].outputs] == ["image"]
+    assert files["decoder"].outputs[0].shape == ["N", 3, 12, 12]
+
+
+def test_parity_check_fails_loudly_when_the_graph_differs_from_pytorch(tmp_path):
+    model = _tiny("vae")
+    export_model(model, "bernoulli", tmp_path)
+    with torch.no_grad():
+        model.decoder.deconvs[0].bias.add_(0.01)  # PyTorch now computes something the file does not
+    with pytest.raises(ExportError, match="differs from PyTorch"):
+        _check_parity(DecoderGraph(model, True).eval(), tmp_path / "decoder.onnx", model, "decoder", ["image", "logits"])
