@@ -1,0 +1,48 @@
+"""Typed FastAPI dependencies: what a route needs, taken from the app's state and the request's query."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+
+from .errors import NotReady
+from .metrics import Metrics as _Metrics
+from .model import ServedModel
+from .registry import ModelRegistry
+from .settings import Settings as _Settings
+
+
+def get_settings(request: Request) -> _Settings:
+    return request.app.state.settings
+
+
+def get_metrics(request: Request) -> _Metrics:
+    return request.app.state.metrics
+
+
+def get_registry(request: Request) -> ModelRegistry:
+    """The loaded registry; NotReady (503) until start-up has loaded and warmed every model."""
+    registry = getattr(request.app.state, "registry", None)
+    if registry is None:
+        raise NotReady("the service is starting or stopping; models are not loaded yet, retry shortly")
+    return registry
+
+
+Settings = Annotated[_Settings, Depends(get_settings)]
+Metrics = Annotated[_Metrics, Depends(get_metrics)]
+Registry = Annotated[ModelRegistry, Depends(get_registry)]
+
+
+def get_model(
+    registry: Registry,
+    model: Annotated[
+        str | None,
+        Query(description="model name (see GET /models); the default model when omitted", examples=["mnist-vae"]),
+    ] = None,
+) -> ServedModel:
+    """The model named by `?model=`, or the default one; 404 for a name that is not loaded."""
+    return registry.get(model)
+
+
+Model = Annotated[ServedModel, Depends(get_model)]

@@ -1,0 +1,105 @@
+"""Image bytes <-> model arrays: decode PNG/JPEG safely, convert to the model's channels and size, encode PNGs.
+
+Arrays are float32 [C, H, W] (one image) or [N, C, H, W], values in [0, 1].
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
+from .manifest import ImageSpec
+
+_SIGNATURES = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG"}
+_OTHER_SIGNATURES = {b"GIF8": "GIF", b"BM": "BMP", b"II*\x00": "TIFF", b"MM\x00*": "TIFF", b"RIFF": "WebP/RIFF"}
+
+
+def sniff(data: bytes, what: str = "image") -> str:
+    """'PNG' or 'JPEG' from the file signature; UnsupportedMediaType (415) for anything else."""
+    for signature, name in _SIGNATURES.items():
+        if data.startswith(signature):
+            return name
+    other = next((n for s, n in _OTHER_SIGNATURES.items() if data.startswith(s)), None)
+    got = f"a {other} file" if other else ("empty data" if not data else f"bytes starting {data[:8]!r}")
+    raise UnsupportedMediaType(f"{what} is {got}; send a PNG or JPEG image")
+
+
+def _open(data: bytes, what: str, max_pixels: int) -> Image.Image:
+    fmt = sniff(data, what)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=[fmt])  # reads the header only, not the pixels
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise PayloadTooLarge(
+            f"{what} declares more pixels than Pillow's safety limit; the limit here is "
+            f"{max_pixels} pixels (VAE_MAX_PIXELS)"
+        ) from None
+    except UnidentifiedImageError:
+        raise InvalidInput(
+            f"{what} starts like a {fmt} but its header is corrupt; send an intact PNG or JPEG file"
+        ) from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise InvalidInput(f"{what} is not a readable {fmt} ({e}); send an intact PNG or JPEG file") from None
+    width, height = image.size
+    if width * height > max_pixels:  # checked on the header, before a decompression bomb is expanded
+        raise PayloadTooLarge(
+            f"{what} is {width}x{height} = {width * height} pixels; the limit is {max_pixels} (VAE_MAX_PIXELS); "
+            "resize it before sending"
+        )
+    return image
+
+
+def _to_mode(image: Image.Image, channels: int) -> Image.Image:
+    if image.mode.startswith("I;16") or image.mode == "I":  # 16-bit PNG: scale to 8 bits, not clip
+        image = Image.fromarray((np.asarray(image, dtype=np.float64) / 257.0).round().clip(0, 255).astype(np.uint8))
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        # Transparent pixels become black, the background of the MNIST-style digits the models know.
+        image = image.convert("RGBA")
+        image = Image.alpha_composite(Image.new("RGBA", image.size, (0, 0, 0, 255)), image)
+    return image.convert("L" if channels == 1 else "RGB")
+
+
+def decode_image(data: bytes, spec: ImageSpec, max_pixels: int, what: str = "image") -> np.ndarray:
+    """PNG/JPEG bytes -> float32 [C, H, W] in [0, 1], converted to the model's channels and resized to its size."""
+    image = _open(data, what, max_pixels)
+    try:
+        image = ImageOps.exif_transpose(image)  # phone JPEGs store rotation in EXIF
+        image = _to_mode(image, spec.channels)
+        if image.size != (spec.width, spec.height):
+            image = image.resize((spec.width, spec.height), Image.Resampling.LANCZOS, reducing_gap=3.0)
+        array = np.asarray(image, dtype=np.float32) / 255.0
+    except (OSError, SyntaxError, ValueError) as e:  # truncated or corrupt pixel data surfaces here
+        raise InvalidInput(f"{what} could not be decoded ({e}); send an intact PNG or JPEG file") from None
+    return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """[C, H, W] floats in [0, 1] -> [H, W] or [H, W, C] uint8 for Pillow."""
+    pixels = (np.clip(np.nan_to_num(image), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    return pixels[0] if pixels.shape[0] == 1 else pixels.transpose(1, 2, 0)
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """[C, H, W] in [0, 1] -> PNG bytes (grayscale for one channel, RGB for three)."""
+    buffer = io.BytesIO()
+    Image.fromarray(to_uint8(image)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def grid(images: np.ndarray, columns: int | None = None, padding: int = 2, pad_value: float = 0.5) -> np.ndarray:
+    """[N, C, H, W] -> one [C, H', W'] image, row-major, nearly square unless `columns` is given."""
+    n, c, h, w = images.shape
+    columns = columns or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / columns)
+    out = np.full((c, padding + rows * (h + padding), padding + columns * (w + padding)), pad_value, np.float32)
+    for i, image in enumerate(images):
+        top = padding + (i // columns) * (h + padding)
+        left = padding + (i % columns) * (w + padding)
+        out[:, top : top + h, left : left + w] = image
+    return out

@@ -1,0 +1,78 @@
+"""ASGI middleware: a request-body size cap, and request metrics by route template and status."""
+
+from __future__ import annotations
+
+import time
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .errors import PayloadTooLarge, problem_response
+from .metrics import Metrics
+
+
+class BodyLimitMiddleware:
+    """Refuse bodies over `max_bytes`: at once from Content-Length, else while the body streams in."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    def _too_large(self, size: str) -> PayloadTooLarge:
+        return PayloadTooLarge(f"the request body is {size}; the limit is {self.max_bytes} bytes (VAE_MAX_BODY_BYTES)")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            error = self._too_large(f"{int(length)} bytes")
+            response = problem_response(
+                error.status, error.title, error.detail, slug=error.slug, instance=scope["path"]
+            )
+            response.headers["Connection"] = "close"  # the unread body must not be parsed as the next request
+            await response(scope, receive, send)
+            return
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    # Raised inside the route's body read, so the app's error handler answers 413.
+                    raise self._too_large(f"over {self.max_bytes} bytes")
+            return message
+
+        await self.app(scope, limited, send)
+
+
+class RequestMetricsMiddleware:
+    """Count requests by route template (not raw path, to bound label cardinality), method and status."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+        start = time.perf_counter()
+
+        async def record_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, record_status)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            method = scope.get("method", "")
+            self.metrics.requests.labels(route=template, method=method, status=str(status)).inc()
+            self.metrics.request_seconds.labels(route=template, method=method).observe(time.perf_counter() - start)

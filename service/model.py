@@ -1,0 +1,232 @@
+"""One served model: its manifest, its two graph runners, and the operations the routes ask for.
+
+What the model can do is read from the manifest's declared graph I/O (does the decoder take a `label`? does
+the encoder return a `logvar`?), so a new kind that follows the contract needs no new branch here. Arrays are
+float32 images [N, C, H, W] in [0, 1], latents [N, D], labels int64 [N].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import InvalidInput, LabelRequired, NotConditional, NotGenerative
+from .manifest import Manifest
+from .metrics import Metrics
+from .runner import GraphRunner
+
+Label = int | str
+
+
+@dataclass(frozen=True)
+class Encoding:
+    mu: np.ndarray  # [N, D]
+    logvar: np.ndarray | None  # [N, D]; None for a deterministic encoder
+
+
+class ServedModel:
+    """A loaded, validated model; every method raises a ServiceError for a request it cannot serve."""
+
+    def __init__(
+        self, manifest: Manifest, folder: Path, encoder: GraphRunner, decoder: GraphRunner, metrics: Metrics
+    ) -> None:
+        self.manifest = manifest
+        self.folder = folder
+        self.encoder = encoder
+        self.decoder = decoder
+        self._images = metrics.images_produced.labels(model=manifest.name)
+        files = manifest.files
+        self.encoder_takes_label = files.encoder.input("label") is not None
+        self.decoder_takes_label = files.decoder.input("label") is not None
+        self.has_posterior = files.encoder.output("logvar") is not None  # q(z|x) is a distribution
+        self.has_prior = manifest.stochastic  # trained against N(0, I), so the prior can be sampled
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+    @property
+    def conditional(self) -> bool:
+        return self.decoder_takes_label
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.manifest.labels or [])
+
+    # --- labels -------------------------------------------------------------------------------------------
+
+    def label_index(self, value: Label) -> int:
+        """A class name from the manifest, or an index into it; names win when a string is both."""
+        names = self.class_names
+        if isinstance(value, str) and value in names:
+            return names.index(value)
+        if isinstance(value, int) and not isinstance(value, bool):
+            index = value
+        elif isinstance(value, str) and value.strip().isdigit():
+            index = int(value)
+        else:
+            index = -1
+        if not 0 <= index < len(names):
+            shown = names if len(names) <= 20 else names[:20] + ["..."]
+            raise InvalidInput(
+                f"label {value!r} is not a class of model {self.name!r}: give an index 0..{len(names) - 1} "
+                f"or a class name from {shown}"
+            )
+        return index
+
+    def labels_for(self, labels: Sequence[Label] | None, n: int, *, required: bool) -> np.ndarray | None:
+        """Resolve labels to int64 [n] (one label is repeated for every row); None when not conditional."""
+        if not self.conditional:
+            if labels:
+                raise NotConditional(
+                    f"model {self.name!r} is unconditional (kind {self.manifest.kind!r}): it takes no label; "
+                    "drop the label, or use a conditional model (see GET /models)"
+                )
+            return None
+        if not labels:
+            if required:
+                raise LabelRequired(
+                    f"model {self.name!r} is conditional: give a label (an index 0..{len(self.class_names) - 1} "
+                    f"or a class name from {self.class_names})"
+                )
+            return None
+        if len(labels) not in (1, n):
+            raise InvalidInput(f"got {len(labels)} labels for {n} rows: give one label for all, or one per row")
+        indices = np.array([self.label_index(v) for v in labels], dtype=np.int64)
+        return np.broadcast_to(indices, (n,)).copy() if len(labels) == 1 else indices
+
+    def label_names(self, indices: np.ndarray | None) -> list[str] | None:
+        return None if indices is None else [self.class_names[i] for i in indices.tolist()]
+
+    # --- graph calls --------------------------------------------------------------------------------------
+
+    async def encode(self, images: np.ndarray, labels: np.ndarray | None = None) -> Encoding:
+        """q(z|x) for images [N, C, H, W] (+ label indices [N] from `labels_for`): mu (and logvar) [N, D]."""
+        feeds = {"image": np.ascontiguousarray(images, dtype=np.float32)}
+        if self.encoder_takes_label:
+            feeds["label"] = self._need(labels)
+        names = ["mu", "logvar"] if self.has_posterior else ["mu"]
+        out = await self.encoder(names, feeds)
+        return Encoding(mu=out[0], logvar=out[1] if self.has_posterior else None)
+
+    async def decode(self, z: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
+        """Mean of p(x|z) for latents [N, D] (+ label indices [N]): images [N, C, H, W] in [0, 1]."""
+        feeds = {"z": np.ascontiguousarray(z, dtype=np.float32)}
+        if self.decoder_takes_label:
+            feeds["label"] = self._need(labels)
+        (images,) = await self.decoder(["image"], feeds)
+        self._images.inc(len(images))
+        return np.clip(images, 0.0, 1.0)
+
+    def _need(self, labels: np.ndarray | None) -> np.ndarray:
+        if labels is None:  # routes resolve labels first; this guards a caller that forgot
+            self.labels_for(None, 0, required=True)
+        assert labels is not None
+        return labels
+
+    # --- randomness (drawn here, never inside a graph) ----------------------------------------------------
+
+    def require_posterior(self) -> None:
+        """NotGenerative (409) unless q(z|x) is a distribution that z can be drawn from."""
+        if not self.has_posterior:
+            raise NotGenerative(
+                f"model {self.name!r} is a deterministic autoencoder (kind {self.manifest.kind!r}): its code is a "
+                "point, not a distribution, so there is nothing to draw z from; omit 'samples' or use a vae"
+            )
+
+    def posterior_draws(self, encoding: Encoding, k: int, rng: np.random.Generator) -> np.ndarray:
+        """z = mu + exp(logvar / 2) * eps, k draws per image: [N, k, D]."""
+        self.require_posterior()
+        assert encoding.logvar is not None
+        eps = rng.standard_normal((encoding.mu.shape[0], k, encoding.mu.shape[1]), dtype=np.float32)
+        return encoding.mu[:, None, :] + np.exp(0.5 * encoding.logvar)[:, None, :] * eps
+
+    def require_prior(self) -> None:
+        """NotGenerative (409) unless the model was trained against a prior that can be sampled."""
+        if not self.has_prior:
+            raise NotGenerative(
+                f"model {self.name!r} is a deterministic autoencoder (kind {self.manifest.kind!r}): it was not "
+                "trained against a prior, so it has no distribution to sample from; sample from a vae or cvae "
+                "model instead (see GET /models), or decode latents you chose with POST /decode"
+            )
+
+    def prior_draws(self, n: int, rng: np.random.Generator, temperature: float) -> np.ndarray:
+        """z ~ N(0, temperature^2 I): [n, D]."""
+        self.require_prior()
+        return temperature * rng.standard_normal((n, self.manifest.latent_dim), dtype=np.float32)
+
+    async def sample(
+        self, n: int, rng: np.random.Generator, temperature: float, labels: Sequence[Label] | None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """n images from the prior (one label for all, or one per image): images, label indices."""
+        z = self.prior_draws(n, rng, temperature)
+        resolved = self.labels_for(labels, n, required=True)
+        return await self.decode(z, resolved), resolved
+
+    async def reconstruct(
+        self, images: np.ndarray, labels: Sequence[Label] | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Decode each image's mu: reconstructions [N, C, H, W], sum of squared errors [N], label indices."""
+        resolved = self.labels_for(labels, len(images), required=self.encoder_takes_label or self.decoder_takes_label)
+        encoding = await self.encode(images, resolved)
+        recon = await self.decode(encoding.mu, resolved)
+        errors = ((recon - images) ** 2).reshape(len(images), -1).sum(axis=1)
+        return recon, errors, resolved
+
+    # --- description --------------------------------------------------------------------------------------
+
+    def capabilities(self) -> dict[str, bool]:
+        return {
+            "encode": True,
+            "encode_samples": self.has_posterior,
+            "decode": True,
+            "reconstruct": True,
+            "sample": self.has_prior,
+            "generate": self.has_prior and self.conditional,
+        }
+
+    def summary(self) -> dict[str, Any]:
+        """What GET /models lists for this model."""
+        m = self.manifest
+        return {
+            "name": m.name,
+            "version": m.version,
+            "kind": m.kind,
+            "description": m.description,
+            "image": m.image.model_dump(),
+            "latent_dim": m.latent_dim,
+            "labels": m.labels,
+            "likelihood": m.likelihood,
+            "capabilities": self.capabilities(),
+            "providers": {"encoder": self.encoder.providers, "decoder": self.decoder.providers},
+        }
+
+    def details(self) -> dict[str, Any]:
+        """What GET /models/{name} shows: the summary plus the manifest's measured figures and provenance."""
+        m = self.manifest
+        training = m.training.model_dump(mode="json")
+        split = training.pop("split")
+        split.pop("test_indices")  # thousands of integers; they stay in manifest.json
+        training["split"] = split
+        return {
+            **self.summary(),
+            "created": m.created,
+            "encoder_conditioned": m.encoder_conditioned,
+            "gaussian_sigma": m.gaussian_sigma,
+            "metrics": m.metrics.model_dump(mode="json", exclude_none=True),
+            "training": training,
+            "files": {
+                role: {
+                    "path": g.path,
+                    "sha256": g.sha256,
+                    "inputs": [t.model_dump() for t in g.inputs],
+                    "outputs": [t.model_dump() for t in g.outputs],
+                }
+                for role, g in (("encoder", m.files.encoder), ("decoder", m.files.decoder))
+            },
+            "reports": m.reports,
+        }

@@ -1,0 +1,181 @@
+"""OpenAPI documentation for the routes: request bodies (several media types per route), examples, errors.
+
+The routes read their bodies by media type themselves (multipart, JSON, raw image, .npy), so FastAPI cannot
+infer the request schemas; they are written here once and attached with `openapi_extra` and `responses`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .errors import PROBLEM_MEDIA_TYPE
+from .inputs import ImagesJSON, LabelsJSON, LatentsJSON
+from .outputs import b64_png
+
+
+def _example_digit() -> np.ndarray:
+    # A 28x28 "1": a bright vertical stroke on black, the MNIST convention.
+    image = np.zeros((1, 28, 28), np.float32)
+    image[0, 5:23, 13:16] = 1.0
+    return image
+
+
+EXAMPLE_PNG_B64 = b64_png(_example_digit())
+_BINARY = {"type": "string", "format": "binary"}
+_LATENT = [0.12, -1.3, 0.4, 0.9, -0.2, 0.05, 1.1, -0.7, 0.3, -0.9, 0.0, 0.6, -0.4, 0.2, 1.4, -1.0]
+
+
+def _problem(status: int, slug: str, title: str, detail: str) -> dict[str, Any]:
+    return {
+        "description": title,
+        "content": {
+            PROBLEM_MEDIA_TYPE: {
+                "example": {
+                    "type": f"urn:vae-service:problem:{slug}" if slug else "about:blank",
+                    "title": title,
+                    "status": status,
+                    "detail": detail,
+                    "instance": "/sample",
+                }
+            }
+        },
+    }
+
+
+ERRORS: dict[int, dict[str, Any]] = {
+    404: _problem(
+        404,
+        "unknown-model",
+        "Unknown model",
+        "no model named 'mnist-gan' is loaded; loaded models: ['mnist-ae', 'mnist-vae']",
+    ),
+    409: _problem(
+        409,
+        "not-generative",
+        "Model has no prior",
+        "model 'mnist-ae' is a deterministic autoencoder (kind 'ae'): it was not trained against a prior, "
+        "so it has no distribution to sample from; ...",
+    ),
+    413: _problem(
+        413,
+        "payload-too-large",
+        "Payload too large",
+        "image is 20000x20000 = 400000000 pixels; the limit is 4000000 (VAE_MAX_PIXELS); resize it before sending",
+    ),
+    415: _problem(
+        415, "unsupported-media-type", "Unsupported media type", "image is a GIF file; send a PNG or JPEG image"
+    ),
+    422: _problem(
+        422, "invalid-input", "Invalid input", "query parameter 'n': Input should be greater than or equal to 1"
+    ),
+    503: _problem(
+        503, "not-ready", "Not ready", "the service is starting or stopping; models are not loaded yet, retry shortly"
+    ),
+}
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {s: ERRORS[s] for s in statuses}
+
+
+def image_body() -> dict[str, Any]:
+    """openapi_extra for routes that take images: multipart files, JSON base64, or a raw PNG/JPEG body."""
+    return {
+        "requestBody": {
+            "required": True,
+            "description": "one or more PNG/JPEG images; converted to the model's channels and size",
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "file": {
+                                "type": "array",
+                                "items": _BINARY,
+                                "description": "any field name; repeat for many",
+                            },
+                            "label": {"type": "string", "description": "labels for a conditioned model, e.g. 7 or 7,3"},
+                        },
+                    }
+                },
+                "application/json": {
+                    "schema": ImagesJSON.model_json_schema(),
+                    "example": {"images": [EXAMPLE_PNG_B64]},
+                },
+                "image/png": {"schema": _BINARY},
+                "image/jpeg": {"schema": _BINARY},
+            },
+        }
+    }
+
+
+def latents_body() -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": LatentsJSON.model_json_schema(),
+                    "examples": {
+                        "unconditional": {"summary": "one latent vector", "value": {"z": [_LATENT]}},
+                        "conditional": {"summary": "a cvae: z and a label", "value": {"z": [_LATENT], "labels": [7]}},
+                    },
+                },
+                "application/x-npy": {"schema": {**_BINARY, "description": "float array [N, latent_dim] (numpy.save)"}},
+            },
+        }
+    }
+
+
+def labels_body() -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": LabelsJSON.model_json_schema(),
+                    "example": {"labels": [0, 1, 2, "3", "7"], "seed": 42, "temperature": 0.8},
+                }
+            },
+        }
+    }
+
+
+def _images_json(**extra: Any) -> dict[str, Any]:
+    return {"model": "mnist-vae", **extra, "shape": [1, 1, 28, 28], "images": [EXAMPLE_PNG_B64]}
+
+
+def images_ok(description: str, **extra: Any) -> dict[int | str, dict[str, Any]]:
+    """A 200 that can be a PNG, JSON with base64 PNGs, or a .npy array."""
+    return {
+        200: {
+            "description": description,
+            "content": {
+                "image/png": {"schema": _BINARY},
+                "application/json": {"example": _images_json(**extra)},
+                "application/x-npy": {"schema": _BINARY},
+            },
+        }
+    }
+
+
+ENCODE_OK: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "per image: mu and logvar of q(z|x) (logvar null for an ae); z draws when samples > 0",
+        "content": {
+            "application/json": {
+                "example": {
+                    "model": "mnist-vae",
+                    "latent_dim": 16,
+                    "mu": [_LATENT],
+                    "logvar": [[-3.2] * 16],
+                    "seed": 42,
+                    "z": [[_LATENT, _LATENT]],
+                }
+            },
+            "application/x-npy": {"schema": {**_BINARY, "description": "mu [N, D], or z [N, k, D] when samples > 0"}},
+        },
+    }
+}

@@ -1,0 +1,199 @@
+"""The model registry: load every `models/<name>/` folder, validate it, warm it up, and look models up by name.
+
+A folder is served only if its manifest validates, its declared I/O follows the graph contract, its files
+match their sha256, each session's real I/O matches the declaration, and a warm-up run returns the declared
+shapes. Otherwise it is refused with a message naming the file and the field, logged, and listed in /models.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .contract import check_contract
+from .errors import NotConditional, StartupError, UnknownModel
+from .graphs import check_io, open_session
+from .manifest import MANIFEST_FILE, ManifestError, load_manifest, verify_files
+from .metrics import Metrics
+from .model import ServedModel
+from .providers import GPU_PROVIDERS, ProviderPlan, check, probe
+from .runner import GraphRunner
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Refused:
+    folder: str
+    reason: str
+
+
+class ModelRegistry:
+    """Loaded models by name, the default one, and the folders that were refused."""
+
+    def __init__(
+        self, models: dict[str, ServedModel], default: str, refused: list[Refused], plan: ProviderPlan
+    ) -> None:
+        self.models = models
+        self.default = default
+        self.refused = refused
+        self.plan = plan
+
+    def get(self, name: str | None = None) -> ServedModel:
+        """The named model, or the default one; UnknownModel (404) lists what is loaded."""
+        model = self.models.get(name or self.default)
+        if model is None:
+            raise UnknownModel(f"no model named {name!r} is loaded; loaded models: {sorted(self.models)}")
+        return model
+
+    def get_conditional(self, name: str | None = None) -> ServedModel:
+        """The named model if it is conditional, else the best conditional one; 409 when there is none."""
+        if name is not None:
+            model = self.get(name)
+            if not model.conditional:
+                raise NotConditional(
+                    f"model {name!r} is unconditional (kind {model.manifest.kind!r}): it cannot generate a given "
+                    f"label; conditional models here: {self.conditional_names or 'none'}"
+                )
+            return model
+        if not self.conditional_names:
+            raise NotConditional(
+                f"no conditional model is loaded (loaded: {sorted(self.models)}); "
+                "train and export a cvae to generate given labels"
+            )
+        return self.models[self.conditional_names[0]]
+
+    @property
+    def conditional_names(self) -> list[str]:
+        """Conditional models, best held-out bound first: the first is /generate's default."""
+        conditional = [m for m in self.models.values() if m.conditional and m.has_prior]
+        return [m.name for m in sorted(conditional, key=lambda m: (_bound(m), m.name))]
+
+    @property
+    def providers(self) -> dict[str, dict[str, list[str]]]:
+        return {n: {"encoder": m.encoder.providers, "decoder": m.decoder.providers} for n, m in self.models.items()}
+
+    @property
+    def gpu(self) -> bool:
+        """True when some session runs on a GPU provider (first in its list: the one that takes the nodes)."""
+        return any(active[0] in GPU_PROVIDERS for graphs in self.providers.values() for active in graphs.values())
+
+
+def _warm_up(model: ServedModel, path: Path) -> None:
+    # Run both graphs once, at a batch of every class index (at least 2 rows, so a graph whose batch axis
+    # is secretly fixed fails here, not on a user's request), and check the shapes of what the service reads.
+    m = model.manifest
+    rows = max(2, len(model.class_names))
+    labels = np.arange(rows, dtype=np.int64) % max(1, len(model.class_names))
+    image = (m.image.channels, m.image.height, m.image.width)
+    encoder_feeds = {"image": np.zeros((rows, *image), np.float32)}
+    decoder_feeds = {"z": np.zeros((rows, m.latent_dim), np.float32)}
+    if model.encoder_takes_label:
+        encoder_feeds["label"] = labels
+    if model.decoder_takes_label:
+        decoder_feeds["label"] = labels
+    encoder_outputs = ["mu", "logvar"] if model.has_posterior else ["mu"]
+    try:
+        encoded = model.encoder.run_sync(encoder_outputs, encoder_feeds)
+        (decoded,) = model.decoder.run_sync(["image"], decoder_feeds)
+    except Exception as e:  # onnxruntime's own error types: a graph that cannot run on contract inputs
+        classes = f", label indices 0..{rows - 1} for the classes in field 'labels'" if model.conditional else ""
+        raise ManifestError(
+            f"{path}: warm-up run on contract inputs ({rows} rows{classes}) failed: {type(e).__name__}: {e}"
+        ) from None
+    expected = {f"encoder output '{n}'": (rows, m.latent_dim) for n in encoder_outputs}
+    expected["decoder output 'image'"] = (rows, *image)
+    for (what, want), got in zip(expected.items(), [*encoded, decoded], strict=True):
+        if tuple(got.shape) != want:
+            raise ManifestError(
+                f"{path}: {what} has shape {list(got.shape)} for {rows} rows; image and latent_dim imply {list(want)}"
+            )
+
+
+def load_model(
+    folder: Path, plan: ProviderPlan, settings: Settings, executor: Executor, metrics: Metrics
+) -> ServedModel:
+    """Validate and load one model folder; ManifestError names the file and the field when it is refused."""
+    manifest = load_manifest(folder)
+    check_contract(folder, manifest)
+    paths = verify_files(folder, manifest)
+    runners = {}
+    for role, path in paths.items():
+        session = open_session(path, plan.active, settings.threads)
+        check_io(session, getattr(manifest.files, role), role, path)
+        check(settings.providers, session.get_providers(), require_gpu=settings.require_gpu, what=str(path))
+        runners[role] = GraphRunner(session, model=manifest.name, graph=role, executor=executor, metrics=metrics)
+    model = ServedModel(manifest, folder, runners["encoder"], runners["decoder"], metrics)
+    _warm_up(model, folder / MANIFEST_FILE)
+    for role, runner in runners.items():
+        metrics.model_info.labels(
+            model=manifest.name, kind=manifest.kind, version=manifest.version, graph=role, provider=runner.providers[0]
+        ).set(1)
+    return model
+
+
+def _bound(model: ServedModel) -> float:
+    metrics = model.manifest.metrics
+    value = metrics.iw_bound if metrics.iw_bound is not None else metrics.negative_elbo
+    return float("inf") if value is None else value
+
+
+def choose_default(models: dict[str, ServedModel], configured: str | None) -> str:
+    """The configured default, else the unconditional generative model with the best held-out bound."""
+    if configured:
+        if configured not in models:
+            raise StartupError(f"VAE_DEFAULT_MODEL={configured!r} is not loaded; loaded models: {sorted(models)}")
+        return configured
+    generative = [m for m in models.values() if m.has_prior and not m.conditional]
+    if generative:
+        return min(generative, key=lambda m: (_bound(m), m.name)).name
+    return min(models)
+
+
+def load_registry(settings: Settings, executor: Executor, metrics: Metrics) -> ModelRegistry:
+    """Load every model folder under `settings.models_dir`; StartupError when nothing (or a required GPU) is there."""
+    root = settings.models_dir
+    if not root.is_dir():
+        raise StartupError(f"models directory {str(root)!r} does not exist; set VAE_MODELS_DIR or --models-dir")
+    plan = probe(settings.providers)
+    check(settings.providers, plan.active, require_gpu=settings.require_gpu, what="provider probe")
+    models: dict[str, ServedModel] = {}
+    refused: list[Refused] = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
+        try:
+            model = load_model(folder, plan, settings, executor, metrics)
+            if model.name in models:
+                raise ManifestError(
+                    f"{folder / MANIFEST_FILE}: field 'name' is {model.name!r}, already served from "
+                    f"{models[model.name].folder}; give each model a unique name"
+                )
+        except ManifestError as e:
+            log.error("refused model folder %s: %s", folder, e)
+            refused.append(Refused(folder=str(folder), reason=str(e)))
+            continue
+        models[model.name] = model
+        log.info(
+            "loaded model %s (kind %s, version %s) from %s on encoder=%s decoder=%s",
+            model.name,
+            model.manifest.kind,
+            model.manifest.version,
+            folder,
+            ",".join(model.encoder.providers),
+            ",".join(model.decoder.providers),
+        )
+    if refused and settings.strict_models:
+        raise StartupError(
+            f"VAE_STRICT_MODELS=true and {len(refused)} model folder(s) were refused: "
+            + " | ".join(r.reason for r in refused)
+        )
+    if not models:
+        why = f"; refused: {' | '.join(r.reason for r in refused)}" if refused else ""
+        raise StartupError(f"no model could be loaded from {str(root)!r}{why}")
+    default = choose_default(models, settings.default_model)
+    log.info("serving %d model(s) %s; default %s", len(models), sorted(models), default)
+    return ModelRegistry(models, default, refused, plan)

@@ -1,0 +1,125 @@
+"""Routes that draw from the prior: GET /sample, GET /generate and POST /generate."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
+
+from .. import openapi as doc
+from ..deps import Model, Registry, Settings
+from ..errors import LabelRequired
+from ..inputs import LabelsJSON, merge_labels, parse_json
+from ..model import Label, ServedModel
+from ..outputs import Format, choose_format, images_response
+from .params import FormatQuery, LabelQuery, NQuery, SeedQuery, TemperatureQuery, at_most, rng_for
+
+router = APIRouter(tags=["generation"])
+
+ConditionalModelQuery = Annotated[
+    str | None,
+    Query(
+        alias="model",
+        description="a conditional model; the best-scoring conditional model when omitted",
+        examples=["mnist-cvae"],
+    ),
+]
+_ERRORS = doc.errors(404, 409, 422, 503)
+
+
+async def _draw(
+    request: Request,
+    model: ServedModel,
+    settings: Settings,
+    n: int,
+    labels: Sequence[Label] | None,
+    seed: int | None,
+    temperature: float,
+    fmt: Format | None,
+    columns: int | None = None,
+) -> Response:
+    """n images from the prior (labels: none, one for all, or one per image), rendered in the chosen format."""
+    fmt = choose_format(request, fmt, ("png", "json", "npy"), "png")
+    at_most(n, settings.max_n, "n", "VAE_MAX_N")
+    at_most(temperature, settings.max_temperature, "temperature", "VAE_MAX_TEMPERATURE")
+    rng, seed = rng_for(seed)
+    images, resolved = await model.sample(n, rng, temperature, labels)
+    fields = {"model": model.name, "seed": seed, "temperature": temperature, "labels": model.label_names(resolved)}
+    headers = {"X-Model": model.name, "X-Seed": str(seed)}
+    return images_response(fmt, images, fields=fields, headers=headers, columns=columns)
+
+
+@router.get(
+    "/sample",
+    response_model=None,
+    responses={
+        **doc.images_ok("n images decoded from z ~ N(0, temperature^2 I)", seed=42, temperature=1.0, labels=None),
+        **_ERRORS,
+    },
+)
+async def sample(
+    request: Request,
+    model: Model,
+    settings: Settings,
+    n: NQuery = 16,
+    seed: SeedQuery = None,
+    temperature: TemperatureQuery = 1.0,
+    label: LabelQuery = None,
+    fmt: FormatQuery = None,
+) -> Response:
+    """Sample n images from the model's prior; a conditional model needs `label` (one for all, or one per image)."""
+    return await _draw(request, model, settings, n, merge_labels(label, None), seed, temperature, fmt)
+
+
+@router.get(
+    "/generate",
+    response_model=None,
+    responses={**doc.images_ok("n images of each requested class", seed=42, temperature=1.0, labels=["7"]), **_ERRORS},
+)
+async def generate(
+    request: Request,
+    registry: Registry,
+    settings: Settings,
+    model: ConditionalModelQuery = None,
+    label: LabelQuery = None,
+    n: NQuery = 16,
+    seed: SeedQuery = None,
+    temperature: TemperatureQuery = 1.0,
+    fmt: FormatQuery = None,
+) -> Response:
+    """Conditional generation: n images of class `label`; with several labels, one grid row per label."""
+    served = registry.get_conditional(model)
+    labels = merge_labels(label, None)
+    if not labels:
+        raise LabelRequired(
+            f"GET /generate needs label=<class>: an index 0..{len(served.class_names) - 1} or a class name "
+            f"from {served.class_names} (model {served.name!r})"
+        )
+    per_image = [value for value in labels for _ in range(n)]
+    at_most(len(per_image), settings.max_n, "n x labels", "VAE_MAX_N")
+    columns = n if len(labels) > 1 else None
+    return await _draw(request, served, settings, len(per_image), per_image, seed, temperature, fmt, columns)
+
+
+@router.post(
+    "/generate",
+    response_model=None,
+    openapi_extra=doc.labels_body(),
+    responses={
+        **doc.images_ok("one image per label, in order", seed=42, temperature=0.8, labels=["0", "1", "2", "3", "7"]),
+        **doc.errors(404, 409, 413, 415, 422, 503),
+    },
+)
+async def generate_many(
+    request: Request,
+    registry: Registry,
+    settings: Settings,
+    model: ConditionalModelQuery = None,
+    fmt: FormatQuery = None,
+) -> Response:
+    """Conditional generation from a JSON list of labels: one image per label, in order."""
+    served = registry.get_conditional(model)
+    body = await parse_json(request, LabelsJSON)
+    assert isinstance(body, LabelsJSON)
+    return await _draw(request, served, settings, len(body.labels), body.labels, body.seed, body.temperature, fmt)

@@ -1,0 +1,116 @@
+"""Routes that take data in: POST /encode, POST /decode, POST /reconstruct."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import numpy as np
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import JSONResponse
+
+from .. import openapi as doc
+from ..deps import Model, Settings
+from ..inputs import merge_labels, read_images, read_latents
+from ..outputs import choose_format, images_response, npy_response
+from .params import FormatQuery, LabelQuery, SeedQuery, at_most, rng_for
+
+router = APIRouter(tags=["inference"])
+
+
+@router.post(
+    "/encode",
+    response_model=None,
+    openapi_extra=doc.image_body(),
+    responses={**doc.ENCODE_OK, **doc.errors(404, 409, 413, 415, 422, 503)},
+)
+async def encode(
+    request: Request,
+    model: Model,
+    settings: Settings,
+    samples: Annotated[
+        int, Query(ge=0, description="z draws per image from q(z|x) (0: none; 409 for an ae)", examples=[4])
+    ] = 0,
+    seed: SeedQuery = None,
+    label: LabelQuery = None,
+    fmt: FormatQuery = None,
+) -> Response:
+    """Encode images to q(z|x): mu and logvar [N, D] per image, and `samples` draws of z [N, k, D]."""
+    fmt = choose_format(request, fmt, ("json", "npy"), "json")
+    at_most(samples, settings.max_samples, "samples", "VAE_MAX_SAMPLES")
+    if samples:
+        model.require_posterior()  # before any work: an ae has no distribution to draw from
+    images = await read_images(request, model.manifest.image, settings)
+    at_most(len(images.array) * samples, settings.max_latents, "samples x images", "VAE_MAX_LATENTS")
+    labels = model.labels_for(merge_labels(label, images.labels), len(images.array), required=model.encoder_takes_label)
+    encoding = await model.encode(images.array, labels)
+    z, drawn_seed = None, None
+    if samples:
+        rng, drawn_seed = rng_for(seed)
+        z = model.posterior_draws(encoding, samples, rng)  # [N, k, D]
+    headers = {"X-Model": model.name, **({"X-Seed": str(drawn_seed)} if drawn_seed is not None else {})}
+    if fmt == "npy":
+        return npy_response(z if z is not None else encoding.mu, headers)
+    return JSONResponse(
+        {
+            "model": model.name,
+            "latent_dim": model.manifest.latent_dim,
+            "mu": encoding.mu.tolist(),
+            "logvar": None if encoding.logvar is None else encoding.logvar.tolist(),
+            "seed": drawn_seed,
+            "z": None if z is None else z.tolist(),
+        },
+        headers=headers,
+    )
+
+
+@router.post(
+    "/decode",
+    response_model=None,
+    openapi_extra=doc.latents_body(),
+    responses={
+        **doc.images_ok("images decoded from the latents (mean of p(x|z))", labels=None),
+        **doc.errors(404, 409, 413, 415, 422, 503),
+    },
+)
+async def decode(
+    request: Request, model: Model, settings: Settings, label: LabelQuery = None, fmt: FormatQuery = None
+) -> Response:
+    """Decode latent vectors [N, D] (+ labels for a conditional model) to images."""
+    fmt = choose_format(request, fmt, ("png", "json", "npy"), "png")
+    z, body_labels = await read_latents(request, model.manifest.latent_dim, settings)
+    labels = model.labels_for(merge_labels(label, body_labels), len(z), required=True)
+    images = await model.decode(z, labels)
+    return images_response(
+        fmt, images, fields={"model": model.name, "labels": model.label_names(labels)}, headers={"X-Model": model.name}
+    )
+
+
+@router.post(
+    "/reconstruct",
+    response_model=None,
+    openapi_extra=doc.image_body(),
+    responses={
+        **doc.images_ok(
+            "reconstructions (decoded at z = mu) and per-image squared error", labels=None, reconstruction_error=[12.7]
+        ),
+        **doc.errors(404, 413, 415, 422, 503),
+    },
+)
+async def reconstruct(
+    request: Request, model: Model, settings: Settings, label: LabelQuery = None, fmt: FormatQuery = None
+) -> Response:
+    """Encode and decode images; `reconstruction_error` is the sum of squared pixel errors (in [0, 1]) per image.
+
+    json (the default) holds the reconstructions and the errors; png shows each input beside its
+    reconstruction; npy is the reconstructions [N, C, H, W].
+    """
+    fmt = choose_format(request, fmt, ("json", "png", "npy"), "json")
+    images = await read_images(request, model.manifest.image, settings)
+    labels = merge_labels(label, images.labels)
+    recon, errors, resolved = await model.reconstruct(images.array, labels)
+    headers = {"X-Model": model.name, "X-Reconstruction-Error": ",".join(f"{e:.4f}" for e in errors)}
+    if fmt == "png":  # each input beside its reconstruction
+        pairs = np.stack([images.array, recon], axis=1).reshape(-1, *recon.shape[1:])
+        return images_response(fmt, pairs, fields={}, headers=headers, columns=2 * int(np.ceil(np.sqrt(len(recon)))))
+    fields = {"model": model.name, "labels": model.label_names(resolved), "reconstruction_error": errors.tolist()}
+    return images_response(fmt, recon, fields=fields, headers=headers)

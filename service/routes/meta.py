@@ -1,0 +1,135 @@
+"""Routes about the service itself: models, health, readiness, Prometheus metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Path, Request, Response
+
+from .. import openapi as doc
+from ..deps import Metrics, Registry, Settings
+
+router = APIRouter(tags=["service"])
+
+_PROVIDERS_EXAMPLE = {"mnist-vae": {"encoder": ["CPUExecutionProvider"], "decoder": ["CPUExecutionProvider"]}}
+_SUMMARY_EXAMPLE = {
+    "name": "mnist-vae",
+    "version": "1",
+    "kind": "vae",
+    "description": "VAE on MNIST",
+    "image": {"channels": 1, "height": 28, "width": 28},
+    "latent_dim": 16,
+    "labels": None,
+    "likelihood": "bernoulli",
+    "capabilities": {
+        "encode": True,
+        "encode_samples": True,
+        "decode": True,
+        "reconstruct": True,
+        "sample": True,
+        "generate": False,
+    },
+    "providers": {"encoder": ["CPUExecutionProvider"], "decoder": ["CPUExecutionProvider"]},
+}
+
+
+def _ok(example: dict[str, Any], description: str) -> dict[int | str, dict[str, Any]]:
+    return {200: {"description": description, "content": {"application/json": {"example": example}}}}
+
+
+@router.get(
+    "/models",
+    responses={
+        **_ok(
+            {
+                "default": "mnist-vae",
+                "default_conditional": "mnist-cvae",
+                "provider_mode": "auto",
+                "models": [_SUMMARY_EXAMPLE],
+                "refused": [],
+            },
+            "the loaded models and the refused folders",
+        ),
+        **doc.errors(503),
+    },
+)
+async def list_models(registry: Registry) -> dict[str, Any]:
+    """Every loaded model (from its manifest), with the execution providers its sessions really run on."""
+    return {
+        "default": registry.default,
+        "default_conditional": (registry.conditional_names or [None])[0],
+        "provider_mode": registry.plan.mode,
+        "models": [m.summary() for m in registry.models.values()],
+        "refused": [{"folder": r.folder, "reason": r.reason} for r in registry.refused],
+    }
+
+
+@router.get(
+    "/models/{name}",
+    responses={
+        **_ok(
+            {
+                **_SUMMARY_EXAMPLE,
+                "metrics": {"n_images": 10000, "iw_bound": 88.1, "active_units": 14, "recon_squared_error": 11.2},
+            },
+            "one model: manifest figures, provenance, declared graph I/O",
+        ),
+        **doc.errors(404, 503),
+    },
+)
+async def get_model(registry: Registry, name: str = Path(examples=["mnist-vae"])) -> dict[str, Any]:
+    """One model in detail: held-out metrics, training provenance, graph files and their declared I/O."""
+    return registry.get(name).details()
+
+
+@router.get(
+    "/health",
+    responses=_ok(
+        {"status": "ok", "ready": True, "provider_mode": "auto", "gpu": False, "providers": _PROVIDERS_EXAMPLE},
+        "the process is alive (also while models load)",
+    ),
+)
+async def health(request: Request, settings: Settings) -> dict[str, Any]:
+    """Liveness: 200 whenever the process answers; says whether models are loaded and on which providers."""
+    registry = getattr(request.app.state, "registry", None)
+    if registry is None:
+        return {"status": "ok", "ready": False, "provider_mode": settings.providers, "gpu": None, "providers": {}}
+    return {
+        "status": "ok",
+        "ready": True,
+        "provider_mode": settings.providers,
+        "gpu": registry.gpu,
+        "providers": registry.providers,
+    }
+
+
+@router.get(
+    "/ready",
+    responses={
+        **_ok(
+            {"ready": True, "models": ["mnist-ae", "mnist-vae"], "default": "mnist-vae"},
+            "every model is loaded and warmed up",
+        ),
+        **doc.errors(503),
+    },
+)
+async def ready(registry: Registry) -> dict[str, Any]:
+    """Readiness: 200 once every model is loaded and warmed up; 503 (with Retry-After) before and at shutdown."""
+    return {"ready": True, "models": sorted(registry.models), "default": registry.default}
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "Prometheus text format",
+            "content": {
+                "text/plain": {"example": 'vae_requests_total{method="GET",route="/sample",status="200"} 3.0\n'}
+            },
+        }
+    },
+)
+async def metrics(metrics: Metrics) -> Response:
+    """Prometheus metrics: requests by route and status, inference time and batch size, images produced."""
+    return Response(metrics.render(), media_type=metrics.content_type)

@@ -1,0 +1,58 @@
+"""Query parameters shared by several routes, and the checks against limits that come from Settings."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated
+
+import numpy as np
+from fastapi import Query
+
+from ..errors import InvalidInput
+from ..outputs import Format
+
+FormatQuery = Annotated[
+    Format | None,
+    Query(
+        alias="format",
+        description="png (one image, or a grid), json (base64 PNGs and numbers) or npy (float32 array); "
+        "when omitted, the Accept header decides, else the route's default",
+        examples=["png"],
+    ),
+]
+SeedQuery = Annotated[
+    int | None,
+    Query(
+        ge=0,
+        le=2**63 - 1,
+        description="seed for the noise; the same seed gives the same output. "
+        "When omitted a seed is drawn and returned (JSON 'seed', header X-Seed)",
+        examples=[42],
+    ),
+]
+TemperatureQuery = Annotated[
+    float,
+    Query(ge=0.0, description="scales the prior's standard deviation: z ~ N(0, temperature^2 I)", examples=[1.0]),
+]
+LabelQuery = Annotated[
+    list[str] | None,
+    Query(
+        alias="label",
+        description="class index or class name from the model's manifest; repeat (label=1&label=7) or "
+        "separate with commas for several",
+        examples=["7"],
+    ),
+]
+NQuery = Annotated[int, Query(ge=1, description="how many images (at most VAE_MAX_N)", examples=[16])]
+
+
+def at_most(value: int | float, limit: int | float, name: str, setting: str) -> None:
+    """InvalidInput (422) when a query value is over a limit that comes from the settings."""
+    if value > limit:
+        raise InvalidInput(f"query parameter '{name}' is {value}; the limit is {limit} ({setting})")
+
+
+def rng_for(seed: int | None) -> tuple[np.random.Generator, int]:
+    """A generator for `seed`, drawing (and returning) a fresh seed when none was given."""
+    seed = secrets.randbits(32) if seed is None else seed
+    return np.random.default_rng(seed), seed

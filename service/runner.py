@@ -1,0 +1,54 @@
+"""Run one graph's session off the event loop: the seam between the routes' model calls and onnxruntime.
+
+`GraphRunner` is what `ServedModel` calls for every inference. A micro-batcher (a later issue) can replace it
+with an object of the same call signature that queues rows from concurrent requests into one batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import Executor
+
+import numpy as np
+import onnxruntime as ort
+
+from .metrics import Metrics
+
+Feeds = dict[str, np.ndarray]
+
+
+class GraphRunner:
+    """Calls `session.run` in a worker thread (onnxruntime sessions are safe to share between threads)."""
+
+    def __init__(
+        self, session: ort.InferenceSession, *, model: str, graph: str, executor: Executor, metrics: Metrics
+    ) -> None:
+        self.session = session
+        self.model = model
+        self.graph = graph
+        self.executor = executor
+        self._seconds = metrics.inference_seconds.labels(model=model, graph=graph)
+        self._rows = metrics.batch_size.labels(model=model, graph=graph)
+
+    @property
+    def providers(self) -> list[str]:
+        return self.session.get_providers()
+
+    def run_sync(self, outputs: list[str], feeds: Feeds) -> list[np.ndarray]:
+        """Blocking run; for warm-up and worker threads only, never on the event loop."""
+        return self.session.run(outputs, feeds)
+
+    async def __call__(self, outputs: list[str], feeds: Feeds) -> list[np.ndarray]:
+        """Run the graph on `feeds` (every array has the batch axis first) and return `outputs` in order."""
+        rows = next(iter(feeds.values())).shape[0]
+        loop = asyncio.get_running_loop()
+        result, seconds = await loop.run_in_executor(self.executor, self._timed_run, outputs, feeds)
+        self._seconds.observe(seconds)  # time inside onnxruntime, not the wait for a worker thread
+        self._rows.observe(rows)
+        return result
+
+    def _timed_run(self, outputs: list[str], feeds: Feeds) -> tuple[list[np.ndarray], float]:
+        start = time.perf_counter()
+        result = self.session.run(outputs, feeds)
+        return result, time.perf_counter() - start

@@ -1,0 +1,49 @@
+"""Service settings: typed, read from `VAE_*` environment variables once, in `create_app`, and passed down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ProviderMode = Literal["auto", "cpu", "cuda", "tensorrt"]
+
+
+class Settings(BaseSettings):
+    """Every knob of the service; `VAE_MODELS_DIR=/models` sets `models_dir`, and so on."""
+
+    model_config = SettingsConfigDict(env_prefix="VAE_", extra="ignore", frozen=True)
+
+    models_dir: Path = Field(Path("models"), description="folder holding one sub-folder per model")
+    default_model: str | None = Field(
+        None, description="model used when a request names none; unset: the best unconditional generative model"
+    )
+    providers: ProviderMode = Field(
+        "auto", description="auto: CUDA when a session really runs on it, else CPU; tensorrt adds TensorRT first"
+    )
+    require_gpu: bool = Field(False, description="refuse to start when no session runs on a GPU provider")
+    strict_models: bool = Field(False, description="refuse to start when any model folder is refused")
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    threads: int = Field(0, ge=0, description="onnxruntime intra-op threads per session (0: onnxruntime decides)")
+    workers: int = Field(2, ge=1, description="threads that run inference off the event loop")
+
+    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="largest request body accepted")
+    max_images: int = Field(64, ge=1, description="images per request (encode, reconstruct)")
+    max_pixels: int = Field(
+        4_000_000, ge=1, description="width x height of one uploaded image, checked before decoding"
+    )
+    max_n: int = Field(256, ge=1, description="images per /sample or /generate request")
+    max_latents: int = Field(1024, ge=1, description="latent vectors per /decode request, and z draws per /encode")
+    max_samples: int = Field(64, ge=1, description="z draws per image on /encode (samples=k)")
+    max_temperature: float = Field(10.0, gt=0, description="largest prior temperature accepted")
+
+    @model_validator(mode="after")
+    def _gpu_needs_gpu_provider(self) -> Settings:
+        if self.require_gpu and self.providers == "cpu":
+            raise ValueError("VAE_REQUIRE_GPU=true contradicts VAE_PROVIDERS=cpu; use auto, cuda or tensorrt")
+        return self

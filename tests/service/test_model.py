@@ -1,0 +1,105 @@
+"""model.py: labels by index or name, capabilities read from the graphs, seeded noise, reconstruction error."""
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from service.errors import InvalidInput, LabelRequired, NotConditional, NotGenerative
+from service.metrics import Metrics
+from service.registry import load_registry
+from service.settings import Settings
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(scope="module")
+def models(zoo):
+    return load_registry(Settings(models_dir=zoo), ThreadPoolExecutor(1), Metrics()).models
+
+
+def test_capabilities_follow_the_declared_graphs(models):
+    ae, vae, cvae = models["tiny-ae"], models["tiny-vae"], models["tiny-cvae"]
+    assert (ae.has_prior, ae.has_posterior, ae.conditional) == (False, False, False)
+    assert (vae.has_prior, vae.has_posterior, vae.conditional) == (True, True, False)
+    assert (cvae.conditional, cvae.encoder_takes_label, cvae.decoder_takes_label) == (True, True, True)
+
+
+def test_labels_resolve_by_name_or_index(models):
+    cvae = models["tiny-cvae"]
+    assert cvae.labels_for(["two", 0, "1"], 3, required=True).tolist() == [2, 0, 1]
+    assert cvae.labels_for(["one"], 4, required=True).tolist() == [1, 1, 1, 1]
+
+
+@pytest.mark.parametrize("bad", ["three", 3, -1, "1.5", True])
+def test_unknown_labels_are_invalid_and_list_the_classes(models, bad):
+    with pytest.raises(InvalidInput, match=r"\['zero', 'one', 'two'\]"):
+        models["tiny-cvae"].labels_for([bad], 1, required=True)
+
+
+def test_label_count_must_be_one_or_one_per_row(models):
+    with pytest.raises(InvalidInput, match="2 labels for 3 rows"):
+        models["tiny-cvae"].labels_for([0, 1], 3, required=True)
+
+
+def test_label_rules_for_conditional_and_unconditional_models(models):
+    with pytest.raises(LabelRequired):
+        models["tiny-cvae"].labels_for(None, 2, required=True)
+    with pytest.raises(NotConditional):
+        models["tiny-vae"].labels_for([1], 2, required=False)
+    assert models["tiny-vae"].labels_for(None, 2, required=True) is None
+
+
+async def test_same_seed_same_samples_different_seed_different(models):
+    vae = models["tiny-vae"]
+    a, _ = await vae.sample(5, np.random.default_rng(7), 1.0, None)
+    b, _ = await vae.sample(5, np.random.default_rng(7), 1.0, None)
+    c, _ = await vae.sample(5, np.random.default_rng(8), 1.0, None)
+    assert a.shape == (5, 1, 8, 8) and a.min() >= 0 and a.max() <= 1
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+
+
+async def test_temperature_zero_decodes_the_prior_mean(models):
+    vae = models["tiny-vae"]
+    images, _ = await vae.sample(3, np.random.default_rng(0), 0.0, None)
+    expected = await vae.decode(np.zeros((1, 4), np.float32))
+    np.testing.assert_allclose(images, np.repeat(expected, 3, axis=0), atol=1e-6)
+
+
+async def test_ae_has_no_prior_and_no_posterior(models):
+    ae = models["tiny-ae"]
+    with pytest.raises(NotGenerative, match="no distribution to sample from"):
+        await ae.sample(1, np.random.default_rng(0), 1.0, None)
+    encoding = await ae.encode(np.zeros((1, 1, 8, 8), np.float32))
+    assert encoding.logvar is None
+    with pytest.raises(NotGenerative, match="deterministic autoencoder"):
+        ae.posterior_draws(encoding, 2, np.random.default_rng(0))
+
+
+async def test_posterior_draws_center_on_mu_with_the_encoded_spread(models):
+    vae = models["tiny-vae"]
+    images = np.random.default_rng(1).random((2, 1, 8, 8), dtype=np.float32)
+    encoding = await vae.encode(images)
+    z = vae.posterior_draws(encoding, 4000, np.random.default_rng(0))
+    assert z.shape == (2, 4000, 4)
+    np.testing.assert_allclose(z.mean(axis=1), encoding.mu, atol=0.05)
+    np.testing.assert_allclose(z.std(axis=1), np.exp(0.5 * encoding.logvar), rtol=0.1)
+
+
+async def test_reconstruction_error_is_the_sum_of_squared_pixel_errors(models):
+    cvae = models["tiny-cvae"]
+    images = np.random.default_rng(2).random((3, 1, 8, 8), dtype=np.float32)
+    recon, errors, labels = await cvae.reconstruct(images, ["one"])
+    assert labels.tolist() == [1, 1, 1]
+    np.testing.assert_allclose(errors, ((recon - images) ** 2).sum(axis=(1, 2, 3)), rtol=1e-5)
+    mu = (await cvae.encode(images, labels)).mu
+    np.testing.assert_allclose(recon, await cvae.decode(mu, labels), atol=1e-6)  # decoded at z = mu
+
+
+async def test_conditioned_encoder_uses_the_label(models):
+    cvae = models["tiny-cvae"]
+    images = np.zeros((1, 1, 8, 8), np.float32)
+    zero = (await cvae.encode(images, cvae.labels_for([0], 1, required=True))).mu
+    two = (await cvae.encode(images, cvae.labels_for(["two"], 1, required=True))).mu
+    assert not np.allclose(zero, two)

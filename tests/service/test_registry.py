@@ -1,0 +1,175 @@
+"""registry.py (with contract.py and graphs.py): which model folders are served, and why others are refused.
+
+A refused folder's message must name the file and the manifest field, so the person who exported it can fix it.
+"""
+
+import json
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from service.errors import StartupError, UnknownModel
+from service.manifest import sha256_file
+from service.metrics import Metrics
+from service.registry import ModelRegistry, load_registry
+from service.settings import Settings
+
+from .tiny_models import build_model
+
+
+def load(models_dir: Path, **settings) -> ModelRegistry:
+    return load_registry(Settings(models_dir=models_dir, **settings), ThreadPoolExecutor(1), Metrics())
+
+
+def edit_manifest(folder: Path, change) -> None:
+    path = folder / "manifest.json"
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+
+
+def refusal(registry: ModelRegistry, folder: str) -> str:
+    reasons = [r.reason for r in registry.refused if Path(r.folder).name == folder]
+    assert reasons, f"{folder} was not refused; refused: {registry.refused}"
+    return reasons[0]
+
+
+def test_the_zoo_loads_with_real_providers_and_a_generative_default(zoo):
+    registry = load(zoo)
+    assert sorted(registry.models) == ["tiny-ae", "tiny-cvae", "tiny-vae"]
+    assert registry.refused == []
+    assert registry.default == "tiny-vae"  # the only unconditional model with a prior
+    assert registry.conditional_names == ["tiny-cvae"]
+    for graphs in registry.providers.values():
+        assert all(active and active[-1] == "CPUExecutionProvider" for active in graphs.values())
+
+
+def test_unknown_model_lists_what_is_loaded(zoo):
+    with pytest.raises(UnknownModel, match="tiny-ae"):
+        load(zoo).get("nope")
+
+
+def test_hash_mismatch_is_refused_naming_file_and_field(models_dir):
+    with open(models_dir / "tiny-vae" / "encoder.onnx", "ab") as f:
+        f.write(b"\0")
+    registry = load(models_dir)
+    reason = refusal(registry, "tiny-vae")
+    assert "encoder.onnx" in reason and "'files.encoder.sha256'" in reason
+    assert "tiny-vae" not in registry.models and "tiny-ae" in registry.models  # the others are still served
+
+
+def test_missing_graph_file_is_refused(models_dir):
+    (models_dir / "tiny-ae" / "decoder.onnx").unlink()
+    reason = refusal(load(models_dir), "tiny-ae")
+    assert "decoder.onnx" in reason and "missing" in reason and "'files.decoder.path'" in reason
+
+
+def test_missing_or_broken_manifest_is_refused(models_dir):
+    (models_dir / "tiny-ae" / "manifest.json").unlink()
+    (models_dir / "tiny-vae" / "manifest.json").write_text("{not json")
+    registry = load(models_dir)
+    assert "manifest.json: missing" in refusal(registry, "tiny-ae")
+    assert "not valid JSON" in refusal(registry, "tiny-vae")
+
+
+def test_manifest_schema_errors_name_the_field(models_dir):
+    edit_manifest(models_dir / "tiny-vae", lambda m: m.update(latent_dim=0))
+    assert "field 'latent_dim'" in refusal(load(models_dir), "tiny-vae")
+
+
+def test_declared_inputs_that_break_the_contract_are_refused(models_dir):
+    def rename_z(m):
+        m["files"]["decoder"]["inputs"][0]["name"] = "latent"
+
+    edit_manifest(models_dir / "tiny-vae", rename_z)
+    reason = refusal(load(models_dir), "tiny-vae")
+    assert "'files.decoder.inputs'" in reason and "latent" in reason and "missing ['z']" in reason
+
+
+def test_declared_fixed_batch_axis_is_refused(models_dir):
+    def fix_batch(m):
+        m["files"]["encoder"]["inputs"][0]["shape"][0] = 1
+
+    edit_manifest(models_dir / "tiny-vae", fix_batch)
+    reason = refusal(load(models_dir), "tiny-vae")
+    assert "'files.encoder.inputs[0].shape[0]'" in reason and "dynamic" in reason
+
+
+def test_conditional_manifest_whose_decoder_declares_no_label_is_refused(models_dir):
+    def drop_label(m):
+        m["files"]["decoder"]["inputs"] = [t for t in m["files"]["decoder"]["inputs"] if t["name"] != "label"]
+
+    edit_manifest(models_dir / "tiny-cvae", drop_label)
+    reason = refusal(load(models_dir), "tiny-cvae")
+    assert "'files.decoder.inputs'" in reason and "missing ['label']" in reason
+
+
+def test_ae_that_declares_a_logvar_is_refused(models_dir):
+    def add_logvar(m):
+        m["files"]["encoder"]["outputs"].append({"name": "logvar", "dtype": "float32", "shape": ["N", 4]})
+
+    edit_manifest(models_dir / "tiny-ae", add_logvar)
+    assert "unexpected ['logvar']" in refusal(load(models_dir), "tiny-ae")
+
+
+def test_declaration_that_differs_from_the_real_graph_is_refused(models_dir):
+    # The manifest claims 16x16 images and is consistent with itself, but the graphs were built for 8x8.
+    def claim_16(m):
+        m["image"].update(height=16, width=16)
+        for role in ("encoder", "decoder"):
+            for t in m["files"][role]["inputs"] + m["files"][role]["outputs"]:
+                if t["name"] in ("image", "logits"):
+                    t["shape"] = ["N", 1, 16, 16]
+
+    edit_manifest(models_dir / "tiny-vae", claim_16)
+    reason = refusal(load(models_dir), "tiny-vae")
+    assert "encoder.onnx" in reason and "'files.encoder.inputs[0].shape'" in reason and "8" in reason
+
+
+def test_graph_onnxruntime_cannot_load_is_refused(models_dir):
+    folder = models_dir / "tiny-vae"
+    (folder / "encoder.onnx").write_bytes(b"not an onnx graph")
+    edit_manifest(folder, lambda m: m["files"]["encoder"].update(sha256=sha256_file(folder / "encoder.onnx")))
+    reason = refusal(load(models_dir), "tiny-vae")
+    assert "encoder.onnx" in reason and "onnxruntime cannot load" in reason
+
+
+def test_more_class_names_than_the_graph_knows_fails_warm_up(models_dir):
+    edit_manifest(models_dir / "tiny-cvae", lambda m: m.update(labels=["a", "b", "c", "d", "e"]))
+    reason = refusal(load(models_dir), "tiny-cvae")
+    assert "warm-up" in reason
+
+
+def test_duplicate_model_names_are_refused(models_dir):
+    shutil.copytree(models_dir / "tiny-vae", models_dir / "tiny-vae-copy")
+    registry = load(models_dir)
+    assert "already served" in refusal(registry, "tiny-vae-copy")
+    assert "tiny-vae" in registry.models
+
+
+def test_strict_models_turns_a_refusal_into_a_startup_error(models_dir):
+    (models_dir / "tiny-ae" / "decoder.onnx").unlink()
+    with pytest.raises(StartupError, match="VAE_STRICT_MODELS"):
+        load(models_dir, strict_models=True)
+
+
+def test_no_loadable_model_is_a_startup_error(tmp_path):
+    with pytest.raises(StartupError, match="no model could be loaded"):
+        load(tmp_path)
+    with pytest.raises(StartupError, match="does not exist"):
+        load(tmp_path / "absent")
+
+
+def test_default_model_setting_must_name_a_loaded_model(zoo):
+    assert load(zoo, default_model="tiny-ae").default == "tiny-ae"
+    with pytest.raises(StartupError, match="VAE_DEFAULT_MODEL"):
+        load(zoo, default_model="nope")
+
+
+def test_default_is_the_generative_model_with_the_best_held_out_bound(tmp_path):
+    build_model(tmp_path / "a", name="a-vae", iw_bound=120.0)
+    build_model(tmp_path / "b", name="b-vae", iw_bound=95.0)
+    build_model(tmp_path / "c", name="c-ae", kind="ae", iw_bound=None)
+    assert load(tmp_path).default == "b-vae"
