@@ -7,6 +7,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import torch
 
@@ -79,6 +80,20 @@ def describe_graph(path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
     return [spec(a) for a in session.get_inputs()], [spec(a) for a in session.get_outputs()]
 
 
+def strip_debug_metadata(path: Path) -> None:
+    """Drop the exporter's per-node debug records (stack traces with absolute source paths, FX names).
+
+    They change with the checkout's location, so without this the same weights would hash differently on
+    every machine; onnxruntime never reads them.
+    """
+    model = onnx.load(str(path))
+    del model.graph.metadata_props[:]
+    for node in model.graph.node:
+        del node.metadata_props[:]
+        node.doc_string = ""
+    onnx.save(model, str(path))
+
+
 def export_graph(model: AutoEncoder, role: str, likelihood: str, path: Path) -> tuple[GraphFile, float]:
     """Export one graph to a single self-contained .onnx file and verify it; return its manifest entry."""
     module, names = _graph(model, role, likelihood)
@@ -92,6 +107,7 @@ def export_graph(model: AutoEncoder, role: str, likelihood: str, path: Path) -> 
             dynamic_shapes={k: {0: batch} for k in example}, opset_version=OPSET,
             dynamo=True, external_data=False, verbose=False,
         )
+    strip_debug_metadata(path)
     worst = _check_parity(module, path, model, role, names)
     inputs, outputs = describe_graph(path)
     return GraphFile(path=path.name, sha256=sha256_file(path), inputs=inputs, outputs=outputs), worst

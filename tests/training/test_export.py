@@ -49,3 +49,13 @@ def test_parity_check_fails_loudly_when_the_graph_differs_from_pytorch(tmp_path)
         model.decoder.deconvs[0].bias.add_(0.01)  # PyTorch now computes something the file does not
     with pytest.raises(ExportError, match="differs from PyTorch"):
         _check_parity(DecoderGraph(model, True).eval(), tmp_path / "decoder.onnx", model, "decoder", ["image", "logits"])
+
+
+def test_exported_files_carry_no_machine_specific_debug_records(tmp_path):
+    import onnx
+
+    export_model(_tiny("cvae"), "bernoulli", tmp_path)
+    for name in ("encoder.onnx", "decoder.onnx"):
+        graph = onnx.load(str(tmp_path / name)).graph
+        assert not graph.metadata_props
+        assert not any(node.metadata_props or node.doc_string for node in graph.node)  # no source paths
