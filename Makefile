@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TRAIN := $(PY) -m training train --dataset mnist
 
-.PHONY: setup run test models mnist-ae mnist-vae mnist-beta-vae mnist-cvae clean
+.PHONY: setup run test models mnist-ae mnist-vae mnist-beta-vae mnist-cvae clean image image-test
 
 setup: $(STAMP)
 
@@ -35,3 +35,34 @@ mnist-cvae: setup
 
 clean:
 	rm -rf $(VENV) checkpoints .pytest_cache
+
+# The container image (README.md, "Container image"). `make image` builds it from the Dockerfile's normal base
+# (python:3.11-slim-bookworm + onnxruntime-gpu's CUDA 13 / cuDNN 9 pip libraries); VARIANT=cpu leaves CUDA out.
+CONTAINER_ENGINE ?= docker
+IMAGE_NAME ?= vae-service
+VARIANT ?= gpu
+IMAGE_TAG ?= $(if $(filter cpu,$(VARIANT)),cpu,latest)
+BASE_IMAGE ?=
+# A CA bundle for pip inside the build (networks that intercept TLS), passed as a build secret, never stored.
+CA_BUNDLE ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
+comma := ,
+
+image:
+	$(CONTAINER_ENGINE) build --build-arg VARIANT=$(VARIANT) \
+		$(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE)) \
+		$(if $(CA_BUNDLE),--secret id=ca$(comma)src=$(CA_BUNDLE)) \
+		$(if $(findstring podman,$(CONTAINER_ENGINE)),--format=docker) \
+		-t $(IMAGE_NAME):$(IMAGE_TAG) .
+
+# Builds the CPU variant FROM a local debootstrapped Debian base with podman (no registry, no Docker engine
+# needed), runs it and checks it from the host. Installs podman/buildah/debootstrap itself (root, apt).
+# The base is cached in podman's storage and under $(BASE_CACHE) between runs.
+LOCAL_BASE ?= localhost/vae-base:bookworm
+image-test: export BASE_CACHE ?= /var/tmp/vae-service
+image-test: export CONTAINERS_CONF ?= $(CURDIR)/docker/podman/containers.conf
+
+image-test: setup
+	@start=$$(date +%s); \
+	docker/local-base.sh $(LOCAL_BASE) && \
+	$(PY) docker/image_test.py --base $(LOCAL_BASE); rc=$$?; \
+	echo "make image-test: $$(( $$(date +%s) - start )) s in all (exit $$rc)"; exit $$rc

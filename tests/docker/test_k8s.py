@@ -1,0 +1,79 @@
+"""docker/k8s/: valid against the Kubernetes API schemas, a GPU per pod, probes on /ready and /health."""
+
+from __future__ import annotations
+
+import kubernetes_validate
+import pytest
+
+from .files import K8S, final_stage, yaml_documents
+
+FILES = sorted(K8S.glob("*.yaml"))
+RESOURCES = {(doc["kind"], doc["metadata"]["name"]): doc for path in FILES for doc in yaml_documents(path)}
+DEPLOYMENT = RESOURCES["Deployment", "vae-service"]
+POD = DEPLOYMENT["spec"]["template"]["spec"]
+(CONTAINER,) = POD["containers"]
+
+
+@pytest.mark.parametrize("path", FILES, ids=[p.name for p in FILES])
+def test_manifests_validate_strictly(path):
+    for doc in yaml_documents(path):
+        kubernetes_validate.validate(doc, "1.30.0", strict=True)
+
+
+def test_apply_needs_no_custom_resources():
+    """`kubectl apply -f docker/k8s/` works on any cluster: KServe's resource lives in a subfolder."""
+    assert {kind for kind, _ in RESOURCES} == {"ConfigMap", "Deployment", "Service", "HorizontalPodAutoscaler",
+                                              "PodDisruptionBudget"}
+
+
+def test_each_pod_asks_for_a_gpu():
+    resources = CONTAINER["resources"]
+    assert resources["limits"]["nvidia.com/gpu"] == 1
+    assert {"cpu", "memory"} <= set(resources["requests"])
+
+
+def test_probes_readiness_and_liveness():
+    assert CONTAINER["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "http"}
+    assert CONTAINER["livenessProbe"]["httpGet"] == {"path": "/health", "port": "http"}
+    (port,) = CONTAINER["ports"]
+    assert (port["name"], port["containerPort"]) == ("http", 8000)
+    assert ("EXPOSE", "8000") in final_stage()
+
+
+def test_termination_leaves_time_for_in_flight_requests():
+    pre_stop = CONTAINER["lifecycle"]["preStop"]["exec"]["command"]
+    assert pre_stop[0] == "sleep"
+    assert POD["terminationGracePeriodSeconds"] >= int(pre_stop[1]) + 20
+
+
+def test_runs_as_the_image_user_without_privileges():
+    user = next(args for keyword, args in final_stage() if keyword == "USER")
+    assert POD["securityContext"]["runAsNonRoot"] is True
+    assert str(POD["securityContext"]["runAsUser"]) == user.split(":")[0]
+    assert CONTAINER["securityContext"]["readOnlyRootFilesystem"] is True
+    assert CONTAINER["securityContext"]["allowPrivilegeEscalation"] is False
+
+
+def test_service_hpa_pdb_and_config_point_at_the_deployment():
+    labels = DEPLOYMENT["spec"]["template"]["metadata"]["labels"]
+    assert DEPLOYMENT["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    service = RESOURCES["Service", "vae-service"]["spec"]
+    assert service["selector"].items() <= labels.items()
+    assert service["ports"][0]["targetPort"] == "http"
+    hpa = RESOURCES["HorizontalPodAutoscaler", "vae-service"]["spec"]
+    assert (hpa["scaleTargetRef"]["kind"], hpa["scaleTargetRef"]["name"]) == ("Deployment", "vae-service")
+    assert hpa["minReplicas"] >= 2 and hpa["maxReplicas"] > hpa["minReplicas"]
+    pdb = RESOURCES["PodDisruptionBudget", "vae-service"]["spec"]
+    assert pdb["selector"]["matchLabels"].items() <= labels.items()
+    (config,) = CONTAINER["envFrom"]
+    assert ("ConfigMap", config["configMapRef"]["name"]) in RESOURCES
+
+
+def test_kserve_inference_service_uses_the_same_container():
+    (isvc,) = yaml_documents(K8S / "kserve" / "inferenceservice.yaml")
+    assert (isvc["apiVersion"], isvc["kind"]) == ("serving.kserve.io/v1beta1", "InferenceService")
+    (container,) = isvc["spec"]["predictor"]["containers"]
+    assert container["image"] == CONTAINER["image"]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/health"
