@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from .errors import StartupError, install_error_handlers
 from .metrics import Metrics
 from .middleware import BodyLimitMiddleware, RequestMetricsMiddleware
-from .registry import load_registry
+from .registry import ModelRegistry, load_registry
 from .routes import ROUTERS
 from .settings import Settings
 
@@ -31,6 +31,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Load and warm every model before serving; /ready says 503 until then and again while stopping."""
     settings: Settings = app.state.settings
     executor = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="inference")
+    registry: ModelRegistry | None = None
     try:
         # Loading is blocking work (file hashes, session creation, warm-up runs): keep it off the loop.
         try:
@@ -42,6 +43,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         app.state.registry = None
+        if registry is not None:
+            await registry.close()
         executor.shutdown(wait=True, cancel_futures=True)
 
 

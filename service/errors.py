@@ -93,6 +93,24 @@ class NotReady(ServiceError):
         super().__init__(detail, headers={"Retry-After": str(retry_after)})
 
 
+class Overloaded(ServiceError):
+    """The inference queue is full: the service is saturated, not broken; the client should back off and retry."""
+
+    status = 503
+    title = "Overloaded"
+    slug = "overloaded"
+
+    def __init__(self, detail: str, retry_after: int = 1) -> None:
+        super().__init__(detail, headers={"Retry-After": str(retry_after)})
+
+
+class DeadlineExceeded(Overloaded):
+    """A request waited in the inference queue past its deadline and was dropped before it ran."""
+
+    title = "Deadline exceeded"
+    slug = "deadline-exceeded"
+
+
 def problem_type(slug: str) -> str:
     return f"urn:vae-service:problem:{slug}"
 

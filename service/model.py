@@ -17,7 +17,7 @@ import numpy as np
 from .errors import InvalidInput, LabelRequired, NotConditional, NotGenerative
 from .manifest import Manifest
 from .metrics import Metrics
-from .runner import GraphRunner
+from .runner import Runner
 
 Label = int | str
 
@@ -32,7 +32,7 @@ class ServedModel:
     """A loaded, validated model; every method raises a ServiceError for a request it cannot serve."""
 
     def __init__(
-        self, manifest: Manifest, folder: Path, encoder: GraphRunner, decoder: GraphRunner, metrics: Metrics
+        self, manifest: Manifest, folder: Path, encoder: Runner, decoder: Runner, metrics: Metrics
     ) -> None:
         self.manifest = manifest
         self.folder = folder

@@ -70,9 +70,16 @@ ERRORS: dict[int, dict[str, Any]] = {
     422: _problem(
         422, "invalid-input", "Invalid input", "query parameter 'n': Input should be greater than or equal to 1"
     ),
-    503: _problem(
-        503, "not-ready", "Not ready", "the service is starting or stopping; models are not loaded yet, retry shortly"
-    ),
+    503: {
+        **_problem(
+            503,
+            "not-ready",
+            "Not ready",
+            "the service is starting or stopping; models are not loaded yet, retry shortly",
+        ),
+        # The same status when the inference queue is full (overloaded) or a request's deadline passed in it.
+        "description": "Not ready, or overloaded (queue full or deadline passed): retry after Retry-After",
+    },
 }
 
 

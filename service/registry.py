@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .batching import MicroBatcher
 from .contract import check_contract
 from .errors import NotConditional, StartupError, UnknownModel
 from .graphs import check_io, open_session
@@ -21,7 +22,7 @@ from .manifest import MANIFEST_FILE, ManifestError, load_manifest, verify_files
 from .metrics import Metrics
 from .model import ServedModel
 from .providers import GPU_PROVIDERS, ProviderPlan, check, probe
-from .runner import GraphRunner
+from .runner import GraphRunner, Runner
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -83,24 +84,43 @@ class ModelRegistry:
         """True when some session runs on a GPU provider (first in its list: the one that takes the nodes)."""
         return any(active[0] in GPU_PROVIDERS for graphs in self.providers.values() for active in graphs.values())
 
+    async def close(self) -> None:
+        """Stop every graph's batcher (queued requests get a 503)."""
+        for model in self.models.values():
+            await model.encoder.close()
+            await model.decoder.close()
+
+
+def _contract_feeds(model: ServedModel, rows: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Encoder and decoder feeds of `rows` zero rows, with label indices cycling through the classes."""
+    m = model.manifest
+    labels = np.arange(rows, dtype=np.int64) % max(1, len(model.class_names))
+    encoder_feeds = {"image": np.zeros((rows, m.image.channels, m.image.height, m.image.width), np.float32)}
+    decoder_feeds = {"z": np.zeros((rows, m.latent_dim), np.float32)}
+    if model.encoder_takes_label:
+        encoder_feeds["label"] = labels
+    if model.decoder_takes_label:
+        decoder_feeds["label"] = labels
+    return encoder_feeds, decoder_feeds
+
 
 def _warm_up(model: ServedModel, path: Path) -> None:
     # Run both graphs once, at a batch of every class index (at least 2 rows, so a graph whose batch axis
     # is secretly fixed fails here, not on a user's request), and check the shapes of what the service reads.
     m = model.manifest
     rows = max(2, len(model.class_names))
-    labels = np.arange(rows, dtype=np.int64) % max(1, len(model.class_names))
     image = (m.image.channels, m.image.height, m.image.width)
-    encoder_feeds = {"image": np.zeros((rows, *image), np.float32)}
-    decoder_feeds = {"z": np.zeros((rows, m.latent_dim), np.float32)}
-    if model.encoder_takes_label:
-        encoder_feeds["label"] = labels
-    if model.decoder_takes_label:
-        decoder_feeds["label"] = labels
+    encoder_feeds, decoder_feeds = _contract_feeds(model, rows)
     encoder_outputs = ["mu", "logvar"] if model.has_posterior else ["mu"]
     try:
         encoded = model.encoder.run_sync(encoder_outputs, encoder_feeds)
         (decoded,) = model.decoder.run_sync(["image"], decoder_feeds)
+        # Then every batch size the batchers can produce, so no user request meets a shape for the first time
+        # (on the GPU, cuDNN's algorithm search costs up to seconds per new shape).
+        for size in model.encoder.batch_sizes:
+            model.encoder.run_sync(encoder_outputs, _contract_feeds(model, size)[0])
+        for size in model.decoder.batch_sizes:
+            model.decoder.run_sync(["image"], _contract_feeds(model, size)[1])
     except Exception as e:  # onnxruntime's own error types: a graph that cannot run on contract inputs
         classes = f", label indices 0..{rows - 1} for the classes in field 'labels'" if model.conditional else ""
         raise ManifestError(
@@ -115,6 +135,18 @@ def _warm_up(model: ServedModel, path: Path) -> None:
             )
 
 
+def _runner(runner: GraphRunner, settings: Settings) -> Runner:
+    if not settings.batching:
+        return runner
+    return MicroBatcher(
+        runner,
+        max_rows=settings.max_batch_rows,
+        max_delay=settings.max_batch_delay_ms / 1000,
+        capacity=settings.queue_capacity,
+        deadline=settings.request_deadline_ms / 1000,
+    )
+
+
 def load_model(
     folder: Path, plan: ProviderPlan, settings: Settings, executor: Executor, metrics: Metrics
 ) -> ServedModel:
@@ -122,12 +154,13 @@ def load_model(
     manifest = load_manifest(folder)
     check_contract(folder, manifest)
     paths = verify_files(folder, manifest)
-    runners = {}
+    runners: dict[str, Runner] = {}
     for role, path in paths.items():
         session = open_session(path, plan.active, settings.threads)
         check_io(session, getattr(manifest.files, role), role, path)
         check(settings.providers, session.get_providers(), require_gpu=settings.require_gpu, what=str(path))
-        runners[role] = GraphRunner(session, model=manifest.name, graph=role, executor=executor, metrics=metrics)
+        graph = GraphRunner(session, model=manifest.name, graph=role, executor=executor, metrics=metrics)
+        runners[role] = _runner(graph, settings)
     model = ServedModel(manifest, folder, runners["encoder"], runners["decoder"], metrics)
     _warm_up(model, folder / MANIFEST_FILE)
     for role, runner in runners.items():

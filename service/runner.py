@@ -1,7 +1,8 @@
 """Run one graph's session off the event loop: the seam between the routes' model calls and onnxruntime.
 
-`GraphRunner` is what `ServedModel` calls for every inference. A micro-batcher (a later issue) can replace it
-with an object of the same call signature that queues rows from concurrent requests into one batch.
+`GraphRunner` calls onnxruntime for one graph; `ServedModel` calls a `Runner`: the `GraphRunner` itself when
+batching is off, or a `MicroBatcher` (service/batching.py) with the same interface that combines rows from
+concurrent requests into one `GraphRunner` call.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from concurrent.futures import Executor
+from typing import Protocol
 
 import numpy as np
 import onnxruntime as ort
@@ -16,6 +18,22 @@ import onnxruntime as ort
 from .metrics import Metrics
 
 Feeds = dict[str, np.ndarray]
+
+
+class Runner(Protocol):
+    """What a model calls to run one graph: `GraphRunner`, or `MicroBatcher` in front of one."""
+
+    @property
+    def providers(self) -> list[str]: ...
+
+    @property
+    def batch_sizes(self) -> tuple[int, ...]: ...
+
+    def run_sync(self, outputs: list[str], feeds: Feeds) -> list[np.ndarray]: ...
+
+    async def __call__(self, outputs: list[str], feeds: Feeds) -> list[np.ndarray]: ...
+
+    async def close(self) -> None: ...
 
 
 class GraphRunner:
@@ -35,13 +53,24 @@ class GraphRunner:
     def providers(self) -> list[str]:
         return self.session.get_providers()
 
+    @property
+    def batch_sizes(self) -> tuple[int, ...]:
+        """Row counts known in advance for warm-up: none, each request brings its own."""
+        return ()
+
+    async def close(self) -> None:
+        """Nothing to stop: calls run in the shared executor, which the app shuts down."""
+
     def run_sync(self, outputs: list[str], feeds: Feeds) -> list[np.ndarray]:
         """Blocking run; for warm-up and worker threads only, never on the event loop."""
         return self.session.run(outputs, feeds)
 
-    async def __call__(self, outputs: list[str], feeds: Feeds) -> list[np.ndarray]:
-        """Run the graph on `feeds` (every array has the batch axis first) and return `outputs` in order."""
-        rows = next(iter(feeds.values())).shape[0]
+    async def __call__(self, outputs: list[str], feeds: Feeds, *, rows: int | None = None) -> list[np.ndarray]:
+        """Run the graph on `feeds` (every array has the batch axis first) and return `outputs` in order.
+
+        `rows` is the number of real rows when a batcher padded the feeds (for the batch-size metric).
+        """
+        rows = next(iter(feeds.values())).shape[0] if rows is None else rows
         loop = asyncio.get_running_loop()
         result, seconds = await loop.run_in_executor(self.executor, self._timed_run, outputs, feeds)
         self._seconds.observe(seconds)  # time inside onnxruntime, not the wait for a worker thread

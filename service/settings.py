@@ -32,6 +32,18 @@ class Settings(BaseSettings):
     threads: int = Field(0, ge=0, description="onnxruntime intra-op threads per session (0: onnxruntime decides)")
     workers: int = Field(2, ge=1, description="threads that run inference off the event loop")
 
+    batching: bool = Field(True, description="combine concurrent requests' rows into one onnxruntime call per graph")
+    max_batch_rows: int = Field(
+        64, ge=1, description="rows per onnxruntime call; larger requests are split (every bucket is warmed)"
+    )
+    max_batch_delay_ms: float = Field(
+        2.0, ge=0, description="how long a batch may wait to fill while the graph is busy (none when it is idle)"
+    )
+    queue_capacity: int = Field(256, ge=1, description="requests waiting per graph; one more is answered 503")
+    request_deadline_ms: float = Field(
+        5000.0, gt=0, description="a request still queued after this long is dropped with a 503"
+    )
+
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="largest request body accepted")
     max_images: int = Field(64, ge=1, description="images per request (encode, reconstruct)")
     max_pixels: int = Field(
