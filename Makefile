@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TRAIN := $(PY) -m training train --dataset mnist
 
-.PHONY: setup run test models mnist-ae mnist-vae mnist-beta-vae mnist-cvae clean image image-test
+.PHONY: setup run test bench models mnist-ae mnist-vae mnist-beta-vae mnist-cvae clean image image-test
 
 setup: $(STAMP)
 
@@ -20,6 +20,10 @@ run: setup
 
 test: setup
 	$(PY) -m pytest
+
+# Raw onnxruntime vs the service (batching on and off) vs an empty endpoint; writes BENCHMARKS.md (+ .json).
+bench: setup
+	$(PY) -m bench.run --out BENCHMARKS.md $(BENCH_ARGS)
 
 # Retrains and exports every shipped default model (each a few minutes on 2 CPU cores).
 models: mnist-ae mnist-vae mnist-beta-vae mnist-cvae
