@@ -160,10 +160,6 @@ async def read_latents(
     if kind == "application/json":
         body = await parse_json(request, LatentsJSON)
         assert isinstance(body, LatentsJSON)
-        if len(body.z) > settings.max_latents:
-            raise PayloadTooLarge(
-                f"{len(body.z)} latent vectors sent; the limit is {settings.max_latents} (VAE_MAX_LATENTS)"
-            )
         lengths = {len(v) for v in body.z}
         if lengths != {latent_dim}:
             raise InvalidInput(
@@ -178,7 +174,7 @@ async def read_latents(
             f"Content-Type {kind or '(none)'!r} is not accepted here; send application/json "
             '({"z": [[...], ...]}) or application/x-npy (a float array [N, latent_dim] saved with numpy.save)'
         )
-    if len(z) > settings.max_latents:
+    if len(z) > settings.max_latents:  # one check for both body kinds
         raise PayloadTooLarge(f"{len(z)} latent vectors sent; the limit is {settings.max_latents} (VAE_MAX_LATENTS)")
     if not np.isfinite(z).all():
         raise InvalidInput("the latent vectors hold NaN or infinite values; send finite numbers")
