@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 import uvicorn
@@ -26,6 +27,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--providers", choices=["auto", "cpu", "cuda", "tensorrt"], help="execution providers")
     parser.add_argument("--require-gpu", action="store_true", default=None, help="refuse to start without a GPU")
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    parser.add_argument(
+        "--processes", type=int, help="uvicorn worker processes, each with every model (0: one per two cores)"
+    )
     return parser.parse_args(argv)
 
 
@@ -38,7 +42,27 @@ def main(argv: list[str] | None = None) -> None:
     except ValidationError as e:
         sys.exit(f"invalid settings: {e}")
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level)
+    processes = process_count(settings)
+    if processes == 1:
+        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level)
+        return
+    # Worker processes build their own app from the environment: hand the command-line options down that way.
+    for key, value in overrides.items():
+        os.environ[f"VAE_{key.upper()}"] = str(value)
+    uvicorn.run(
+        "service.app:create_app",
+        factory=True,
+        workers=processes,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+    )
+
+
+def process_count(settings: Settings) -> int:
+    """VAE_PROCESSES, or with 0 one process per two cores (each process's event loop and onnxruntime threads
+    want about that much)."""
+    return settings.processes or max(1, (os.cpu_count() or 1) // 2)
 
 
 if __name__ == "__main__":

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import onnxruntime as ort
 
 from .manifest import GraphFile, ManifestError, TensorSpec
+from .runtime import provider_options, session_options
+from .settings import Settings
 
 # onnxruntime reports element types as strings such as "tensor(float)".
 _ORT_DTYPES = {
@@ -20,14 +23,15 @@ _ORT_DTYPES = {
 }
 
 
-def open_session(path: Path, providers: list[str] | tuple[str, ...], threads: int) -> ort.InferenceSession:
-    """A session on `path` with the given providers; a file onnxruntime cannot load is a ManifestError."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1  # the graphs are chains; parallelism comes from intra-op threads
-    options.log_severity_level = 3
+def open_session(path: Path, providers: Sequence[str], settings: Settings) -> ort.InferenceSession:
+    """A session on `path` with the given providers and the settings' runtime options (service/runtime.py).
+
+    A file onnxruntime cannot load is a ManifestError.
+    """
     try:
-        return ort.InferenceSession(str(path), sess_options=options, providers=list(providers))
+        return ort.InferenceSession(
+            str(path), sess_options=session_options(settings), providers=provider_options(providers, settings)
+        )
     except Exception as e:  # onnxruntime raises its own exception types for corrupt or unsupported graphs
         raise ManifestError(f"{path}: onnxruntime cannot load this graph ({type(e).__name__}: {e})") from None
 

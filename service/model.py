@@ -32,12 +32,19 @@ class ServedModel:
     """A loaded, validated model; every method raises a ServiceError for a request it cannot serve."""
 
     def __init__(
-        self, manifest: Manifest, folder: Path, encoder: Runner, decoder: Runner, metrics: Metrics
+        self,
+        manifest: Manifest,
+        folder: Path,
+        encoder: Runner,
+        decoder: Runner,
+        metrics: Metrics,
+        chain: Runner | None = None,
     ) -> None:
         self.manifest = manifest
         self.folder = folder
         self.encoder = encoder
         self.decoder = decoder
+        self.chain = chain  # encoder -> decoder in one call, z = mu kept on the device (runner.ChainRunner)
         self._images = metrics.images_produced.labels(model=manifest.name)
         files = manifest.files
         self.encoder_takes_label = files.encoder.input("label") is not None
@@ -172,8 +179,16 @@ class ServedModel:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """Decode each image's mu: reconstructions [N, C, H, W], sum of squared errors [N], label indices."""
         resolved = self.labels_for(labels, len(images), required=self.encoder_takes_label or self.decoder_takes_label)
-        encoding = await self.encode(images, resolved)
-        recon = await self.decode(encoding.mu, resolved)
+        if self.chain is None:
+            encoding = await self.encode(images, resolved)
+            recon = await self.decode(encoding.mu, resolved)
+        else:
+            feeds = {"image": np.ascontiguousarray(images, dtype=np.float32)}
+            if resolved is not None:
+                feeds["label"] = resolved
+            (recon,) = await self.chain(["image"], feeds)
+            self._images.inc(len(recon))
+            recon = np.clip(recon, 0.0, 1.0)
         errors = ((recon - images) ** 2).reshape(len(images), -1).sum(axis=1)
         return recon, errors, resolved
 

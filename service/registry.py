@@ -22,7 +22,7 @@ from .manifest import MANIFEST_FILE, ManifestError, load_manifest, verify_files
 from .metrics import Metrics
 from .model import ServedModel
 from .providers import GPU_PROVIDERS, ProviderPlan, check, probe
-from .runner import GraphRunner, Runner
+from .runner import ChainRunner, GraphRunner, Runner
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -87,8 +87,9 @@ class ModelRegistry:
     async def close(self) -> None:
         """Stop every graph's batcher (queued requests get a 503)."""
         for model in self.models.values():
-            await model.encoder.close()
-            await model.decoder.close()
+            for runner in (model.encoder, model.decoder, model.chain):
+                if runner is not None:
+                    await runner.close()
 
 
 def _contract_feeds(model: ServedModel, rows: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -121,6 +122,10 @@ def _warm_up(model: ServedModel, path: Path) -> None:
             model.encoder.run_sync(encoder_outputs, _contract_feeds(model, size)[0])
         for size in model.decoder.batch_sizes:
             model.decoder.run_sync(["image"], _contract_feeds(model, size)[1])
+        if model.chain is not None:
+            for size in (rows, *model.chain.batch_sizes):
+                encoder_feeds, decoder_feeds = _contract_feeds(model, size)
+                model.chain.run_sync(["image"], {**encoder_feeds, **decoder_feeds})
     except Exception as e:  # onnxruntime's own error types: a graph that cannot run on contract inputs
         classes = f", label indices 0..{rows - 1} for the classes in field 'labels'" if model.conditional else ""
         raise ManifestError(
@@ -155,13 +160,24 @@ def load_model(
     check_contract(folder, manifest)
     paths = verify_files(folder, manifest)
     runners: dict[str, Runner] = {}
+    sessions = {}
     for role, path in paths.items():
-        session = open_session(path, plan.active, settings.threads)
+        session = sessions[role] = open_session(path, plan.active, settings)
         check_io(session, getattr(manifest.files, role), role, path)
         check(settings.providers, session.get_providers(), require_gpu=settings.require_gpu, what=str(path))
         graph = GraphRunner(session, model=manifest.name, graph=role, executor=executor, metrics=metrics)
         runners[role] = _runner(graph, settings)
-    model = ServedModel(manifest, folder, runners["encoder"], runners["decoder"], metrics)
+    chain = ChainRunner(
+        sessions["encoder"],
+        sessions["decoder"],
+        model=manifest.name,
+        executor=executor,
+        metrics=metrics,
+        device_id=settings.cuda_device,
+    )
+    model = ServedModel(
+        manifest, folder, runners["encoder"], runners["decoder"], metrics, chain=_runner(chain, settings)
+    )
     _warm_up(model, folder / MANIFEST_FILE)
     for role, runner in runners.items():
         metrics.model_info.labels(

@@ -39,6 +39,15 @@ def start(models_dir: Path, env: dict[str, str] | None = None) -> tuple[subproce
 @contextmanager
 def running_server(models_dir: Path, env: dict[str, str] | None = None, timeout: float = 60) -> Iterator[str]:
     """Yield the base URL once GET /ready answers 200; fail with the server's log if it never does."""
+    with running_process(models_dir, env, timeout) as (_, url):
+        yield url
+
+
+@contextmanager
+def running_process(
+    models_dir: Path, env: dict[str, str] | None = None, timeout: float = 60
+) -> Iterator[tuple[subprocess.Popen, str]]:
+    """`running_server`, yielding the server process too."""
     process, url, log = start(models_dir, env)
     try:
         deadline = time.monotonic() + timeout
@@ -53,7 +62,7 @@ def running_server(models_dir: Path, env: dict[str, str] | None = None, timeout:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"server not ready after {timeout} s:\n{log.read_text()}")
             time.sleep(0.1)
-        yield url
+        yield process, url
     finally:
         process.terminate()
         try:

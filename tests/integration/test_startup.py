@@ -1,11 +1,13 @@
 """A real `python -m service` process refuses to start, with a message, when it cannot serve as configured."""
 
+from pathlib import Path
+
 import pytest
 
 from service.providers import probe
 
 from ..service.tiny_models import build_zoo
-from .server import run_to_exit, running_server
+from .server import run_to_exit, running_process, running_server
 
 NO_GPU = not probe("auto").gpu
 
@@ -34,3 +36,16 @@ def test_tiny_models_serve_over_real_http(zoo):
         health = httpx.get(f"{url}/health").json()
         assert health["ready"] and set(health["providers"]) == {"tiny-ae", "tiny-vae", "tiny-cvae"}
         assert httpx.get(f"{url}/sample?n=4").headers["content-type"] == "image/png"
+
+
+def test_several_worker_processes_each_load_the_models_and_serve(zoo):
+    import httpx
+
+    with running_process(zoo, {"VAE_PROCESSES": "2"}) as (process, url):
+        children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+        commands = [Path(f"/proc/{pid}/cmdline").read_bytes() for pid in children]
+        workers = [c for c in commands if b"spawn_main" in c]  # uvicorn's workers, beside a resource tracker
+        assert len(workers) == 2
+        for _ in range(20):  # each request on a new connection, which either worker may accept
+            response = httpx.get(f"{url}/sample?n=2&format=npy&model=tiny-vae")
+            assert response.status_code == 200 and response.headers["content-type"] == "application/x-npy"

@@ -4,13 +4,14 @@ import pytest
 
 from service.graphs import check_io, open_session
 from service.manifest import GraphFile, ManifestError, load_manifest
+from service.settings import Settings
 
 
 @pytest.fixture
 def vae(zoo):
     folder = zoo / "tiny-vae"
     manifest = load_manifest(folder)
-    session = open_session(folder / "encoder.onnx", ["CPUExecutionProvider"], threads=1)
+    session = open_session(folder / "encoder.onnx", ["CPUExecutionProvider"], Settings(threads=1))
     return folder, manifest.files.encoder, session
 
 
