@@ -29,7 +29,8 @@ def sniff(data: bytes, what: str = "image") -> str:
     raise UnsupportedMediaType(f"{what} is {got}; send a PNG or JPEG image")
 
 
-def _open(data: bytes, what: str, max_pixels: int) -> Image.Image:
+def open_image(data: bytes, max_pixels: int, what: str = "image") -> Image.Image:
+    """Read a PNG/JPEG header (not its pixels) and check its size; `to_array` decodes it."""
     fmt = sniff(data, what)
     try:
         with warnings.catch_warnings():
@@ -67,7 +68,11 @@ def _to_mode(image: Image.Image, channels: int) -> Image.Image:
 
 def decode_image(data: bytes, spec: ImageSpec, max_pixels: int, what: str = "image") -> np.ndarray:
     """PNG/JPEG bytes -> float32 [C, H, W] in [0, 1], converted to the model's channels and resized to its size."""
-    image = _open(data, what, max_pixels)
+    return to_array(open_image(data, max_pixels, what), spec, what)
+
+
+def to_array(image: Image.Image, spec: ImageSpec, what: str = "image") -> np.ndarray:
+    """An opened image -> float32 [C, H, W] in [0, 1] in the model's channels and size (decodes the pixels)."""
     try:
         image = ImageOps.exif_transpose(image)  # phone JPEGs store rotation in EXIF
         image = _to_mode(image, spec.channels)

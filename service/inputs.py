@@ -11,15 +11,16 @@ import io
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image
 from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
-from .images import decode_image
+from .images import open_image, to_array
 from .manifest import ImageSpec
+from .offload import cpu_bound
 from .settings import Settings
 
 Label = StrictInt | StrictStr
@@ -118,13 +119,16 @@ async def read_images(request: Request, spec: ImageSpec, settings: Settings) -> 
         )
     if not named:
         raise InvalidInput("the request holds no image; attach a PNG or JPEG file (curl -F file=@digit.png ...)")
-    # Decoding and resizing is CPU work (up to max_images x max_pixels): keep it off the event loop.
-    array = await run_in_threadpool(_decode_all, named, spec, settings.max_pixels)
+    # Headers first (cheap, and they refuse oversized images before any pixel is expanded); then decoding and
+    # resizing, which is CPU work up to max_images x max_pixels, inline only when small (service/offload.py).
+    opened = [(what, open_image(data, settings.max_pixels, what)) for what, data in named]
+    pixels = sum(image.width * image.height for _, image in opened)
+    array = await cpu_bound(_decode_all, opened, spec, pixels=pixels)
     return Images(array, labels or None)
 
 
-def _decode_all(named: list[tuple[str, bytes]], spec: ImageSpec, max_pixels: int) -> np.ndarray:
-    return np.stack([decode_image(data, spec, max_pixels, what) for what, data in named]).astype(np.float32)
+def _decode_all(opened: list[tuple[str, Image.Image]], spec: ImageSpec) -> np.ndarray:
+    return np.stack([to_array(image, spec, what) for what, image in opened]).astype(np.float32, copy=False)
 
 
 async def _multipart(request: Request, settings: Settings) -> tuple[list[tuple[str, bytes]], list[int | str]]:

@@ -47,7 +47,7 @@ async def _draw(
     images, resolved = await model.sample(n, rng, temperature, labels)
     fields = {"model": model.name, "seed": seed, "temperature": temperature, "labels": model.label_names(resolved)}
     headers = {"X-Model": model.name, "X-Seed": str(seed)}
-    return images_response(fmt, images, fields=fields, headers=headers, columns=columns)
+    return await images_response(fmt, images, fields=fields, headers=headers, columns=columns)
 
 
 @router.get(

@@ -6,12 +6,11 @@ from typing import Annotated
 
 import numpy as np
 from fastapi import APIRouter, Query, Request, Response
-from fastapi.responses import JSONResponse
 
 from .. import openapi as doc
 from ..deps import Model, Settings
 from ..inputs import merge_labels, read_images, read_latents
-from ..outputs import choose_format, images_response, npy_response
+from ..outputs import choose_format, images_response, json_response, npy_response
 from .params import FormatQuery, LabelQuery, SeedQuery, at_most, rng_for
 
 router = APIRouter(tags=["inference"])
@@ -50,17 +49,16 @@ async def encode(
     headers = {"X-Model": model.name, **({"X-Seed": str(drawn_seed)} if drawn_seed is not None else {})}
     if fmt == "npy":
         return npy_response(z if z is not None else encoding.mu, headers)
-    return JSONResponse(
-        {
-            "model": model.name,
-            "latent_dim": model.manifest.latent_dim,
-            "mu": encoding.mu.tolist(),
-            "logvar": None if encoding.logvar is None else encoding.logvar.tolist(),
-            "seed": drawn_seed,
-            "z": None if z is None else z.tolist(),
-        },
-        headers=headers,
-    )
+    body = {
+        "model": model.name,
+        "latent_dim": model.manifest.latent_dim,
+        "mu": encoding.mu,
+        "logvar": encoding.logvar,
+        "seed": drawn_seed,
+        "z": z,
+    }
+    numbers = encoding.mu.size * 2 + (0 if z is None else z.size)
+    return await json_response(body, headers, numbers=numbers)
 
 
 @router.post(
@@ -80,7 +78,7 @@ async def decode(
     z, body_labels = await read_latents(request, model.manifest.latent_dim, settings)
     labels = model.labels_for(merge_labels(label, body_labels), len(z), required=True)
     images = await model.decode(z, labels)
-    return images_response(
+    return await images_response(
         fmt, images, fields={"model": model.name, "labels": model.label_names(labels)}, headers={"X-Model": model.name}
     )
 
@@ -111,6 +109,6 @@ async def reconstruct(
     headers = {"X-Model": model.name, "X-Reconstruction-Error": ",".join(f"{e:.4f}" for e in errors)}
     if fmt == "png":  # each input beside its reconstruction
         pairs = np.stack([images.array, recon], axis=1).reshape(-1, *recon.shape[1:])
-        return images_response(fmt, pairs, fields={}, headers=headers, columns=2 * int(np.ceil(np.sqrt(len(recon)))))
+        return await images_response(fmt, pairs, fields={}, headers=headers, columns=2 * int(np.ceil(np.sqrt(len(recon)))))
     fields = {"model": model.name, "labels": model.label_names(resolved), "reconstruction_error": errors.tolist()}
-    return images_response(fmt, recon, fields=fields, headers=headers)
+    return await images_response(fmt, recon, fields=fields, headers=headers)

@@ -1,5 +1,7 @@
 """outputs.py: the output format from `format=` or Accept, and the three renderings."""
 
+import asyncio
+import base64
 import io
 import json
 
@@ -9,7 +11,9 @@ from PIL import Image
 from starlette.requests import Request
 
 from service.errors import InvalidInput
-from service.outputs import choose_format, images_response
+from service.images import to_uint8
+from service.offload import INLINE_PIXELS
+from service.outputs import choose_format, images_response, json_bytes
 
 ALL = ("png", "json", "npy")
 
@@ -48,23 +52,56 @@ def test_format_the_route_cannot_make_is_invalid():
 IMAGES = np.random.default_rng(0).random((3, 1, 4, 4), dtype=np.float32)
 
 
+def rendered(fmt, images, **fields) -> tuple[str, bytes]:
+    """Run images_response and the response itself as ASGI: (content type, body bytes as sent)."""
+    messages = []
+
+    async def send(message):
+        messages.append(message)
+
+    async def run():
+        response = await images_response(fmt, images, fields=fields)
+        await response({"type": "http", "method": "GET"}, None, send)
+
+    asyncio.run(run())
+    headers = dict(messages[0]["headers"])
+    body = b"".join(m.get("body", b"") for m in messages[1:])
+    assert int(headers[b"content-length"]) == len(body)
+    return headers[b"content-type"].decode(), body
+
+
 def test_png_of_several_images_is_a_grid():
-    response = images_response("png", IMAGES, fields={})
-    image = Image.open(io.BytesIO(response.body))
-    assert response.media_type == "image/png" and image.size == (2 + 2 * 6, 2 + 2 * 6)
+    media, body = rendered("png", IMAGES)
+    assert media == "image/png" and Image.open(io.BytesIO(body)).size == (2 + 2 * 6, 2 + 2 * 6)
 
 
 def test_png_of_one_image_is_that_image():
-    image = Image.open(io.BytesIO(images_response("png", IMAGES[:1], fields={}).body))
-    assert image.size == (4, 4)
+    assert Image.open(io.BytesIO(rendered("png", IMAGES[:1])[1])).size == (4, 4)
 
 
 def test_json_holds_base64_pngs_and_the_fields():
-    body = json.loads(images_response("json", IMAGES, fields={"model": "m", "seed": 3}).body)
+    body = json.loads(rendered("json", IMAGES, model="m", seed=3)[1])
     assert body["model"] == "m" and body["seed"] == 3 and body["shape"] == [3, 1, 4, 4] and len(body["images"]) == 3
 
 
-def test_npy_is_the_float32_array():
-    array = np.load(io.BytesIO(images_response("npy", IMAGES, fields={}).body))
-    assert array.dtype == np.float32
-    np.testing.assert_array_equal(array, IMAGES)
+def test_npy_is_the_float32_array_byte_for_byte_as_numpy_saves_it():
+    media, body = rendered("npy", IMAGES)
+    saved = io.BytesIO()
+    np.save(saved, IMAGES)
+    assert media == "application/x-npy" and body == saved.getvalue()
+
+
+def test_large_renderings_made_on_a_worker_thread_are_the_same_as_small_ones():
+    many = np.random.default_rng(1).random((256, 1, 28, 28), dtype=np.float32)  # over INLINE_PIXELS
+    assert many.size > INLINE_PIXELS
+    grid_png = Image.open(io.BytesIO(rendered("png", many)[1]))
+    assert grid_png.size == (2 + 16 * 30, 2 + 16 * 30)
+    body = json.loads(rendered("json", many)[1])
+    first = np.asarray(Image.open(io.BytesIO(base64.b64decode(body["images"][0]))))
+    np.testing.assert_array_equal(first, to_uint8(many[0]))
+
+
+def test_json_writes_numpy_arrays_including_non_contiguous_ones():
+    array = np.arange(12, dtype=np.float32).reshape(3, 4)
+    body = json.loads(json_bytes({"a": array, "b": array[:, ::2], "c": None}))
+    assert body == {"a": array.tolist(), "b": array[:, ::2].tolist(), "c": None}
