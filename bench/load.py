@@ -1,8 +1,7 @@
-"""A closed-loop HTTP load generator (asyncio + httpx) and a server process that is timed from start to /ready."""
+"""A server process under test, timed from process start to its first 200 from /ready."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
 import subprocess
@@ -15,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,43 +62,3 @@ def server(argv: list[str], port: int, env: dict[str, str] | None = None, timeou
     finally:
         process.terminate()
         process.wait(timeout=30)
-
-
-async def _client(
-    client: httpx.AsyncClient, request: dict[str, Any], end: float, latencies: list[float], errors: list[int]
-) -> None:
-    while time.perf_counter() < end:
-        start = time.perf_counter()
-        response = await client.request(**request)
-        if response.status_code == 200:
-            latencies.append(time.perf_counter() - start)
-        else:
-            errors.append(response.status_code)
-
-
-async def _sweep(url: str, request: dict[str, Any], clients: int, seconds: float) -> dict[str, Any]:
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
-        await client.request(**request)  # one untimed request: connection and first-call costs
-        latencies: list[float] = []
-        errors: list[int] = []
-        cpu, wall = time.process_time(), time.perf_counter()
-        end = wall + seconds
-        await asyncio.gather(*(_client(client, request, end, latencies, errors) for _ in range(clients)))
-        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-    ms = 1000 * np.array(latencies or [float("nan")])
-    return {
-        "clients": clients,
-        "requests": len(latencies),
-        "errors": len(errors),
-        "rps": len(latencies) / wall,
-        "p50_ms": float(np.percentile(ms, 50)),
-        "p95_ms": float(np.percentile(ms, 95)),
-        "p99_ms": float(np.percentile(ms, 99)),
-        "loadgen_cpu": cpu / wall,  # 1.0: the load generator used one core the whole time (it is the bottleneck)
-    }
-
-
-def sweep(url: str, request: dict[str, Any], clients: int, seconds: float) -> dict[str, Any]:
-    """`clients` closed-loop clients send `request` (httpx.request kwargs) for `seconds`: req/s and latency."""
-    return asyncio.run(_sweep(url, request, clients, seconds))

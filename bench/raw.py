@@ -12,6 +12,7 @@ import numpy as np
 from service.graphs import open_session
 from service.manifest import load_manifest
 from service.providers import probe
+from service.settings import Settings
 
 
 def feeds_for(graph: Any, rows: int, classes: int) -> dict[str, np.ndarray]:
@@ -39,15 +40,20 @@ def time_runs(run: Any, seconds: float, min_runs: int = 5) -> list[float]:
     return times
 
 
-def raw_runtime(models_dir: Path, batches: tuple[int, ...], seconds: float, threads: int = 0) -> list[dict[str, Any]]:
-    """Median latency and rows/s per model, graph and batch size, on the providers `auto` picks."""
-    providers = probe("auto").active
+def raw_runtime(models_dir: Path, batches: tuple[int, ...], seconds: float) -> list[dict[str, Any]]:
+    """Median latency and rows/s per model, graph and batch size, on the providers `auto` picks.
+
+    Sessions get the service's runtime options (`Settings()`: the same VAE_* environment), so the two differ
+    only by what the service adds.
+    """
+    settings = Settings()
+    providers = probe(settings.providers).active
     rows_out = []
     for folder in sorted(p for p in models_dir.iterdir() if (p / "manifest.json").is_file()):
         manifest = load_manifest(folder)
         for role in ("encoder", "decoder"):
             graph = getattr(manifest.files, role)
-            session = open_session(folder / graph.path, providers, threads)
+            session = open_session(folder / graph.path, providers, settings)
             outputs = [o.name for o in graph.outputs]
             for rows in batches:
                 feeds = feeds_for(graph, rows, len(manifest.labels or []))

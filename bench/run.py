@@ -1,6 +1,9 @@
-"""`python -m bench.run [--quick] [--out BENCHMARKS.md]`: run every measurement in one go and write the report.
+"""`python -m bench.run [--quick] [--seconds S] [--out BENCHMARKS.md]`: every measurement in one go, and the report.
 
-Not done yet (the issue's list): the PyTorch-eager peer server; the ratios table against the targets.
+Raw in-process onnxruntime; the service with batching on and off; an empty FastAPI endpoint on the same uvicorn
+stack; a PyTorch-eager FastAPI server on the same weights (bench/torch_peer.py). Each HTTP row is closed-loop
+load from bench/loadgen.py, which reports its own CPU. The report ends with the issue's targets as ratios.
+Runs unchanged on a GPU machine: the raw runtime and the service use whatever providers `auto` finds.
 """
 
 from __future__ import annotations
@@ -16,14 +19,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import onnxruntime as ort
 from PIL import Image
 
-from .load import free_port, server, sweep
+from .load import free_port, server
+from .loadgen import Request, default_processes, sweep
 from .raw import raw_runtime
 
 CLIENTS = (1, 8, 64)
+HOST = "127.0.0.1"
+PEER_MODEL = "mnist-vae"  # the service's default model (best unconditional bound), which /sample and /encode use
 
 
 def machine() -> dict[str, Any]:
@@ -44,35 +51,116 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "onnxruntime": ort.__version__,
         "providers": ort.get_available_providers(),
+        "loadgen_processes": default_processes(),
     }
 
 
 def digit_png() -> bytes:
+    """A 28x28 grayscale PNG, the size of the shipped models' input."""
     buffer = io.BytesIO()
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (28, 28), dtype=np.uint8)).save(buffer, format="PNG")
     return buffer.getvalue()
 
 
-def service_figures(models_dir: Path, batching: bool, seconds: float) -> dict[str, Any]:
+ENCODE = Request("POST", "/encode", digit_png(), {"Content-Type": "image/png"})
+
+
+def _bulk(port: int, path: str, images: int, clients: int, seconds: float) -> dict[str, Any]:
+    result = sweep(HOST, port, Request("GET", path), clients, seconds)
+    return {**result, "images_per_s": images * result["rps"]}
+
+
+def _providers(url: str) -> dict[str, Any]:
+    """What each model's graphs really run on, as the service reports it."""
+    return httpx.get(f"{url}/health", timeout=10).json()["providers"]
+
+
+def service_figures(models_dir: Path, batching: bool, seconds: float, sweeps: bool = True) -> dict[str, Any]:
     """Cold start, memory after warm-up, bulk /sample and the concurrency sweep, for one batching setting."""
     port = free_port()
     argv = ["-m", "service", "--port", str(port), "--models-dir", str(models_dir), "--log-level", "warning"]
-    env = {"VAE_BATCHING": str(batching).lower()}
-    png = {"method": "POST", "url": "/encode", "content": digit_png(), "headers": {"content-type": "image/png"}}
-    with server(argv, port, env) as s:
+    with server(argv, port, {"VAE_BATCHING": str(batching).lower()}) as s:
+        figures: dict[str, Any] = {"ready_s": s.ready_seconds, "rss_mib": s.rss_mib(), "providers": _providers(s.url)}
+        for fmt in ("npy", "png"):
+            figures[f"sample256_{fmt}"] = _bulk(port, f"/sample?n=256&format={fmt}", 256, 1, seconds)
+            figures[f"sample64_{fmt}"] = _bulk(port, f"/sample?n=64&format={fmt}", 64, 8, seconds)
+        figures["encode"] = [sweep(HOST, port, ENCODE, c, seconds) for c in CLIENTS]
+        figures["sample1"] = [sweep(HOST, port, Request("GET", "/sample?n=1"), c, seconds) for c in CLIENTS]
+        figures["rss_after_load_mib"] = s.rss_mib()
+    return figures
+
+
+def peer_figures(models_dir: Path, seconds: float) -> dict[str, Any]:
+    """The PyTorch-eager server: the same bulk /sample rows and the /encode sweep."""
+    port = free_port()
+    argv = ["-m", "bench.torch_peer", str(port), "--models-dir", str(models_dir), "--model", PEER_MODEL]
+    with server(argv, port) as s:
         figures: dict[str, Any] = {"ready_s": s.ready_seconds, "rss_mib": s.rss_mib()}
         for fmt in ("npy", "png"):
-            bulk = sweep(s.url, {"method": "GET", "url": f"/sample?n=256&format={fmt}"}, 1, seconds)
-            figures[f"sample256_{fmt}"] = {**bulk, "images_per_s": 256 * bulk["rps"]}
-        figures["encode"] = [sweep(s.url, png, c, seconds) for c in CLIENTS]
-        figures["sample1"] = [sweep(s.url, {"method": "GET", "url": "/sample?n=1"}, c, seconds) for c in CLIENTS]
+            figures[f"sample256_{fmt}"] = _bulk(port, f"/sample?n=256&format={fmt}", 256, 1, seconds)
+            figures[f"sample64_{fmt}"] = _bulk(port, f"/sample?n=64&format={fmt}", 64, 8, seconds)
+        figures["encode"] = [sweep(HOST, port, ENCODE, c, seconds) for c in CLIENTS]
     return figures
 
 
 def empty_figures(seconds: float) -> list[dict[str, Any]]:
     port = free_port()
     with server(["-m", "bench.empty", str(port)], port) as s:
-        return [sweep(s.url, {"method": "GET", "url": "/empty"}, c, seconds) for c in CLIENTS]
+        return [sweep(HOST, port, Request("GET", "/empty"), c, seconds) for c in CLIENTS]
+
+
+def _at(rows: list[dict[str, Any]], clients: int) -> dict[str, Any]:
+    return next(r for r in rows if r["clients"] == clients)
+
+
+def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The issue's targets, each as a measured ratio or figure and whether it is met."""
+    on, off = results["service"]["batching on"], results["service"]["batching off"]
+    peer, top = results["peer"], max(CLIENTS)
+    largest = max(r["batch"] for r in results["raw"])
+    raw = next(r for r in results["raw"] if (r["model"], r["graph"], r["batch"]) == (PEER_MODEL, "decoder", largest))
+    encode_on, empty, encode_peer = _at(on["encode"], top), _at(results["empty"], top), _at(peer["encode"], top)
+    ratios = [
+        (
+            f"`/sample?n=256&format=npy` images/s over the raw decoder's rows/s at batch {largest}",
+            on["sample256_npy"]["images_per_s"] / raw["rows_per_s"],
+            0.8,
+        ),
+        (f"`/encode` req/s at {top} clients over the empty endpoint's", encode_on["rps"] / empty["rps"], 0.5),
+        (
+            "`/sample?n=64&format=png` images/s (8 clients) over the PyTorch-eager server's",
+            on["sample64_png"]["images_per_s"] / peer["sample64_png"]["images_per_s"],
+            2.0,
+        ),
+        (
+            "`/sample?n=64&format=npy` images/s (8 clients) over the PyTorch-eager server's",
+            on["sample64_npy"]["images_per_s"] / peer["sample64_npy"]["images_per_s"],
+            2.0,
+        ),
+        (
+            f"`/encode` req/s at {top} clients over the PyTorch-eager server's",
+            encode_on["rps"] / encode_peer["rps"],
+            2.0,
+        ),
+    ]
+    out = [{"figure": f, "value": v, "target": f">= {limit:g}", "met": v >= limit} for f, v, limit in ratios]
+    for name, path in (("encode", "/encode"), ("sample1", "/sample?n=1")):
+        a, b = _at(on[name], top), _at(off[name], top)
+        out.append(
+            {
+                "figure": f"batching on over off, `{path}` at {top} clients, req/s "
+                f"(p99 on / off: {a['p99_ms']:.0f} / {b['p99_ms']:.0f} ms)",
+                "value": a["rps"] / b["rps"],
+                "target": "> 1, p99 no worse",
+                "met": a["rps"] > b["rps"] and a["p99_ms"] <= b["p99_ms"],
+            }
+        )
+    ready, rss = on["ready_s"], on["rss_mib"]
+    out += [
+        {"figure": "process start to `/ready`, models warmed (s)", "value": ready, "target": "<= 2", "met": ready <= 2},
+        {"figure": "resident memory after warm-up (MiB)", "value": rss, "target": "<= 250", "met": rss <= 250},
+    ]
+    return out
 
 
 def _sweep_rows(name: str, results: list[dict[str, Any]]) -> list[str]:
@@ -83,19 +171,46 @@ def _sweep_rows(name: str, results: list[dict[str, Any]]) -> list[str]:
     ]
 
 
+SWEEP_HEAD = [
+    "| request | clients | req/s | p50 ms | p95 ms | p99 ms | errors | load generator CPU (cores) |",
+    "|---|---|---|---|---|---|---|---|",
+]
+
+
+def _bulk_rows(figures: dict[str, Any]) -> list[str]:
+    return [
+        f"| `/sample?n={n}&format={fmt}` | {figures[f'sample{n}_{fmt}']['clients']} "
+        f"| {figures[f'sample{n}_{fmt}']['images_per_s']:.0f} | {figures[f'sample{n}_{fmt}']['p50_ms']:.1f} "
+        f"| {figures[f'sample{n}_{fmt}']['p99_ms']:.1f} |"
+        for n in (256, 64)
+        for fmt in ("npy", "png")
+    ]
+
+
 def report(results: dict[str, Any]) -> str:
-    """BENCHMARKS.md: setup, then medians; every figure comes from `results`."""
+    """BENCHMARKS.md: the machine, the targets as ratios, then every measured row; all from `results`."""
     m = results["machine"]
     lines = [
         "# Benchmarks",
         "",
-        f"Written by `make bench` (`python -m bench.run {' '.join(results['argv'])}`).",
+        f"Written by `make bench` (`python -m bench.run {' '.join(results['argv'])}`); every figure is also in "
+        f"`{results['json']}`.",
         "",
         f"Machine: {m['cpu']}, {m['cores']} cores, GPU: {m['gpu'] or 'none'}; Python {m['python']}, "
-        f"onnxruntime {m['onnxruntime']} (providers {', '.join(m['providers'])}). "
-        f"Each figure: {results['seconds']:g} s of closed-loop load per row.",
+        f"onnxruntime {m['onnxruntime']}. Every HTTP row is {results['seconds']:g} s of closed-loop load from "
+        f"`bench/loadgen.py` ({m['loadgen_processes']} process(es), raw keep-alive HTTP/1.1 on uvloop) on the same "
+        "machine; its CPU use is in each table. Servers are one uvicorn process each, started fresh.",
         "",
-        "## Raw onnxruntime (in-process)",
+        "## Targets",
+        "",
+        "| figure | measured | target | met |",
+        "|---|---|---|---|",
+        *(
+            f"| {t['figure']} | {t['value']:.2f} | {t['target']} | {'yes' if t['met'] else '**no**'} |"
+            for t in results["targets"]
+        ),
+        "",
+        "## Raw onnxruntime (in-process, the service's session options)",
         "",
         "| model | graph | batch | provider | median ms | rows/s |",
         "|---|---|---|---|---|---|",
@@ -105,26 +220,32 @@ def report(results: dict[str, Any]) -> str:
             for r in results["raw"]
         ),
     ]
-    for key, figures in results["service"].items():
+    servers = {f"The service, {key}": figures for key, figures in results["service"].items()}
+    servers[f"PyTorch-eager FastAPI server (`bench/torch_peer.py`, {PEER_MODEL})"] = results["peer"]
+    for title, figures in servers.items():
+        providers = figures.get("providers")
+        where = f" Providers: `{json.dumps(providers)}`." if providers else ""
+        after = figures.get("rss_after_load_mib")
         lines += [
             "",
-            f"## The service, {key}",
+            f"## {title}",
             "",
             f"Process start to `/ready`: {figures['ready_s']:.2f} s; resident memory after warm-up: "
-            f"{figures['rss_mib']:.0f} MiB. `/sample?n=256`: {figures['sample256_npy']['images_per_s']:.0f} "
-            f"images/s as npy, {figures['sample256_png']['images_per_s']:.0f} as png.",
+            f"{figures['rss_mib']:.0f} MiB" + (f" ({after:.0f} MiB after the load below)." if after else ".") + where,
             "",
-            "| request | clients | req/s | p50 ms | p95 ms | p99 ms | errors | load generator CPU |",
-            "|---|---|---|---|---|---|---|---|",
+            "| bulk request | clients | images/s | p50 ms | p99 ms |",
+            "|---|---|---|---|---|",
+            *_bulk_rows(figures),
+            "",
+            *SWEEP_HEAD,
             *_sweep_rows("`POST /encode` (1 image)", figures["encode"]),
-            *_sweep_rows("`GET /sample?n=1`", figures["sample1"]),
+            *(_sweep_rows("`GET /sample?n=1`", figures["sample1"]) if "sample1" in figures else []),
         ]
     lines += [
         "",
-        "## Empty FastAPI endpoint (same uvicorn stack)",
+        "## Empty FastAPI endpoint (same uvicorn stack: the framework's floor)",
         "",
-        "| request | clients | req/s | p50 ms | p95 ms | p99 ms | errors | load generator CPU |",
-        "|---|---|---|---|---|---|---|---|",
+        *SWEEP_HEAD,
         *_sweep_rows("`GET /empty`", results["empty"]),
         "",
     ]
@@ -134,23 +255,26 @@ def report(results: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
     parser.add_argument("--models-dir", type=Path, default=Path("models"))
-    parser.add_argument("--seconds", type=float, default=5.0, help="load time per measured row")
-    parser.add_argument("--quick", action="store_true", help="a smoke run: 0.2 s per row, batch sizes 1 and 16")
+    parser.add_argument("--seconds", type=float, default=4.0, help="load time per measured row")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 0.3 s per row, batch sizes 1 and 16")
     parser.add_argument("--out", type=Path, default=Path("BENCHMARKS.md"))
     args = parser.parse_args(argv)
-    seconds = 0.2 if args.quick else args.seconds
+    seconds = 0.3 if args.quick else args.seconds
     batches = (1, 16) if args.quick else (1, 16, 256)
     results: dict[str, Any] = {"argv": sys.argv[1:] if argv is None else argv, "seconds": seconds}
+    results["json"] = args.out.with_suffix(".json").name
     results["machine"] = machine()
     results["raw"] = raw_runtime(args.models_dir, batches, seconds)
     results["service"] = {
         f"batching {'on' if batching else 'off'}": service_figures(args.models_dir, batching, seconds)
         for batching in (True, False)
     }
+    results["peer"] = peer_figures(args.models_dir, seconds)
     results["empty"] = empty_figures(seconds)
+    results["targets"] = targets(results)
     text = report(results)
     args.out.write_text(text)
-    args.out.with_suffix(".json").write_text(json.dumps(results, indent=2))
+    args.out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
     print(text)
 
 
