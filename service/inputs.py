@@ -11,8 +11,8 @@ import io
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
 from fastapi import Request
+from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException

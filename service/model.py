@@ -38,7 +38,7 @@ class ServedModel:
         encoder: Runner,
         decoder: Runner,
         metrics: Metrics,
-        chain: Runner | None = None,
+        chain: Runner,
     ) -> None:
         self.manifest = manifest
         self.folder = folder
@@ -126,6 +126,10 @@ class ServedModel:
         if self.decoder_takes_label:
             feeds["label"] = self._need(labels)
         (images,) = await self.decoder(["image"], feeds)
+        return self._produced(images)
+
+    def _produced(self, images: np.ndarray) -> np.ndarray:
+        """The decoder's output as served: counted, and clipped to [0, 1]."""
         self._images.inc(len(images))
         return np.clip(images, 0.0, 1.0)
 
@@ -179,16 +183,11 @@ class ServedModel:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """Decode each image's mu: reconstructions [N, C, H, W], sum of squared errors [N], label indices."""
         resolved = self.labels_for(labels, len(images), required=self.encoder_takes_label or self.decoder_takes_label)
-        if self.chain is None:
-            encoding = await self.encode(images, resolved)
-            recon = await self.decode(encoding.mu, resolved)
-        else:
-            feeds = {"image": np.ascontiguousarray(images, dtype=np.float32)}
-            if resolved is not None:
-                feeds["label"] = resolved
-            (recon,) = await self.chain(["image"], feeds)
-            self._images.inc(len(recon))
-            recon = np.clip(recon, 0.0, 1.0)
+        feeds = {"image": np.ascontiguousarray(images, dtype=np.float32)}
+        if resolved is not None:
+            feeds["label"] = resolved
+        (recon,) = await self.chain(["image"], feeds)
+        recon = self._produced(recon)
         errors = ((recon - images) ** 2).reshape(len(images), -1).sum(axis=1)
         return recon, errors, resolved
 

@@ -88,8 +88,7 @@ class ModelRegistry:
         """Stop every graph's batcher (queued requests get a 503)."""
         for model in self.models.values():
             for runner in (model.encoder, model.decoder, model.chain):
-                if runner is not None:
-                    await runner.close()
+                await runner.close()
 
 
 def _contract_feeds(model: ServedModel, rows: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -122,10 +121,9 @@ def _warm_up(model: ServedModel, path: Path) -> None:
             model.encoder.run_sync(encoder_outputs, _contract_feeds(model, size)[0])
         for size in model.decoder.batch_sizes:
             model.decoder.run_sync(["image"], _contract_feeds(model, size)[1])
-        if model.chain is not None:
-            for size in (rows, *model.chain.batch_sizes):
-                encoder_feeds, decoder_feeds = _contract_feeds(model, size)
-                model.chain.run_sync(["image"], {**encoder_feeds, **decoder_feeds})
+        for size in (rows, *model.chain.batch_sizes):
+            encoder_feeds, decoder_feeds = _contract_feeds(model, size)
+            model.chain.run_sync(["image"], {**encoder_feeds, **decoder_feeds})
     except Exception as e:  # onnxruntime's own error types: a graph that cannot run on contract inputs
         classes = f", label indices 0..{rows - 1} for the classes in field 'labels'" if model.conditional else ""
         raise ManifestError(

@@ -108,7 +108,7 @@ async def test_conditioned_encoder_uses_the_label(models):
 @pytest.mark.parametrize("name", ["tiny-ae", "tiny-vae", "tiny-cvae"])
 async def test_reconstruct_runs_both_graphs_in_one_bound_call_with_the_same_result(models, name):
     model = models[name]
-    assert model.chain is not None and model.chain.runner.device == "cpu"  # "cuda" when the encoder runs there
+    assert model.chain.runner.device == "cpu"  # "cuda" when the encoder runs there
     images = np.random.default_rng(3).random((5, 1, 8, 8), dtype=np.float32)
     labels = [2] if model.conditional else None
     recon, _, resolved = await model.reconstruct(images, labels)
