@@ -19,7 +19,7 @@ def _expected(manifest: Manifest) -> dict[str, tuple[Tensors, Tensors, set[str]]
     """Per role: required inputs, required outputs, optional output names."""
     c, h, w = manifest.image.channels, manifest.image.height, manifest.image.width
     d = manifest.latent_dim
-    label = {"label": ("int64", [None])}
+    label: Tensors = {"label": ("int64", [None])}
     enc_in = {"image": ("float32", [None, c, h, w]), **(label if manifest.encoder_conditioned else {})}
     enc_out = {"mu": ("float32", [None, d]), **({"logvar": ("float32", [None, d])} if manifest.stochastic else {})}
     dec_in = {"z": ("float32", [None, d]), **(label if manifest.conditional else {})}

@@ -1,19 +1,30 @@
 """The model manifest: one pydantic schema shared by training (writes it) and the service (validates it).
 
 This module imports pydantic and the standard library only, so the serving image needs no torch.
+
+The model repository is confined to its folder (the models root): paths in a manifest are relative to the model's
+folder and never climb out of it ('..' and absolute paths fail validation), and every file that is read is first
+resolved (symlinks followed) and refused unless it lies inside the root. A symlink from one place inside the root
+to another is allowed (a `current -> .releases/v3` folder, a graph shared by two models); one that leads out is
+not. Files are opened without blocking and refused unless they are regular files (a FIFO would hang the reader).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
-from typing import Literal
+import os
+import stat
+from pathlib import Path, PurePosixPath
+from typing import Annotated, BinaryIO, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Literal[1] = 1
 MANIFEST_FILE = "manifest.json"
+# The largest part of a manifest is test_indices: 16 KB for the shipped models' 1,000 held-out images, about 120 KB
+# for all 10,000 of MNIST's. 4 MiB refuses only a mistake or an attack, before a byte of it is read.
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 
 Kind = Literal["ae", "vae", "cvae"]
 Likelihood = Literal["bernoulli", "gaussian"]
@@ -22,6 +33,25 @@ DType = Literal["float32", "int64"]
 
 class ManifestError(Exception):
     """A model folder whose manifest or files do not match the contract; the message names file and field."""
+
+
+def _inside_the_folder(value: str) -> str:
+    """A manifest's file path: '/'-separated, relative to the model's folder, and never leaving it."""
+    fix = "give a '/'-separated path relative to the model's folder, such as 'encoder.onnx'"
+    quoted = repr(value if len(value) <= 80 else value[:77] + "...")
+    if "\\" in value or "\0" in value:
+        raise ValueError(f"{quoted} holds a backslash or a NUL character; {fix}")
+    if value.startswith("/"):
+        raise ValueError(f"{quoted} is absolute; {fix}")
+    parts = PurePosixPath(value).parts
+    if ".." in parts:
+        raise ValueError(f"{quoted} climbs out of the model's folder with '..'; {fix}")
+    if not parts:
+        raise ValueError(f"{quoted} names no file; {fix}")
+    return value
+
+
+RelativeFile = Annotated[str, AfterValidator(_inside_the_folder)]
 
 
 class _Strict(BaseModel):
@@ -43,7 +73,7 @@ class TensorSpec(_Strict):
 
 
 class GraphFile(_Strict):
-    path: str
+    path: RelativeFile
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
@@ -91,6 +121,10 @@ class Training(_Strict):
     augment_shift: int
     train_seconds: float
     library_versions: dict[str, str]
+    # Where it trained (optional: manifests written before these fields existed still load).
+    device: str | None = None  # "cpu" or "cuda (<GPU name>)"
+    precision: Literal["fp32", "bf16"] | None = None  # bf16: autocast of the network passes on CUDA
+    world_size: int | None = Field(default=None, ge=1)  # processes in the data-parallel (torchrun) run
 
 
 class Metrics(_Strict):
@@ -128,7 +162,7 @@ class Manifest(_Strict):
     files: Files
     training: Training
     metrics: Metrics
-    reports: dict[str, str] = {}
+    reports: dict[str, RelativeFile] = {}
 
     @property
     def conditional(self) -> bool:
@@ -153,11 +187,86 @@ class Manifest(_Strict):
 
 
 def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
+        return _sha256(f)
+
+
+def _sha256(f: BinaryIO) -> str:
+    digest = hashlib.sha256()
+    for block in iter(lambda: f.read(1 << 20), b""):
+        digest.update(block)
     return digest.hexdigest()
+
+
+def shown(path: Path, root: Path | None = None) -> str:
+    """`path` as messages show it: relative to the models folder `root` when given, undecodable bytes escaped."""
+    if root is not None and path.is_relative_to(root):
+        path = path.relative_to(root)
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+# O_NONBLOCK: opening a FIFO swapped in after the stat() must not wait for a writer. O_NOFOLLOW: `real` has no
+# symlink left, so one found now was swapped in after the check. (Both are POSIX; training may run elsewhere.)
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+_KINDS = {stat.S_ISDIR: "directory", stat.S_ISFIFO: "FIFO", stat.S_ISSOCK: "socket", stat.S_ISCHR: "device"}
+
+
+def _not_regular(mode: int) -> str | None:
+    """What a file mode is when it is not a regular file ('directory', 'FIFO', ...), else None."""
+    if stat.S_ISREG(mode):
+        return None
+    return next((kind for test, kind in _KINDS.items() if test(mode)), "device")
+
+
+def _named(field: str) -> str:
+    return f", but manifest field '{field}' names it" if field else ""
+
+
+def confined(path: Path, root: Path, where: str, field: str = "") -> Path:
+    """`path` with every symlink resolved; ManifestError unless it exists and lies inside the resolved `root`.
+
+    Messages name `where` (the path as shown) and the manifest `field` that named the path, if any; they never show
+    where a symlink points, since /models shows them to clients.
+    """
+    named = _named(field)
+    try:
+        real = path.resolve(strict=True)
+    except FileNotFoundError:
+        needed = f"; every model folder needs a {MANIFEST_FILE}" if path.name == MANIFEST_FILE else ""
+        raise ManifestError(f"{where}: missing{named or needed}") from None
+    except (OSError, RuntimeError) as e:  # RuntimeError: a symlink loop (Python < 3.13)
+        raise ManifestError(f"{where}: cannot be resolved ({_why(e)}){named}; fix or remove the symlink") from None
+    if not real.is_relative_to(root):
+        raise ManifestError(
+            f"{where}: a symlink to a place outside the models folder{named}; the service reads only files inside "
+            "the models folder: copy them in instead of linking to them"
+        )
+    return real
+
+
+def open_confined(path: Path, root: Path, where: str, field: str = "") -> tuple[BinaryIO, Path]:
+    """Open `path` for reading if it resolves to a regular file inside the resolved `root`: (file, resolved path).
+
+    Raises ManifestError as `confined` does, and for anything but a regular file. Never blocks: a FIFO or device is
+    refused from stat() before it is opened, and checked again on the descriptor.
+    """
+    real = confined(path, root, where, field)
+    named = _named(field)
+    try:
+        kind = _not_regular(os.stat(real).st_mode)
+        if kind is None:
+            f = os.fdopen(os.open(real, _READ_FLAGS), "rb")
+            kind = _not_regular(os.fstat(f.fileno()).st_mode)
+            if kind is None:
+                return f, real
+            f.close()
+    except OSError as e:
+        raise ManifestError(f"{where}: cannot be read ({_why(e)}){named}; make it readable by the service") from None
+    raise ManifestError(f"{where}: a {kind}, not a regular file{named}; replace it with the file itself")
+
+
+def _why(error: BaseException) -> str:
+    return error.strerror if isinstance(error, OSError) and error.strerror else str(error)
 
 
 def _describe(error: ValidationError) -> str:
@@ -168,36 +277,67 @@ def _describe(error: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def load_manifest(folder: Path) -> Manifest:
-    """Read and validate `folder/manifest.json`; raise ManifestError naming the file and the field."""
+def load_manifest(folder: Path, root: Path | None = None) -> Manifest:
+    """Read and validate `folder/manifest.json`; raise ManifestError naming the file and the field.
+
+    `root` is the models folder the manifest must lie in (default: `folder` itself); messages show paths relative
+    to it.
+    """
     path = Path(folder) / MANIFEST_FILE
+    where = shown(path, root)
+    f, _ = open_confined(path, Path(root or folder).resolve(), where)
+    with f:
+        try:
+            size = os.fstat(f.fileno()).st_size
+            if size > MAX_MANIFEST_BYTES:
+                raise ManifestError(
+                    f"{where}: {size} bytes, over the limit of {MAX_MANIFEST_BYTES} bytes for a manifest"
+                )
+            data = f.read(MAX_MANIFEST_BYTES + 1)
+        except OSError as e:
+            raise ManifestError(f"{where}: cannot be read ({_why(e)})") from None
+    if len(data) > MAX_MANIFEST_BYTES:  # it grew while we looked
+        raise ManifestError(f"{where}: over the limit of {MAX_MANIFEST_BYTES} bytes for a manifest")
     try:
-        raw = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ManifestError(f"{path}: missing; every model folder needs a {MANIFEST_FILE}") from None
+        raw = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ManifestError(f"{where}: not UTF-8 (byte {e.start}); write the manifest as UTF-8 JSON") from None
     except json.JSONDecodeError as e:
-        raise ManifestError(f"{path}: not valid JSON ({e})") from None
+        raise ManifestError(f"{where}: not valid JSON ({e})") from None
+    except RecursionError:
+        raise ManifestError(f"{where}: not valid JSON for a manifest (nested too deeply to parse)") from None
+    except ValueError as e:  # e.g. an integer longer than Python's digit limit
+        raise ManifestError(f"{where}: not valid JSON for a manifest ({e})") from None
     try:
         return Manifest.model_validate(raw)
     except ValidationError as e:
-        raise ManifestError(f"{path}: {_describe(e)}") from None
+        raise ManifestError(f"{where}: {_describe(e)}") from None
 
 
-def verify_files(folder: Path, manifest: Manifest) -> dict[str, Path]:
-    """Check each graph file exists and matches its sha256; return {'encoder': path, 'decoder': path}."""
+def verify_files(folder: Path, manifest: Manifest, root: Path | None = None) -> dict[str, Path]:
+    """Check each graph file lies inside `root` (default: `folder`) and matches its sha256.
+
+    Returns {'encoder': path, 'decoder': path}, each resolved (no symlink left), so that what is loaded afterwards
+    is the file that was checked; messages show paths relative to `root`.
+    """
     found = {}
+    real_root = Path(root or folder).resolve()
     for role in ("encoder", "decoder"):
         entry: GraphFile = getattr(manifest.files, role)
         path = Path(folder) / entry.path
-        if not path.is_file():
-            raise ManifestError(f"{path}: missing, but manifest field 'files.{role}.path' names it")
-        actual = sha256_file(path)
+        where = shown(path, root)
+        f, real = open_confined(path, real_root, where, f"files.{role}.path")
+        with f:
+            try:
+                actual = _sha256(f)
+            except OSError as e:
+                raise ManifestError(f"{where}: cannot be read ({_why(e)})") from None
         if actual != entry.sha256:
             raise ManifestError(
-                f"{path}: sha256 is {actual}, but manifest field 'files.{role}.sha256' says {entry.sha256}; "
+                f"{where}: sha256 is {actual}, but manifest field 'files.{role}.sha256' says {entry.sha256}; "
                 "the file was changed after export (re-export the model)"
             )
-        found[role] = path
+        found[role] = real
     return found
 
 

@@ -1,8 +1,10 @@
 """The model registry: load every `models/<name>/` folder, validate it, warm it up, and look models up by name.
 
-A folder is served only if its manifest validates, its declared I/O follows the graph contract, its files
-match their sha256, each session's real I/O matches the declaration, and a warm-up run returns the declared
-shapes. Otherwise it is refused with a message naming the file and the field, logged, and listed in /models.
+A folder is served only if it and every file it names lie inside the models folder (symlinks resolved; see
+manifest.py), its manifest validates, its declared I/O follows the graph contract, its files match their sha256,
+each session's real I/O matches the declaration, and a warm-up run returns the declared shapes. Otherwise it is
+refused with a message naming the file (relative to the models folder) and the field, logged, and listed in /models;
+whatever goes wrong in one folder refuses that folder only.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from .batching import MicroBatcher
 from .contract import check_contract
 from .errors import NotConditional, StartupError, UnknownModel
 from .graphs import check_io, open_session
-from .manifest import MANIFEST_FILE, ManifestError, load_manifest, verify_files
+from .manifest import MANIFEST_FILE, ManifestError, confined, load_manifest, shown, verify_files
 from .metrics import Metrics
 from .model import ServedModel
 from .providers import GPU_PROVIDERS, ProviderPlan, check, probe
@@ -30,7 +32,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Refused:
-    folder: str
+    folder: str  # relative to the models folder
     reason: str
 
 
@@ -95,8 +97,10 @@ def _contract_feeds(model: ServedModel, rows: int) -> tuple[dict[str, np.ndarray
     """Encoder and decoder feeds of `rows` zero rows, with label indices cycling through the classes."""
     m = model.manifest
     labels = np.arange(rows, dtype=np.int64) % max(1, len(model.class_names))
-    encoder_feeds = {"image": np.zeros((rows, m.image.channels, m.image.height, m.image.width), np.float32)}
-    decoder_feeds = {"z": np.zeros((rows, m.latent_dim), np.float32)}
+    encoder_feeds: dict[str, np.ndarray] = {
+        "image": np.zeros((rows, m.image.channels, m.image.height, m.image.width), np.float32)
+    }
+    decoder_feeds: dict[str, np.ndarray] = {"z": np.zeros((rows, m.latent_dim), np.float32)}
     if model.encoder_takes_label:
         encoder_feeds["label"] = labels
     if model.decoder_takes_label:
@@ -129,7 +133,7 @@ def _warm_up(model: ServedModel, path: Path) -> None:
         raise ManifestError(
             f"{path}: warm-up run on contract inputs ({rows} rows{classes}) failed: {type(e).__name__}: {e}"
         ) from None
-    expected = {f"encoder output '{n}'": (rows, m.latent_dim) for n in encoder_outputs}
+    expected: dict[str, tuple[int, ...]] = {f"encoder output '{n}'": (rows, m.latent_dim) for n in encoder_outputs}
     expected["decoder output 'image'"] = (rows, *image)
     for (what, want), got in zip(expected.items(), [*encoded, decoded], strict=True):
         if tuple(got.shape) != want:
@@ -153,16 +157,25 @@ def _runner(runner: GraphRunner, settings: Settings) -> Runner:
 def load_model(
     folder: Path, plan: ProviderPlan, settings: Settings, executor: Executor, metrics: Metrics
 ) -> ServedModel:
-    """Validate and load one model folder; ManifestError names the file and the field when it is refused."""
-    manifest = load_manifest(folder)
-    check_contract(folder, manifest)
-    paths = verify_files(folder, manifest)
+    """Validate and load one model folder of `settings.models_dir`; ManifestError names the file and the field.
+
+    Messages show paths relative to the models folder; sessions open the resolved files that were hashed.
+    """
+    root = settings.models_dir
+    where = Path(shown(folder, root))  # what messages show: relative to the models folder
+    if confined(folder, root.resolve(), str(where)) == root.resolve():
+        raise ManifestError(f"{where}: a symlink to the models folder itself; a model folder must be a sub-folder")
+    manifest = load_manifest(folder, root)
+    check_contract(where, manifest)
+    paths = verify_files(folder, manifest, root)
     runners: dict[str, Runner] = {}
     sessions = {}
     for role, path in paths.items():
+        graph_file = getattr(manifest.files, role)
+        shown_path = where / graph_file.path
         session = sessions[role] = open_session(path, plan.active, settings)
-        check_io(session, getattr(manifest.files, role), role, path)
-        check(settings.providers, session.get_providers(), require_gpu=settings.require_gpu, what=str(path))
+        check_io(session, graph_file, role, shown_path)
+        check(settings.providers, session.get_providers(), require_gpu=settings.require_gpu, what=str(shown_path))
         graph = GraphRunner(session, model=manifest.name, graph=role, executor=executor, metrics=metrics)
         runners[role] = _runner(graph, settings)
     chain = ChainRunner(
@@ -176,7 +189,7 @@ def load_model(
     model = ServedModel(
         manifest, folder, runners["encoder"], runners["decoder"], metrics, chain=_runner(chain, settings)
     )
-    _warm_up(model, folder / MANIFEST_FILE)
+    _warm_up(model, where / MANIFEST_FILE)
     for role, runner in runners.items():
         metrics.model_info.labels(
             model=manifest.name, kind=manifest.kind, version=manifest.version, graph=role, provider=runner.providers[0]
@@ -202,6 +215,29 @@ def choose_default(models: dict[str, ServedModel], configured: str | None) -> st
     return min(models)
 
 
+def _model_folders(root: Path) -> list[Path]:
+    """The sub-folders of the models folder (following symlinks), except hidden and '_'-prefixed ones."""
+    try:
+        entries = sorted(root.iterdir())
+    except OSError as e:
+        raise StartupError(f"models directory {str(root)!r} cannot be listed ({e.strerror or e})") from None
+    return [p for p in entries if not p.name.startswith((".", "_")) and _maybe_dir(p)]
+
+
+def _maybe_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:  # e.g. permission denied on stat(): try it, so that it is refused with the reason
+        return True
+
+
+def _relative(message: str, root: Path) -> str:
+    """`message` with the models folder's absolute path taken out of the paths it quotes (onnxruntime's do)."""
+    for prefix in sorted({str(root.resolve()), str(root.absolute())}, key=len, reverse=True):
+        message = message.replace(prefix + "/", "")
+    return message
+
+
 def load_registry(settings: Settings, executor: Executor, metrics: Metrics) -> ModelRegistry:
     """Load every model folder under `settings.models_dir`; StartupError when nothing (or a required GPU) is there."""
     root = settings.models_dir
@@ -211,17 +247,24 @@ def load_registry(settings: Settings, executor: Executor, metrics: Metrics) -> M
     check(settings.providers, plan.active, require_gpu=settings.require_gpu, what="provider probe")
     models: dict[str, ServedModel] = {}
     refused: list[Refused] = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
+    for folder in _model_folders(root):
+        where = shown(folder, root)
         try:
             model = load_model(folder, plan, settings, executor, metrics)
             if model.name in models:
                 raise ManifestError(
-                    f"{folder / MANIFEST_FILE}: field 'name' is {model.name!r}, already served from "
-                    f"{models[model.name].folder}; give each model a unique name"
+                    f"{where}/{MANIFEST_FILE}: field 'name' is {model.name!r}, already served from "
+                    f"{shown(models[model.name].folder, root)}; give each model a unique name"
                 )
-        except ManifestError as e:
-            log.error("refused model folder %s: %s", folder, e)
-            refused.append(Refused(folder=str(folder), reason=str(e)))
+        except StartupError:  # an operator's rule (VAE_REQUIRE_GPU, an explicit provider): not this folder's fault
+            raise
+        except Exception as e:  # ManifestError; anything else is a defect, but it must not cost the other models
+            reason = _relative(str(e), root)
+            if not isinstance(e, ManifestError):
+                log.exception("unexpected error loading model folder %s", where)
+                reason = f"{where}: could not be loaded ({type(e).__name__}: {reason})"
+            log.error("refused model folder %s (in models directory %s): %s", where, root, reason)
+            refused.append(Refused(folder=where, reason=reason))
             continue
         models[model.name] = model
         log.info(

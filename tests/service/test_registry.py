@@ -4,7 +4,9 @@ A refused folder's message must name the file and the manifest field, so the per
 """
 
 import json
+import os
 import shutil
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -173,3 +175,118 @@ def test_default_is_the_generative_model_with_the_best_held_out_bound(tmp_path):
     build_model(tmp_path / "b", name="b-vae", iw_bound=95.0)
     build_model(tmp_path / "c", name="c-ae", kind="ae", iw_bound=None)
     assert load(tmp_path).default == "b-vae"
+
+
+# --- a model repository confined to its folder (issue 9, defects 7 and 8) -------------------------------------
+
+
+def test_an_unreadable_manifest_refuses_that_folder_only_and_the_log_names_the_file(models_dir, caplog):
+    (models_dir / "tiny-vae" / "manifest.json").write_bytes(b"\xff\xfe{}")
+    (models_dir / "tiny-ae" / "manifest.json").unlink()
+    (models_dir / "tiny-ae" / "manifest.json").mkdir()
+    registry = load(models_dir)
+    assert sorted(registry.models) == ["tiny-cvae"]
+    assert "UTF-8" in refusal(registry, "tiny-vae") and "directory" in refusal(registry, "tiny-ae")
+    logged = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert any("tiny-vae/manifest.json" in line for line in logged), logged
+    assert any("tiny-ae/manifest.json" in line for line in logged), logged
+
+
+def test_an_unreadable_manifest_stops_a_strict_start_naming_the_file(models_dir):
+    (models_dir / "tiny-vae" / "manifest.json").write_bytes(b"\xff\xfe{}")
+    with pytest.raises(StartupError, match="tiny-vae/manifest.json"):
+        load(models_dir, strict_models=True)
+
+
+def test_a_model_folder_symlinked_from_outside_is_refused_even_when_not_strict(models_dir, tmp_path):
+    build_model(tmp_path / "outside" / "evil", name="evil-vae")
+    (models_dir / "evil").symlink_to(tmp_path / "outside" / "evil")
+    registry = load(models_dir)
+    assert "evil-vae" not in registry.models and "tiny-vae" in registry.models
+    reason = refusal(registry, "evil")
+    assert reason.startswith("evil: ") and "outside the models folder" in reason
+    assert str(tmp_path / "outside") not in reason
+    with pytest.raises(StartupError, match="outside the models folder"):
+        load(models_dir, strict_models=True)
+
+
+def test_a_model_folder_symlinked_to_a_place_inside_the_models_folder_is_served(models_dir):
+    (models_dir / ".releases").mkdir()
+    shutil.move(models_dir / "tiny-vae", models_dir / ".releases" / "tiny-vae-v2")
+    (models_dir / "tiny-vae").symlink_to(".releases/tiny-vae-v2")
+    registry = load(models_dir, strict_models=True)
+    assert "tiny-vae" in registry.models
+
+
+def test_a_graph_outside_the_models_folder_is_refused_however_it_is_named(models_dir, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    shutil.copy(models_dir / "tiny-vae" / "encoder.onnx", outside / "encoder.onnx")
+    (models_dir / "tiny-ae" / "decoder.onnx").unlink()
+    (models_dir / "tiny-ae" / "decoder.onnx").symlink_to(outside / "encoder.onnx")
+    edit_manifest(models_dir / "tiny-vae", lambda m: m["files"]["encoder"].update(path=str(outside / "encoder.onnx")))
+    edit_manifest(models_dir / "tiny-cvae", lambda m: m["files"]["encoder"].update(path="../../outside/encoder.onnx"))
+    build_model(models_dir / "good", name="good-vae")
+    registry = load(models_dir)
+    assert sorted(registry.models) == ["good-vae"]
+    assert "outside the models folder" in refusal(registry, "tiny-ae")
+    assert "'files.encoder.path'" in refusal(registry, "tiny-vae") and "absolute" in refusal(registry, "tiny-vae")
+    assert "'files.encoder.path'" in refusal(registry, "tiny-cvae") and "'..'" in refusal(registry, "tiny-cvae")
+
+
+def test_refusals_show_paths_relative_to_the_models_folder(models_dir):
+    (models_dir / "tiny-vae" / "encoder.onnx").write_bytes(b"not an onnx graph")  # onnxruntime names the file too
+    edit_manifest(
+        models_dir / "tiny-vae",
+        lambda m: m["files"]["encoder"].update(sha256=sha256_file(models_dir / "tiny-vae" / "encoder.onnx")),
+    )
+    (models_dir / "tiny-ae" / "decoder.onnx").unlink()
+    registry = load(models_dir)
+    assert sorted(r.folder for r in registry.refused) == ["tiny-ae", "tiny-vae"]
+    for r in registry.refused:
+        assert r.reason.startswith(f"{r.folder}/") and str(models_dir) not in r.reason
+        assert str(models_dir.resolve()) not in r.reason
+
+
+def test_a_folder_name_that_is_not_utf8_is_shown_escaped(models_dir):
+    (models_dir / "tiny-vae" / "manifest.json").unlink()
+    os.rename(models_dir / "tiny-vae", os.fsencode(models_dir / "tiny-") + b"\xe9")
+    registry = load(models_dir)
+    (refused,) = registry.refused
+    assert refused.folder == "tiny-\\xe9"
+    refused.reason.encode("utf-8")  # /models renders it as JSON
+
+
+def test_model_details_show_graph_paths_relative_to_the_model_folder(zoo):
+    files = load(zoo).get("tiny-vae").details()["files"]
+    assert files["encoder"]["path"] == "encoder.onnx" and files["decoder"]["path"] == "decoder.onnx"
+
+
+def load_without_blocking(models_dir: Path, **settings) -> ModelRegistry:
+    """`load`, failing (not hanging) if it blocks on a file, as reading a FIFO would."""
+    outcome: list = []
+    thread = threading.Thread(target=lambda: outcome.append(load(models_dir, **settings)), daemon=True)
+    thread.start()
+    thread.join(30)
+    assert not thread.is_alive(), "loading blocked on a file that is not a regular file"
+    return outcome[0]
+
+
+def test_fifos_huge_and_outside_manifests_refuse_their_folder_only(models_dir, tmp_path):
+    os.mkfifo(tmp_path / "fifo")
+    (models_dir / "tiny-ae" / "manifest.json").unlink()
+    os.mkfifo(models_dir / "tiny-ae" / "manifest.json")
+    (models_dir / "tiny-cvae" / "decoder.onnx").unlink()
+    (models_dir / "tiny-cvae" / "decoder.onnx").symlink_to(tmp_path / "fifo")  # outside, and a FIFO
+    shutil.copytree(models_dir / "tiny-vae", models_dir / "huge")
+    with open(models_dir / "huge" / "manifest.json", "ab") as f:
+        f.truncate(1 << 30)  # sparse
+    shutil.copytree(models_dir / "tiny-vae", models_dir / "linked")
+    shutil.move(models_dir / "linked" / "manifest.json", tmp_path / "manifest.json")
+    (models_dir / "linked" / "manifest.json").symlink_to(tmp_path / "manifest.json")
+    registry = load_without_blocking(models_dir)
+    assert sorted(registry.models) == ["tiny-vae"]
+    assert "tiny-ae/manifest.json: a FIFO, not a regular file" in refusal(registry, "tiny-ae")
+    assert "tiny-cvae/decoder.onnx: a symlink to a place outside" in refusal(registry, "tiny-cvae")
+    assert "huge/manifest.json" in refusal(registry, "huge") and "over the limit" in refusal(registry, "huge")
+    assert "linked/manifest.json: a symlink to a place outside" in refusal(registry, "linked")
