@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import math
+import struct
 import warnings
 
 import numpy as np
@@ -17,6 +18,19 @@ from .manifest import ImageSpec
 
 _SIGNATURES = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG"}
 _OTHER_SIGNATURES = {b"GIF8": "GIF", b"BM": "BMP", b"II*\x00": "TIFF", b"MM\x00*": "TIFF", b"RIFF": "WebP/RIFF"}
+# The PNG chunks that decide the pixels (header, palette, transparency, data, end) and their orientation (eXIf,
+# raw bytes). Text (tEXt, zTXt, iTXt), colour profiles (iCCP) and the rest are never needed, and the compressed
+# ones would be inflated by Pillow as it opens the file: 60 zTXt chunks of 1 KiB become 60 MiB of text.
+_PNG_CHUNKS_KEPT = frozenset({b"IHDR", b"PLTE", b"tRNS", b"IDAT", b"IEND", b"eXIf"})
+# Pillow walks a PNG's chunks, and a JPEG's segments and padding bytes before the image data, one Python step at a
+# time: 4 MB of empty JPEG segments took 5 s, of empty IDAT chunks 1.5 s. Real files need a few dozen steps (and
+# a PNG one IDAT chunk per 8 to 64 KiB), so files needing far more are refused before Pillow sees them.
+MAX_JPEG_HEADER_STEPS = 4096
+_JPEG_NO_LENGTH = frozenset({0x00, 0x01, *range(0xD0, 0xDA)})  # no length field: stuffed 00, TEM, RSTn, SOI, EOI
+
+
+def _max_png_chunks(size: int) -> int:
+    return 4096 + size // 256
 
 
 def sniff(data: bytes, what: str = "image") -> str:
@@ -29,9 +43,58 @@ def sniff(data: bytes, what: str = "image") -> str:
     raise UnsupportedMediaType(f"{what} is {got}; send a PNG or JPEG image")
 
 
+def png_pixel_chunks(data: bytes, what: str = "image") -> bytes:
+    """A PNG file with only the chunks in `_PNG_CHUNKS_KEPT`, copied unread (their CRCs stay valid)."""
+    kept = [data[:8]]
+    position, chunks, limit = 8, 0, _max_png_chunks(len(data))
+    while position + 8 <= len(data):
+        chunks += 1
+        if chunks > limit:
+            raise InvalidInput(
+                f"{what} is a PNG of more than {limit} chunks; real files of {len(data)} bytes have far fewer: "
+                "save it again with an ordinary encoder"
+            )
+        (length,) = struct.unpack_from(">I", data, position)
+        kind = data[position + 4 : position + 8]
+        end = position + 12 + length  # length, type, data, CRC
+        if kind in _PNG_CHUNKS_KEPT:
+            kept.append(data[position:end])  # a chunk cut short is kept as it is, for Pillow to refuse
+        if kind == b"IEND":
+            break
+        position = end
+    else:
+        kept.append(data[position:])  # a partial chunk header at the end: Pillow reports the truncation
+    return b"".join(kept)
+
+
+def jpeg_header_steps(data: bytes) -> int:
+    """The steps Pillow's JPEG header loop takes before the image data (one per segment, padding or junk byte),
+    counted up to MAX_JPEG_HEADER_STEPS + 1."""
+    position, steps = 2, 0  # after the start-of-image marker
+    while position + 1 < len(data) and steps <= MAX_JPEG_HEADER_STEPS:
+        steps += 1
+        marker = data[position + 1]
+        if data[position] != 0xFF or marker == 0xFF:  # junk or padding: Pillow moves on one byte at a time
+            position += 1
+        elif marker == 0xDA:  # start of scan: the compressed pixels follow, read by libjpeg in C
+            break
+        elif marker in _JPEG_NO_LENGTH:
+            position += 2
+        else:
+            position += 2 + int.from_bytes(data[position + 2 : position + 4], "big")
+    return steps
+
+
 def open_image(data: bytes, max_pixels: int, what: str = "image") -> Image.Image:
     """Read a PNG/JPEG header (not its pixels) and check its size; `to_array` decodes it."""
     fmt = sniff(data, what)
+    if fmt == "PNG":
+        data = png_pixel_chunks(data, what)
+    elif jpeg_header_steps(data) > MAX_JPEG_HEADER_STEPS:
+        raise InvalidInput(
+            f"{what} is a JPEG with more than {MAX_JPEG_HEADER_STEPS} segments or padding bytes before its image "
+            "data; real files have a few dozen: save it again with an ordinary encoder"
+        )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -45,8 +108,8 @@ def open_image(data: bytes, max_pixels: int, what: str = "image") -> Image.Image
         raise InvalidInput(
             f"{what} starts like a {fmt} but its header is corrupt; send an intact PNG or JPEG file"
         ) from None
-    except (OSError, SyntaxError, ValueError) as e:
-        raise InvalidInput(f"{what} is not a readable {fmt} ({e}); send an intact PNG or JPEG file") from None
+    except Exception as e:  # Pillow's parsers raise many types on bad bytes (struct.error, IndexError, KeyError...)
+        raise InvalidInput(f"{what} is not a readable {fmt} ({_reason(e)}); send an intact PNG or JPEG file") from None
     width, height = image.size
     if width * height > max_pixels:  # checked on the header, before a decompression bomb is expanded
         raise PayloadTooLarge(
@@ -79,9 +142,15 @@ def to_array(image: Image.Image, spec: ImageSpec, what: str = "image") -> np.nda
         if image.size != (spec.width, spec.height):
             image = image.resize((spec.width, spec.height), Image.Resampling.LANCZOS, reducing_gap=3.0)
         array = np.asarray(image, dtype=np.float32) / 255.0
-    except (OSError, SyntaxError, ValueError) as e:  # truncated or corrupt pixel data surfaces here
-        raise InvalidInput(f"{what} could not be decoded ({e}); send an intact PNG or JPEG file") from None
+    except Exception as e:  # corrupt pixels or EXIF: OSError, struct.error (exif_transpose), KeyError...
+        raise InvalidInput(f"{what} could not be decoded ({_reason(e)}); send an intact PNG or JPEG file") from None
     return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+
+
+def _reason(error: Exception) -> str:
+    """Pillow's message, or the exception's name when it has none; cut short, since it may quote the input."""
+    text = str(error) or type(error).__name__
+    return text if len(text) <= 200 else text[:200] + "..."
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import io
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,7 +19,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from .images import open_image, to_array
 from .manifest import ImageSpec
-from .offload import cpu_bound
+from .npy import read_npy_latents
+from .offload import cpu_bound, is_small
 from .settings import Settings
 
 Label = StrictInt | StrictStr
@@ -31,7 +31,7 @@ NPY_TYPE = "application/x-npy"
 class ImagesJSON(BaseModel):
     """JSON body for /encode and /reconstruct."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # true/false is not a number
     images: list[str] = Field(min_length=1, description="base64 PNG or JPEG files (a data: URL prefix is allowed)")
     labels: list[Label] | None = Field(None, description="one label for all images, or one per image")
 
@@ -39,7 +39,7 @@ class ImagesJSON(BaseModel):
 class LatentsJSON(BaseModel):
     """JSON body for /decode."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # true/false is not a number
     z: list[list[float]] = Field(min_length=1, description="latent vectors, each of the model's latent_dim")
     labels: list[Label] | None = Field(None, description="for a conditional model: one label, or one per vector")
 
@@ -47,10 +47,16 @@ class LatentsJSON(BaseModel):
 class LabelsJSON(BaseModel):
     """JSON body for POST /generate: one image per label."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # true/false is not a number
     labels: list[Label] = Field(min_length=1, description="class indices or names; one image is made per entry")
     seed: int | None = Field(None, ge=0, le=2**63 - 1)
     temperature: float = Field(1.0, ge=0.0)
+
+
+@dataclass
+class Uploads:
+    files: list[tuple[str, bytes]]  # (the part as error messages name it, its bytes), not decoded yet
+    labels: list[int | str] | None  # labels that came inside the body, if any
 
 
 @dataclass
@@ -69,20 +75,40 @@ def _validation_message(e: ValidationError) -> str:
     )
 
 
-async def parse_json(request: Request, schema: type[BaseModel]) -> BaseModel:
-    """Validate a JSON body against `schema`; InvalidInput names the field."""
+async def parse_json(request: Request, schema: type[BaseModel], max_values: int, limits: str) -> BaseModel:
+    """Validate a JSON body against `schema`; InvalidInput names the field.
+
+    `max_values` bounds the values that a body within the limits (`limits` says which) can hold; a body with more
+    is refused before it is parsed.
+    """
     if media_type(request) != "application/json":
         raise UnsupportedMediaType(
             f"Content-Type {media_type(request) or '(none)'!r} is not accepted here; send application/json"
         )
     body = await request.body()
+    # pydantic builds every value of a document before any length check runs (10 MB of [0,0,0,0] took 1.6 s of
+    # the event loop and 490 MB); counting commas, which bound the values, takes milliseconds. A label holding a
+    # comma counts twice, which costs nothing: labels split at commas in the query and the form anyway.
+    values = body.count(b",") + 1
+    if values > max_values:
+        raise PayloadTooLarge(
+            f"the JSON body holds up to {values} values (commas + 1), more than a request within the limits can: "
+            f"{limits}; send fewer"
+        )
     try:
         return schema.model_validate_json(body)
     except ValidationError as e:
         raise InvalidInput(_validation_message(e) if body.strip() else "the JSON body is empty") from None
 
 
-def _split_labels(values: list[str]) -> list[int | str]:
+def _split_labels(values: list[str], limit: int, setting: str, where: str) -> list[int | str]:
+    # Counted before splitting: one 10 MB form field of "0,0,..." would be five million strings.
+    count = sum(value.count(",") + 1 for value in values)
+    if count > limit:
+        raise InvalidInput(
+            f"{where} holds {count} labels; the limit is {limit} ({setting}): give one label for all rows, "
+            "or one per row"
+        )
     return [v.strip() for value in values for v in value.split(",") if v.strip()]
 
 
@@ -97,12 +123,18 @@ def _b64(value: str, where: str) -> bytes:
 
 async def read_images(request: Request, spec: ImageSpec, settings: Settings) -> Images:
     """The request's images as one [N, C, H, W] batch, whatever way they were sent."""
+    return await decode_images(await receive_images(request, settings), spec, settings)
+
+
+async def receive_images(request: Request, settings: Settings) -> Uploads:
+    """The request's image files, counted against VAE_MAX_IMAGES but not decoded (`decode_images` does that)."""
     kind = media_type(request)
     labels: list[int | str] | None = None
     if kind == "multipart/form-data":
         named, labels = await _multipart(request, settings)
     elif kind == "application/json":
-        body = await parse_json(request, ImagesJSON)
+        limits = f"at most {settings.max_images} images (VAE_MAX_IMAGES), and one label per image"
+        body = await parse_json(request, ImagesJSON, 3 * settings.max_images + 8, limits)  # data: URLs hold a comma
         assert isinstance(body, ImagesJSON)
         if len(body.images) > settings.max_images:
             raise PayloadTooLarge(
@@ -119,12 +151,24 @@ async def read_images(request: Request, spec: ImageSpec, settings: Settings) -> 
         )
     if not named:
         raise InvalidInput("the request holds no image; attach a PNG or JPEG file (curl -F file=@digit.png ...)")
-    # Headers first (cheap, and they refuse oversized images before any pixel is expanded); then decoding and
-    # resizing, which is CPU work up to max_images x max_pixels, inline only when small (service/offload.py).
-    opened = [(what, open_image(data, settings.max_pixels, what)) for what, data in named]
+    return Uploads(named, labels or None)
+
+
+async def decode_images(uploads: Uploads, spec: ImageSpec, settings: Settings) -> Images:
+    """Decode uploaded files to one [N, C, H, W] batch in the model's channels and size."""
+    nbytes = sum(len(data) for _, data in uploads.files)
+    if not is_small(nbytes=nbytes):  # even reading the headers of many bytes may take long: all of it on a thread
+        array = await cpu_bound(_open_and_decode, uploads.files, spec, settings.max_pixels, nbytes=nbytes)
+        return Images(array, uploads.labels)
+    # Headers first (cheap for so few bytes, and they refuse oversized images before any pixel is expanded);
+    # then decoding and resizing, CPU work up to max_images x max_pixels, inline only when small.
+    opened = [(what, open_image(data, settings.max_pixels, what)) for what, data in uploads.files]
     pixels = sum(image.width * image.height for _, image in opened)
-    array = await cpu_bound(_decode_all, opened, spec, pixels=pixels)
-    return Images(array, labels or None)
+    return Images(await cpu_bound(_decode_all, opened, spec, pixels=pixels, nbytes=nbytes), uploads.labels)
+
+
+def _open_and_decode(files: list[tuple[str, bytes]], spec: ImageSpec, max_pixels: int) -> np.ndarray:
+    return _decode_all([(what, open_image(data, max_pixels, what)) for what, data in files], spec)
 
 
 def _decode_all(opened: list[tuple[str, Image.Image]], spec: ImageSpec) -> np.ndarray:
@@ -150,7 +194,7 @@ async def _multipart(request: Request, settings: Settings) -> tuple[list[tuple[s
                 texts.append(value)
             else:
                 raise InvalidInput(f"form field {key!r} is not understood; send files, and 'label' fields for labels")
-        return named, _split_labels(texts)
+        return named, _split_labels(texts, settings.max_images, "VAE_MAX_IMAGES", "the form's 'label' fields")
     finally:
         await form.close()
 
@@ -162,8 +206,13 @@ async def read_latents(
     kind = media_type(request)
     labels: list[int | str] | None = None
     if kind == "application/json":
-        body = await parse_json(request, LatentsJSON)
+        limits = f"at most {settings.max_latents} vectors (VAE_MAX_LATENTS) of {latent_dim} numbers, and their labels"
+        body = await parse_json(request, LatentsJSON, settings.max_latents * (latent_dim + 1) + 8, limits)
         assert isinstance(body, LatentsJSON)
+        if len(body.z) > settings.max_latents:
+            raise PayloadTooLarge(
+                f"{len(body.z)} latent vectors sent; the limit is {settings.max_latents} (VAE_MAX_LATENTS)"
+            )
         lengths = {len(v) for v in body.z}
         if lengths != {latent_dim}:
             raise InvalidInput(
@@ -172,36 +221,22 @@ async def read_latents(
         z = np.asarray(body.z, dtype=np.float32)
         labels = list(body.labels) if body.labels is not None else None
     elif kind == NPY_TYPE:
-        z = _npy(await request.body(), latent_dim)
+        z = read_npy_latents(await request.body(), latent_dim, settings.max_latents)
     else:
         raise UnsupportedMediaType(
             f"Content-Type {kind or '(none)'!r} is not accepted here; send application/json "
             '({"z": [[...], ...]}) or application/x-npy (a float array [N, latent_dim] saved with numpy.save)'
         )
-    if len(z) > settings.max_latents:  # one check for both body kinds
-        raise PayloadTooLarge(f"{len(z)} latent vectors sent; the limit is {settings.max_latents} (VAE_MAX_LATENTS)")
     if not np.isfinite(z).all():
         raise InvalidInput("the latent vectors hold NaN or infinite values; send finite numbers")
     return z, labels
 
 
-def _npy(data: bytes, latent_dim: int) -> np.ndarray:
-    try:
-        array = np.load(io.BytesIO(data), allow_pickle=False)  # never unpickle client data
-    except (ValueError, OSError, EOFError) as e:
-        raise InvalidInput(f"the body is not a readable .npy array ({e}); write it with numpy.save") from None
-    if not isinstance(array, np.ndarray) or array.dtype.kind not in "fiu":
-        raise InvalidInput("the .npy body must hold a numeric array [N, latent_dim]")
-    if array.ndim == 1:
-        array = array[None]
-    if array.ndim != 2 or array.shape[1] != latent_dim or array.shape[0] == 0:
-        raise InvalidInput(f"the .npy array has shape {list(array.shape)}; this model needs [N, {latent_dim}]")
-    return array.astype(np.float32)
-
-
-def merge_labels(query: list[str] | None, body: list[int | str] | None) -> list[int | str] | None:
-    """Labels from the query (`label=7&label=3`, or `label=7,3`) or from the body, not both."""
-    from_query = _split_labels(query) if query else None
+def merge_labels(
+    query: list[str] | None, body: list[int | str] | None, *, limit: int, setting: str
+) -> list[int | str] | None:
+    """Labels from the query (`label=7&label=3`, or `label=7,3`) or from the body, not both; at most `limit`."""
+    from_query = _split_labels(query, limit, setting, "query parameter 'label'") if query else None
     if from_query and body:
         raise InvalidInput("labels were given both in the query and in the body; give them in one place")
     return from_query or body

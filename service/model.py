@@ -7,6 +7,7 @@ float32 images [N, C, H, W] in [0, 1], latents [N, D], labels int64 [N].
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,10 @@ from .metrics import Metrics
 from .runner import Runner
 
 Label = int | str
+
+# A label index as text: ASCII digits only (str.isdigit() also takes '²' and '①', which int() refuses) and few of
+# them (int() of a 5,000-digit string raises, and no model has a billion classes).
+_INDEX = re.compile(r"[0-9]{1,9}")
 
 
 @dataclass(frozen=True)
@@ -73,14 +78,15 @@ class ServedModel:
             return names.index(value)
         if isinstance(value, int) and not isinstance(value, bool):
             index = value
-        elif isinstance(value, str) and value.strip().isdigit():
-            index = int(value)
+        elif isinstance(value, str) and _INDEX.fullmatch(value.strip()):
+            index = int(value.strip())  # safe: the pattern admits only what int() reads
         else:
             index = -1
         if not 0 <= index < len(names):
             shown = names if len(names) <= 20 else names[:20] + ["..."]
+            given = value if not isinstance(value, str) or len(value) <= 40 else value[:40] + "..."
             raise InvalidInput(
-                f"label {value!r} is not a class of model {self.name!r}: give an index 0..{len(names) - 1} "
+                f"label {given!r} is not a class of model {self.name!r}: give an index 0..{len(names) - 1} "
                 f"or a class name from {shown}"
             )
         return index

@@ -69,7 +69,8 @@ async def sample(
     fmt: FormatQuery = None,
 ) -> Response:
     """Sample n images from the model's prior; a conditional model needs `label` (one for all, or one per image)."""
-    return await _draw(request, model, settings, n, merge_labels(label, None), seed, temperature, fmt)
+    labels = merge_labels(label, None, limit=settings.max_n, setting="VAE_MAX_N")
+    return await _draw(request, model, settings, n, labels, seed, temperature, fmt)
 
 
 @router.get(
@@ -90,14 +91,15 @@ async def generate(
 ) -> Response:
     """Conditional generation: n images of class `label`; with several labels, one grid row per label."""
     served = registry.get_conditional(model)
-    labels = merge_labels(label, None)
+    at_most(n, settings.max_n, "n", "VAE_MAX_N")
+    labels = merge_labels(label, None, limit=settings.max_n, setting="VAE_MAX_N")
     if not labels:
         raise LabelRequired(
             f"GET /generate needs label=<class>: an index 0..{len(served.class_names) - 1} or a class name "
             f"from {served.class_names} (model {served.name!r})"
         )
+    at_most(len(labels) * n, settings.max_n, "n x labels", "VAE_MAX_N")  # before the per-image list is built
     per_image = [value for value in labels for _ in range(n)]
-    at_most(len(per_image), settings.max_n, "n x labels", "VAE_MAX_N")
     columns = n if len(labels) > 1 else None
     return await _draw(request, served, settings, len(per_image), per_image, seed, temperature, fmt, columns)
 
@@ -120,6 +122,6 @@ async def generate_many(
 ) -> Response:
     """Conditional generation from a JSON list of labels: one image per label, in order."""
     served = registry.get_conditional(model)
-    body = await parse_json(request, LabelsJSON)
+    body = await parse_json(request, LabelsJSON, settings.max_n + 8, f"at most {settings.max_n} labels (VAE_MAX_N)")
     assert isinstance(body, LabelsJSON)
     return await _draw(request, served, settings, len(body.labels), body.labels, body.seed, body.temperature, fmt)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request, Response
 
 from .. import openapi as doc
 from ..deps import Model, Settings
-from ..inputs import merge_labels, read_images, read_latents
+from ..inputs import decode_images, merge_labels, read_images, read_latents, receive_images
 from ..outputs import choose_format, images_response, json_response, npy_response
 from .params import FormatQuery, LabelQuery, SeedQuery, at_most, rng_for
 
@@ -38,9 +38,12 @@ async def encode(
     at_most(samples, settings.max_samples, "samples", "VAE_MAX_SAMPLES")
     if samples:
         model.require_posterior()  # before any work: an ae has no distribution to draw from
-    images = await read_images(request, model.manifest.image, settings)
-    at_most(len(images.array) * samples, settings.max_latents, "samples x images", "VAE_MAX_LATENTS")
-    labels = model.labels_for(merge_labels(label, images.labels), len(images.array), required=model.encoder_takes_label)
+    uploads = await receive_images(request, settings)
+    # Counts and labels are checked on the files as received, before any of them is decoded.
+    at_most(len(uploads.files) * samples, settings.max_latents, "samples x images", "VAE_MAX_LATENTS")
+    given = merge_labels(label, uploads.labels, limit=settings.max_images, setting="VAE_MAX_IMAGES")
+    labels = model.labels_for(given, len(uploads.files), required=model.encoder_takes_label)
+    images = await decode_images(uploads, model.manifest.image, settings)
     encoding = await model.encode(images.array, labels)
     z, drawn_seed = None, None
     if samples:
@@ -76,7 +79,8 @@ async def decode(
     """Decode latent vectors [N, D] (+ labels for a conditional model) to images."""
     fmt = choose_format(request, fmt, ("png", "json", "npy"), "png")
     z, body_labels = await read_latents(request, model.manifest.latent_dim, settings)
-    labels = model.labels_for(merge_labels(label, body_labels), len(z), required=True)
+    given = merge_labels(label, body_labels, limit=settings.max_latents, setting="VAE_MAX_LATENTS")
+    labels = model.labels_for(given, len(z), required=True)
     images = await model.decode(z, labels)
     return await images_response(
         fmt, images, fields={"model": model.name, "labels": model.label_names(labels)}, headers={"X-Model": model.name}
@@ -91,7 +95,7 @@ async def decode(
         **doc.images_ok(
             "reconstructions (decoded at z = mu) and per-image squared error", labels=None, reconstruction_error=[12.7]
         ),
-        **doc.errors(404, 413, 415, 422, 503),
+        **doc.errors(404, 409, 413, 415, 422, 503),  # 409: a label for a model that takes none
     },
 )
 async def reconstruct(
@@ -104,11 +108,13 @@ async def reconstruct(
     """
     fmt = choose_format(request, fmt, ("json", "png", "npy"), "json")
     images = await read_images(request, model.manifest.image, settings)
-    labels = merge_labels(label, images.labels)
+    labels = merge_labels(label, images.labels, limit=settings.max_images, setting="VAE_MAX_IMAGES")
     recon, errors, resolved = await model.reconstruct(images.array, labels)
     headers = {"X-Model": model.name, "X-Reconstruction-Error": ",".join(f"{e:.4f}" for e in errors)}
     if fmt == "png":  # each input beside its reconstruction
         pairs = np.stack([images.array, recon], axis=1).reshape(-1, *recon.shape[1:])
-        return await images_response(fmt, pairs, fields={}, headers=headers, columns=2 * int(np.ceil(np.sqrt(len(recon)))))
+        return await images_response(
+            fmt, pairs, fields={}, headers=headers, columns=2 * int(np.ceil(np.sqrt(len(recon))))
+        )
     fields = {"model": model.name, "labels": model.label_names(resolved), "reconstruction_error": errors.tolist()}
     return await images_response(fmt, recon, fields=fields, headers=headers)

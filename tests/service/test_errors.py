@@ -78,7 +78,7 @@ def assert_problem(r, status: int, words: str = "") -> None:
             "/decode",
             {"content": npy(np.array(["a", "b"])), "headers": {"content-type": "application/x-npy"}},
             422,
-            "numeric",
+            "float or integer",
         ),
         (
             "POST",

@@ -2,6 +2,8 @@
 
 import io
 import struct
+import time
+import tracemalloc
 import zlib
 
 import numpy as np
@@ -9,8 +11,10 @@ import pytest
 from PIL import Image
 
 from service.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
-from service.images import decode_image, encode_png, grid, sniff
+from service.images import decode_image, encode_png, grid, open_image, png_pixel_chunks, sniff
 from service.manifest import ImageSpec
+
+from .payloads import bad_exif_jpeg, png_chunk, ztxt_bomb_png
 
 GRAY28 = ImageSpec(channels=1, height=28, width=28)
 RGB8 = ImageSpec(channels=3, height=8, width=8)
@@ -134,3 +138,83 @@ def test_grid_places_images_row_major_with_padding():
     assert out.shape == (1, 2 + 2 * 6, 2 + 3 * 6)  # 5 images -> 3 columns x 2 rows
     assert out[0, 2, 2] == 0.0 and out[0, 2, 8] == 0.25 and out[0, 8, 2] == 1.0
     assert grid(images, columns=5).shape == (1, 8, 32)
+
+
+def test_png_text_chunks_are_never_decompressed():
+    bomb = ztxt_bomb_png(chunks=60)  # 64 KB on the wire, 60 MiB of text once inflated
+    assert len(bomb) < 100_000
+    tracemalloc.start()
+    try:
+        started = time.perf_counter()
+        image = open_image(bomb, max_pixels=10_000)
+        array = decode_image(bomb, GRAY28, max_pixels=10_000)
+        elapsed = time.perf_counter() - started
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert image.info == {} and array.shape == (1, 28, 28)
+    assert peak < 2 * 1024 * 1024 and elapsed < 0.2, (peak, elapsed)
+
+
+def test_only_the_chunks_that_decide_pixels_and_orientation_are_kept():
+    palette = Image.fromarray(np.arange(64, dtype=np.uint8).reshape(8, 8) % 4)
+    palette.putpalette([255, 255, 255] * 256)  # every index white...
+    buffer = io.BytesIO()
+    palette.save(buffer, format="PNG", transparency=0)  # ...but index 0 transparent (a tRNS chunk)
+    data = buffer.getvalue()
+    text = png_chunk(b"tEXt", b"Comment\0hello") + png_chunk(b"iCCP", b"p\0\0" + zlib.compress(b"x" * 1000))
+    with_text = data[:33] + text + data[33:]
+    kinds = _chunk_kinds(png_pixel_chunks(with_text))
+    assert b"tEXt" not in kinds and b"iCCP" not in kinds and {b"IHDR", b"tRNS", b"IDAT", b"IEND"} <= set(kinds)
+    array = decode_image(with_text, ImageSpec(channels=1, height=8, width=8), max_pixels=10_000)
+    assert array[0, 0, 0] == 0.0 and array.max() == 1.0  # the transparent pixels are black: tRNS was kept
+
+
+def test_a_png_cut_inside_a_chunk_is_still_refused_as_invalid():
+    data = ztxt_bomb_png(chunks=2)
+    for cut in (40, 60, len(data) - 30):
+        with pytest.raises(InvalidInput, match="file 'cut.png'"):
+            decode_image(data[:cut], GRAY28, max_pixels=10_000, what="file 'cut.png'")
+
+
+def test_malformed_exif_is_invalid_input_naming_the_part():
+    with pytest.raises(InvalidInput, match="file 'phone.jpg' could not be decoded"):
+        decode_image(bad_exif_jpeg(), GRAY28, max_pixels=10_000, what="file 'phone.jpg'")
+
+
+def _chunk_kinds(data: bytes) -> list[bytes]:
+    kinds, position = [], 8
+    while position + 8 <= len(data):
+        (length,) = struct.unpack_from(">I", data, position)
+        kinds.append(data[position + 4 : position + 8])
+        position += 12 + length
+    return kinds
+
+
+@pytest.mark.parametrize(
+    "padding",
+    [b"\xff\xe0\x00\x02" * 100_000, b"\xff" * 400_000, b"\xff\xfe\x00\x02" + b"junk" * 100_000, b"\xff\xd9" * 200_000],
+    ids=["empty segments", "fill bytes", "junk", "end markers"],
+)
+def test_jpeg_headers_that_would_take_pillow_seconds_are_refused_at_once(padding):
+    data = jpeg_bytes(np.zeros((8, 8), np.uint8))
+    started = time.perf_counter()
+    with pytest.raises(InvalidInput, match="file 'x.jpg' is a JPEG with more than 4096 segments"):
+        decode_image(data[:2] + padding + data[2:], GRAY28, max_pixels=10_000, what="file 'x.jpg'")
+    assert time.perf_counter() - started < 0.1
+
+
+def test_png_of_too_many_chunks_is_refused_but_small_idat_chunks_are_fine():
+    data = png_bytes(np.random.default_rng(2).integers(0, 256, (200, 200), dtype=np.uint8))
+    empty = data[:33] + png_chunk(b"tEXt", b"") * 100_000 + data[33:]
+    with pytest.raises(InvalidInput, match="file 'x.png' is a PNG of more than"):
+        decode_image(empty, GRAY28, max_pixels=100_000, what="file 'x.png'")
+    kinds = _chunk_kinds(data)
+    assert kinds == [b"IHDR", b"IDAT", b"IEND"]
+    (length,) = struct.unpack_from(">I", data, 33)
+    pixels = data[41 : 41 + length]
+    small = b"".join(png_chunk(b"IDAT", pixels[i : i + 256]) for i in range(0, length, 256))  # 268 bytes a chunk
+    resplit = data[:33] + small + data[33 + 12 + length :]
+    np.testing.assert_array_equal(
+        decode_image(resplit, GRAY28, max_pixels=100_000), decode_image(data, GRAY28, max_pixels=100_000)
+    )

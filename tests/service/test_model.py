@@ -37,6 +37,18 @@ def test_unknown_labels_are_invalid_and_list_the_classes(models, bad):
         models["tiny-cvae"].labels_for([bad], 1, required=True)
 
 
+@pytest.mark.parametrize("bad", ["²", "①", "¹", "١", "٣", "0" * 10 + "1", "1" * 5_000, "-1", "+1", "0x1"])
+def test_labels_are_ascii_digits_of_bounded_length_and_never_crash(models, bad):
+    # str.isdigit() takes '²' and '①' and int() refuses them; int() of 5,000 digits raises too: both were 500s.
+    with pytest.raises(InvalidInput, match="is not a class of model") as error:
+        models["tiny-cvae"].labels_for([bad], 1, required=True)
+    assert len(str(error.value)) < 300  # a 5,000-digit label is not echoed in full
+
+
+def test_padded_index_and_names_that_look_like_indices(models):
+    assert models["tiny-cvae"].labels_for([" 2 ", "002"], 2, required=True).tolist() == [2, 2]
+
+
 def test_label_count_must_be_one_or_one_per_row(models):
     with pytest.raises(InvalidInput, match="2 labels for 3 rows"):
         models["tiny-cvae"].labels_for([0, 1], 3, required=True)

@@ -1,6 +1,7 @@
 """GET /sample, GET /generate and POST /generate through httpx on the ASGI app."""
 
 import base64
+import time
 
 import numpy as np
 import pytest
@@ -101,3 +102,33 @@ async def test_post_generate_one_image_per_label(client):
 )
 async def test_post_generate_bad_bodies(client, kwargs, status):
     assert (await client.post("/generate", **kwargs)).status_code == status
+
+
+async def test_generate_checks_n_and_labels_before_building_anything(client):
+    started = time.perf_counter()
+    huge = await client.get("/generate?label=0&n=50000000")  # was a 50-million-entry list, 4.7 s on the loop
+    assert time.perf_counter() - started < 1.0
+    assert huge.status_code == 422 and "VAE_MAX_N" in huge.json()["detail"]
+    product = await client.get("/generate?label=0,1&n=40")
+    assert product.status_code == 422 and "'n x labels' is 80" in product.json()["detail"]
+    many = await client.get("/generate?n=1&label=" + ",".join(["0"] * 10_000))
+    assert many.status_code == 422 and "'label' holds 10000 labels" in many.json()["detail"]
+
+
+@pytest.mark.parametrize("label", ["²", "①", "¹", "1" * 5_000])
+@pytest.mark.parametrize("route", ["GET /sample?model=tiny-cvae&label=", "GET /generate?label=", "POST /generate"])
+async def test_labels_that_isdigit_accepts_but_int_does_not_are_422(client, route, label):
+    method, url = route.split(" ")
+    if method == "GET":
+        r = await client.get(url + label)
+    else:
+        r = await client.post(url, json={"labels": [label]})
+    assert r.status_code == 422, r.text
+    assert "is not a class of model 'tiny-cvae'" in r.json()["detail"]
+
+
+async def test_post_generate_counts_the_labels_before_parsing_them(client):
+    r = await client.post("/generate", json={"labels": [0] * 100})
+    assert r.status_code == 413 and "at most 64 labels (VAE_MAX_N)" in r.json()["detail"]
+    over = await client.post("/generate", json={"labels": [0] * 65})
+    assert over.status_code == 422 and "VAE_MAX_N" in over.json()["detail"]

@@ -5,7 +5,7 @@ import base64
 import numpy as np
 import pytest
 
-from ..payloads import b64, jpeg, load_npy, load_png, npy, png
+from ..payloads import b64, bad_exif_jpeg, jpeg, load_npy, load_png, npy, npy_header, png, ztxt_bomb_png
 
 pytestmark = pytest.mark.anyio
 
@@ -114,3 +114,58 @@ async def test_reconstruct_reports_per_image_squared_error(client):
 async def test_reconstruct_png_shows_inputs_beside_reconstructions(client):
     r = await client.post("/reconstruct?format=png", content=png(), headers={"content-type": "image/png"})
     assert r.headers["content-type"] == "image/png" and load_png(r.content).shape == (12, 22)
+
+
+async def test_decode_refuses_npy_headers_before_allocating(client):
+    huge = npy_header("{'descr': '<f4', 'fortran_order': False, 'shape': (1000000000000, 4), }")
+    bad = npy_header("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 4), []: 1}")
+    objects = npy_header("{'descr': '|O', 'fortran_order': False, 'shape': (2, 4), }") + b"\0" * 64
+    responses = [
+        await client.post("/decode", content=body, headers={"content-type": "application/x-npy"})
+        for body in (huge, bad, objects)
+    ]
+    assert [r.status_code for r in responses] == [413, 422, 422]
+    assert "VAE_MAX_LATENTS" in responses[0].json()["detail"]
+    assert "not a readable .npy" in responses[1].json()["detail"] and "dtype" in responses[2].json()["detail"]
+
+
+async def test_decode_json_counts_values_before_parsing(client):
+    long_vector = await client.post("/decode", json={"z": [[0.0] * 5_000]})
+    assert long_vector.status_code == 413 and "VAE_MAX_LATENTS" in long_vector.json()["detail"]
+    too_many = await client.post("/decode", json={"z": [[0.0] * 4] * 65})
+    assert too_many.status_code == 413 and "65 latent vectors" in too_many.json()["detail"]
+
+
+async def test_encode_checks_samples_x_images_before_decoding(client):
+    corrupt = b"\x89PNG\r\n\x1a\n" + b"garbage"
+    files = [("f", (f"{i}.png", corrupt, "image/png")) for i in range(8)]
+    r = await client.post("/encode?samples=64", files=files)  # 512 draws > VAE_MAX_LATENTS=64, refused unread
+    assert r.status_code == 422 and "'samples x images' is 512" in r.json()["detail"]
+
+
+@pytest.mark.parametrize("label", ["²", "①", "1" * 5_000])
+async def test_unicode_digit_labels_are_422_on_every_inference_route(client, label):
+    files = {"file": ("a.png", png(), "image/png")}
+    responses = [
+        await client.post(f"/encode?model=tiny-cvae&label={label}", files=files),
+        await client.post("/encode?model=tiny-cvae", files=files, data={"label": label}),
+        await client.post("/reconstruct?model=tiny-cvae", json={"images": [b64(png())], "labels": [label]}),
+        await client.post(f"/decode?model=tiny-cvae&label={label}", json={"z": [[0.0] * 4]}),
+    ]
+    for r in responses:
+        assert r.status_code == 422, r.text
+        assert "is not a class of model 'tiny-cvae'" in r.json()["detail"]
+
+
+async def test_form_labels_are_counted_before_splitting(client):
+    files = {"file": ("a.png", png(), "image/png")}
+    r = await client.post("/encode?model=tiny-cvae", files=files, data={"label": ",".join(["1"] * 5_000)})
+    assert r.status_code == 422 and "holds 5000 labels" in r.json()["detail"]
+
+
+async def test_bad_exif_and_png_text_chunks(client):
+    exif = await client.post("/encode", content=bad_exif_jpeg(), headers={"content-type": "image/jpeg"})
+    assert exif.status_code == 422 and "the request body could not be decoded" in exif.json()["detail"]
+    files = [("f", (f"{i}.png", ztxt_bomb_png(), "image/png")) for i in range(2)]
+    text = await client.post("/encode", files=files)  # 120 MiB of text, never inflated
+    assert text.status_code == 200 and len(text.json()["mu"]) == 2
