@@ -3,9 +3,11 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-TRAIN := $(PY) -m training train --dataset mnist
+# DEVICE=auto trains on the GPU when PyTorch sees one; DEVICE=cpu is how the shipped models were made (bit for bit).
+DEVICE ?= auto
+TRAIN := $(PY) -m training train --dataset mnist --device $(DEVICE)
 
-.PHONY: setup run test bench models mnist-ae mnist-vae mnist-beta-vae mnist-cvae clean image image-test
+.PHONY: setup run test lint bench models mnist-ae mnist-vae mnist-beta-vae mnist-cvae clean image image-test
 
 setup: $(STAMP)
 
@@ -18,14 +20,20 @@ $(STAMP): pyproject.toml constraints.txt
 run: setup
 	$(PY) -m service --host 127.0.0.1 --port 8000 --models-dir models
 
-test: setup
+test: setup lint
 	$(PY) -m pytest
+
+# Lint, format and type checks of the service (part of `make test`).
+lint: setup
+	$(VENV)/bin/ruff check service
+	$(VENV)/bin/ruff format --check service
+	$(VENV)/bin/mypy service
 
 # Raw onnxruntime vs the service (batching on and off) vs an empty endpoint; writes BENCHMARKS.md (+ .json).
 bench: setup
 	$(PY) -m bench.run --out BENCHMARKS.md $(BENCH_ARGS)
 
-# Retrains and exports every shipped default model (each a few minutes on 2 CPU cores).
+# Retrains and exports every shipped default model (each a few minutes on 2 CPU cores), on the GPU when present.
 models: mnist-ae mnist-vae mnist-beta-vae mnist-cvae
 
 mnist-ae: setup

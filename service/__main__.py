@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 
-import uvicorn
 from pydantic import ValidationError
 
-from .app import create_app
+from .server import serve
 from .settings import Settings
 
 
@@ -34,29 +32,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Read options and environment into Settings, then run uvicorn on `create_app(settings)`."""
+    """Read options and environment into Settings, then serve them with uvicorn (service/server.py)."""
     args = parse_args(argv)
     overrides = {k: v for k, v in vars(args).items() if v is not None}
     try:
         settings = Settings(**overrides)
     except ValidationError as e:
         sys.exit(f"invalid settings: {e}")
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    processes = process_count(settings)
-    if processes == 1:
-        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level)
-        return
-    # Worker processes build their own app from the environment: hand the command-line options down that way.
-    for key, value in overrides.items():
-        os.environ[f"VAE_{key.upper()}"] = str(value)
-    uvicorn.run(
-        "service.app:create_app",
-        factory=True,
-        workers=processes,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-    )
+    # Worker processes get the settings themselves (pickled with uvicorn's config), options included.
+    serve(settings, process_count(settings))
 
 
 def process_count(settings: Settings) -> int:

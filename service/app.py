@@ -9,13 +9,18 @@ from contextlib import asynccontextmanager
 
 import anyio.to_thread
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
+from starlette.middleware.cors import CORSMiddleware
 
 from .errors import StartupError, install_error_handlers
 from .metrics import Metrics
 from .middleware import BodyLimitMiddleware, RequestMetricsMiddleware
 from .registry import ModelRegistry, load_registry
 from .routes import ROUTERS
+from .schema import install_openapi
+from .security import API_KEY_HEADER, APIKeyMiddleware, load_api_keys
 from .settings import Settings
+from .undeclared import UndeclaredRequestMiddleware
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +33,10 @@ ONNX graphs on onnxruntime. Images in: multipart files, JSON base64, or a raw PN
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Load and warm every model before serving; /ready says 503 until then and again while stopping."""
+    """Load and warm every model; /ready says 503 until then, and again once shutdown begins.
+
+    Under `python -m service` the server listens meanwhile (service/server.py runs this in the background); in
+    tests that enter it directly, the models are loaded when the block starts."""
     settings: Settings = app.state.settings
     executor = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="inference")
     registry: ModelRegistry | None = None
@@ -51,14 +59,37 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; `Settings()` reads the VAE_* environment when no settings are given."""
     settings = settings or Settings()
-    app = FastAPI(title="VAE service", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    api_keys = load_api_keys(settings)
+    # FastAPIOffline serves Swagger UI and ReDoc from files in its package: /docs works without internet.
+    app = FastAPIOffline(
+        title="VAE service",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        swagger_ui_parameters={"persistAuthorization": True},
+    )
     app.state.settings = settings
     app.state.metrics = Metrics()
     app.state.registry = None  # set by the lifespan once every model is loaded and warm
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
-    # Added last = outermost: metrics also count the 413s that the body limit answers itself.
+    install_openapi(app, settings, api_key=bool(api_keys))
+    # Added last = outermost: metrics also count the 401s, 413s and 422s that the middleware answer themselves;
+    # CORS sits outside the key check, so that preflights (which carry no key) and 401s get their headers.
+    app.add_middleware(UndeclaredRequestMiddleware, openapi=app.openapi)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if api_keys:
+        app.add_middleware(APIKeyMiddleware, digests=api_keys)
+    origins = [origin.strip() for origin in settings.cors_origins.split(",") if origin.strip()]
+    if origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", API_KEY_HEADER],
+            expose_headers=["Retry-After", "X-Model", "X-Seed", "X-Reconstruction-Error"],
+            max_age=600,
+        )
     app.add_middleware(RequestMetricsMiddleware, metrics=app.state.metrics)
     return app

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, FastAPI, Query, Request
 
 from .errors import NotReady
 from .metrics import Metrics as _Metrics
@@ -33,9 +33,26 @@ async def get_registry(request: Request) -> ModelRegistry:
     return loaded_registry(request)
 
 
+def begin_shutdown(app: FastAPI) -> None:
+    """From now on /ready answers 503, so that a load balancer sends no new requests; the others still work."""
+    app.state.shutting_down = True
+
+
+def shutting_down(app: FastAPI) -> bool:
+    return getattr(app.state, "shutting_down", False)
+
+
+async def get_ready_registry(request: Request) -> ModelRegistry:
+    """The loaded registry, unless shutdown has begun: NotReady (503) then as well."""
+    if shutting_down(request.app):
+        raise NotReady("the service is shutting down; send requests to another instance")
+    return loaded_registry(request)
+
+
 Settings = Annotated[_Settings, Depends(get_settings)]
 Metrics = Annotated[_Metrics, Depends(get_metrics)]
 Registry = Annotated[ModelRegistry, Depends(get_registry)]
+ReadyRegistry = Annotated[ModelRegistry, Depends(get_ready_registry)]
 
 
 async def get_model(

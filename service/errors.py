@@ -7,6 +7,7 @@ that turns them (and FastAPI's own validation and routing errors) into responses
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -46,6 +47,14 @@ class InvalidInput(ServiceError):
 class LabelRequired(InvalidInput):
     title = "Label required"
     slug = "label-required"
+
+
+class Unauthorized(ServiceError):
+    """No API key, or not one of the service's keys (only when VAE_API_KEY or VAE_API_KEY_FILE is set)."""
+
+    status = 401
+    title = "Unauthorized"
+    slug = "unauthorized"
 
 
 class PayloadTooLarge(ServiceError):
@@ -122,7 +131,7 @@ def problem_response(
     *,
     slug: str | None = None,
     instance: str | None = None,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
     **extra: Any,
 ) -> JSONResponse:
     """One problem-details body; `type` is about:blank for plain HTTP errors, a URN for the service's own."""

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import PayloadTooLarge, problem_response
 from .metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+# nginx's "client closed request": counted, never sent (there is nobody left to send it to).
+CLIENT_CLOSED_REQUEST = 499
 
 
 class BodyLimitMiddleware:
@@ -70,6 +77,11 @@ class RequestMetricsMiddleware:
 
         try:
             await self.app(scope, receive, record_status)
+        except ClientDisconnect:
+            # The client hung up before its body was read (or its upload stalled, service/connection.py): not a
+            # failure of the service, so not a 500 with tracebacks, and not re-raised into uvicorn's error log.
+            status = CLIENT_CLOSED_REQUEST
+            log.info("%s %s: the client disconnected before sending its whole body", scope["method"], scope["path"])
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"

@@ -24,7 +24,11 @@ def _example_digit() -> np.ndarray:
 
 EXAMPLE_PNG_B64 = b64_png(_example_digit())
 _BINARY = {"type": "string", "format": "binary"}
-_LATENT = [0.12, -1.3, 0.4, 0.9, -0.2, 0.05, 1.1, -0.7, 0.3, -0.9, 0.0, 0.6, -0.4, 0.2, 1.4, -1.0]
+# One latent vector of the shipped models' latent_dim (32): an example that /decode accepts as it stands.
+_LATENT = [0.12, -1.3, 0.4, 0.9, -0.2, 0.05, 1.1, -0.7, 0.3, -0.9, 0.0, 0.6, -0.4, 0.2, 1.4, -1.0] * 2
+# Marks a place in a schema whose bound is a setting: {"maxItems": "max_images"} becomes {"maxItems": 64} in
+# each app's document (service/schema.py), so that the document states the limits that app enforces.
+LIMIT = "x-vae-limit"
 
 
 def _problem(status: int, slug: str, title: str, detail: str) -> dict[str, Any]:
@@ -45,6 +49,12 @@ def _problem(status: int, slug: str, title: str, detail: str) -> dict[str, Any]:
 
 
 ERRORS: dict[int, dict[str, Any]] = {
+    401: _problem(
+        401,
+        "unauthorized",
+        "Unauthorized",
+        "this service needs an API key: send it as 'X-API-Key: KEY' or 'Authorization: Bearer KEY'",
+    ),
     404: _problem(
         404,
         "unknown-model",
@@ -87,6 +97,13 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {s: ERRORS[s] for s in statuses}
 
 
+def _limited(schema: dict[str, Any], **limits: dict[str, str]) -> dict[str, Any]:
+    """Mark body fields whose bounds are settings: `z={"maxItems": "max_latents"}`."""
+    for field, limit in limits.items():
+        schema["properties"][field][LIMIT] = limit
+    return schema
+
+
 def image_body() -> dict[str, Any]:
     """openapi_extra for routes that take images: multipart files, JSON base64, or a raw PNG/JPEG body."""
     return {
@@ -102,13 +119,24 @@ def image_body() -> dict[str, Any]:
                                 "type": "array",
                                 "items": _BINARY,
                                 "description": "any field name; repeat for many",
+                                LIMIT: {"maxItems": "max_images"},
                             },
-                            "label": {"type": "string", "description": "labels for a conditioned model, e.g. 7 or 7,3"},
+                            "label": {
+                                "type": "string",
+                                "description": "labels for a conditioned model, e.g. 7 or 7,3; leave empty otherwise",
+                                # Without an example Swagger's "Try it out" fills in "string", which no model
+                                # knows as a label; an empty field is left out of the request.
+                                "example": "",
+                            },
                         },
                     }
                 },
                 "application/json": {
-                    "schema": ImagesJSON.model_json_schema(),
+                    "schema": _limited(
+                        ImagesJSON.model_json_schema(),
+                        images={"maxItems": "max_images"},
+                        labels={"maxItems": "max_images"},
+                    ),
                     "example": {"images": [EXAMPLE_PNG_B64]},
                 },
                 "image/png": {"schema": _BINARY},
@@ -124,7 +152,11 @@ def latents_body() -> dict[str, Any]:
             "required": True,
             "content": {
                 "application/json": {
-                    "schema": LatentsJSON.model_json_schema(),
+                    "schema": _limited(
+                        LatentsJSON.model_json_schema(),
+                        z={"maxItems": "max_latents"},
+                        labels={"maxItems": "max_latents"},
+                    ),
                     "examples": {
                         "unconditional": {"summary": "one latent vector", "value": {"z": [_LATENT]}},
                         "conditional": {"summary": "a cvae: z and a label", "value": {"z": [_LATENT], "labels": [7]}},
@@ -142,7 +174,11 @@ def labels_body() -> dict[str, Any]:
             "required": True,
             "content": {
                 "application/json": {
-                    "schema": LabelsJSON.model_json_schema(),
+                    "schema": _limited(
+                        LabelsJSON.model_json_schema(),
+                        labels={"maxItems": "max_n"},
+                        temperature={"maximum": "max_temperature"},
+                    ),
                     "example": {"labels": [0, 1, 2, "3", "7"], "seed": 42, "temperature": 0.8},
                 }
             },
@@ -175,9 +211,9 @@ ENCODE_OK: dict[int | str, dict[str, Any]] = {
             "application/json": {
                 "example": {
                     "model": "mnist-vae",
-                    "latent_dim": 16,
+                    "latent_dim": len(_LATENT),
                     "mu": [_LATENT],
-                    "logvar": [[-3.2] * 16],
+                    "logvar": [[-3.2] * len(_LATENT)],
                     "seed": 42,
                     "z": [[_LATENT, _LATENT]],
                 }

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ProviderMode = Literal["auto", "cpu", "cuda", "tensorrt"]
@@ -25,9 +25,65 @@ class Settings(BaseSettings):
     )
     require_gpu: bool = Field(False, description="refuse to start when no session runs on a GPU provider")
     strict_models: bool = Field(False, description="refuse to start when any model folder is refused")
+    # Access (service/security.py) and browsers (CORS): both off unless set.
+    api_key: SecretStr | None = Field(
+        None,
+        description="API key(s) every route but /health, /ready and /metrics needs (X-API-Key: KEY or "
+        "Authorization: Bearer KEY); several separated by commas or whitespace; unset or empty: no key needed",
+    )
+    api_key_file: Path | None = Field(
+        None,
+        description="file of API keys, one per line ('#' comments allowed), e.g. a mounted Kubernetes Secret; "
+        "read once at start, together with VAE_API_KEY",
+    )
+    cors_origins: str = Field(
+        "",
+        description="origins that browsers may call the API from, comma-separated (https://app.example.com), "
+        "or * for any; empty: no CORS headers, so other origins' pages cannot read responses",
+    )
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # The connection layer (service/connection.py, service/server.py): limits a client cannot talk its way past.
+    max_header_bytes: int = Field(
+        32 * 1024,
+        ge=1024,
+        description="request line plus headers, in bytes; more is answered 431 and the connection closed, "
+        "before the excess is buffered (uvicorn itself has no such limit)",
+    )
+    header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="seconds a connection may take from opening (or from a request's first byte) to the end of "
+        "its headers; then 408 and close, so a slowloris or silent connection does not hold a socket forever",
+    )
+    body_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="seconds an upload may go without a byte; then 408 and close. Also the grace period before "
+        "VAE_MIN_BODY_BYTES_PER_S applies",
+    )
+    min_body_bytes_per_s: int = Field(
+        1024,
+        ge=0,
+        description="slowest average upload rate accepted once VAE_BODY_TIMEOUT_S has passed (408 below it), so "
+        "a body sent a byte at a time cannot hold a connection; 0: no rate check",
+    )
+    keep_alive_timeout_s: int = Field(
+        5, ge=1, description="seconds an idle keep-alive connection stays open between requests"
+    )
+    max_connections: int = Field(
+        512,
+        ge=1,
+        description="open connections per process; one more is answered 503 and closed at once, while the "
+        "open ones keep working (keep it below the process's open-file limit)",
+    )
+    graceful_shutdown_timeout_s: int = Field(
+        8,
+        ge=0,
+        description="after SIGTERM, seconds to let requests in flight finish before they are cancelled; fits "
+        "in docker stop's default 10 s",
+    )
 
     processes: int = Field(
         1, ge=0, description="uvicorn worker processes, each with every model loaded (0: one per two CPU cores)"

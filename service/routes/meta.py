@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Path, Request, Response
 
 from .. import openapi as doc
-from ..deps import Metrics, Registry, Settings
+from ..deps import Metrics, ReadyRegistry, Registry, Settings, shutting_down
 
 router = APIRouter(tags=["service"])
 
@@ -18,7 +18,7 @@ _SUMMARY_EXAMPLE = {
     "kind": "vae",
     "description": "VAE on MNIST",
     "image": {"channels": 1, "height": 28, "width": 28},
-    "latent_dim": 16,
+    "latent_dim": 32,
     "labels": None,
     "likelihood": "bernoulli",
     "capabilities": {
@@ -57,7 +57,7 @@ async def list_models(registry: Registry) -> dict[str, Any]:
     """Every loaded model (from its manifest), with the execution providers its sessions really run on."""
     return {
         "default": registry.default,
-        "default_conditional": (registry.conditional_names or [None])[0],
+        "default_conditional": next(iter(registry.conditional_names), None),
         "provider_mode": registry.plan.mode,
         "models": [m.summary() for m in registry.models.values()],
         "refused": [{"folder": r.folder, "reason": r.reason} for r in registry.refused],
@@ -96,7 +96,7 @@ async def health(request: Request, settings: Settings) -> dict[str, Any]:
         return {"status": "ok", "ready": False, "provider_mode": settings.providers, "gpu": None, "providers": {}}
     return {
         "status": "ok",
-        "ready": True,
+        "ready": not shutting_down(request.app),
         "provider_mode": settings.providers,
         "gpu": registry.gpu,
         "providers": registry.providers,
@@ -113,7 +113,7 @@ async def health(request: Request, settings: Settings) -> dict[str, Any]:
         **doc.errors(503),
     },
 )
-async def ready(registry: Registry) -> dict[str, Any]:
+async def ready(registry: ReadyRegistry) -> dict[str, Any]:
     """Readiness: 200 once every model is loaded and warmed up; 503 (with Retry-After) before and at shutdown."""
     return {"ready": True, "models": sorted(registry.models), "default": registry.default}
 

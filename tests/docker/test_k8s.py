@@ -77,3 +77,18 @@ def test_kserve_inference_service_uses_the_same_container():
     assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
     assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
     assert container["livenessProbe"]["httpGet"]["path"] == "/health"
+
+
+SECRET_FILE = K8S / "secrets" / "api-key.yaml"
+
+
+def test_api_key_comes_from_an_optional_secret():
+    """With the Secret, the pods demand its key; without it, they start and demand none."""
+    (secret,) = yaml_documents(SECRET_FILE)
+    kubernetes_validate.validate(secret, "1.30.0", strict=True)
+    (env,) = [e for e in CONTAINER["env"] if e["name"] == "VAE_API_KEY"]
+    ref = env["valueFrom"]["secretKeyRef"]
+    assert (ref["name"], ref["optional"]) == (secret["metadata"]["name"], True)
+    assert ref["key"] in secret["stringData"]
+    assert ("Secret", secret["metadata"]["name"]) not in RESOURCES, "kubectl apply -f docker/k8s/ sets no key"
+    assert "VAE_API_KEY" not in RESOURCES["ConfigMap", "vae-service"]["data"], "a key belongs in a Secret"

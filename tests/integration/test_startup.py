@@ -1,13 +1,19 @@
-"""A real `python -m service` process refuses to start, with a message, when it cannot serve as configured."""
+"""A real `python -m service` process: it refuses to start, with a message, when it cannot serve as configured;
+it listens while its models load (/ready 503 meanwhile); SIGTERM drains it (/ready 503) and it exits 0."""
 
+import signal
+import socket
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from service.providers import probe
 
-from ..service.tiny_models import build_zoo
-from .server import run_to_exit, running_process, running_server
+from ..service.payloads import png
+from ..service.tiny_models import build_model, build_zoo
+from .server import run_to_exit, running_process, running_server, start
 
 NO_GPU = not probe("auto").gpu
 
@@ -49,3 +55,112 @@ def test_several_worker_processes_each_load_the_models_and_serve(zoo):
         for _ in range(20):  # each request on a new connection, which either worker may accept
             response = httpx.get(f"{url}/sample?n=2&format=npy&model=tiny-vae")
             assert response.status_code == 200 and response.headers["content-type"] == "application/x-npy"
+
+
+def test_startup_failure_in_a_worker_process_ends_the_service(tmp_path):
+    code, output = run_to_exit(tmp_path / "absent", {"VAE_PROCESSES": "2"})
+    assert code != 0 and "does not exist" in output
+
+
+@pytest.fixture(scope="module")
+def many_models(tmp_path_factory):
+    """Enough small models that loading and warming them takes a while (about a second on 2 cores with
+    SLOW_WARM_UP): long enough to look at the server meanwhile."""
+    root = tmp_path_factory.mktemp("many")
+    for i in range(10):
+        build_model(root / f"small-{i}", name=f"small-{i}", kind="vae", seed=i, size=28)
+    return root
+
+
+SLOW_WARM_UP = {"VAE_MAX_BATCH_ROWS": "4096"}  # every batch size bucket up to 4096 rows is run before /ready
+
+
+def test_the_port_answers_while_models_load_with_ready_503(many_models):
+    process, url, log = start(many_models, {**SLOW_WARM_UP, "VAE_LOG_LEVEL": "warning"})
+    try:
+        deadline = time.monotonic() + 60
+        with httpx.Client(base_url=url, timeout=5) as client:
+            while True:  # the first answers of all, as soon as the port accepts
+                assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+                try:
+                    ready, health = client.get("/ready"), client.get("/health")
+                    break
+                except httpx.TransportError:
+                    time.sleep(0.01)
+            first_answer = time.monotonic()
+            while client.get("/ready").status_code != 200:
+                assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+                time.sleep(0.02)
+        print(f"listening {time.monotonic() - first_answer:.2f} s before the models were ready")
+        assert ready.status_code == 503 and int(ready.headers["retry-after"]) > 0
+        assert health.status_code == 200 and health.json()["ready"] is False
+    finally:
+        process.terminate()
+        process.wait(10)
+        log.unlink(missing_ok=True)
+
+
+def test_sigterm_while_models_load_ends_the_server_with_status_0(many_models):
+    process, url, log = start(many_models, SLOW_WARM_UP)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+            try:
+                assert httpx.get(f"{url}/ready", timeout=5).status_code == 503
+                break
+            except httpx.TransportError:
+                time.sleep(0.01)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(20) == 0, log.read_text()
+        assert "Application shutdown complete" in log.read_text()  # what it had loaded was freed
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        log.unlink(missing_ok=True)
+
+
+def test_sigterm_ends_the_server_with_status_0(zoo):
+    with running_process(zoo) as (process, url):
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(10) == 0
+
+
+def head(length: int) -> bytes:
+    return f"POST /encode HTTP/1.1\r\nHost: t\r\nContent-Type: image/png\r\nContent-Length: {length}\r\n\r\n".encode()
+
+
+def test_after_sigterm_ready_is_503_while_a_request_finishes_then_exit_0(zoo):
+    body = png()
+    with running_process(zoo) as (process, url), httpx.Client(base_url=url) as kept_alive:
+        assert kept_alive.get("/ready").status_code == 200
+        port = int(url.rsplit(":", 1)[1])
+        upload = socket.create_connection(("127.0.0.1", port), timeout=10)
+        upload.sendall(head(len(body)) + body[:10])  # in flight: headers in, body half-way
+        time.sleep(0.2)
+        process.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        ready = kept_alive.get("/ready")  # a load balancer's pooled connection sees the instance leave
+        assert ready.status_code == 503 and int(ready.headers["retry-after"]) > 0
+        assert "shutting down" in ready.json()["detail"] and ready.headers["connection"] == "close"
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"{url}/health", timeout=2)  # no new connections
+        upload.sendall(body[10:])
+        answer = upload.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 200 "), answer[:300]
+        assert process.wait(10) == 0
+
+
+def test_the_graceful_shutdown_timeout_bounds_a_never_ending_upload(zoo):
+    env = {"VAE_GRACEFUL_SHUTDOWN_TIMEOUT_S": "1", "VAE_BODY_TIMEOUT_S": "60"}
+    with running_process(zoo, env) as (process, url):
+        port = int(url.rsplit(":", 1)[1])
+        upload = socket.create_connection(("127.0.0.1", port), timeout=10)
+        upload.sendall(head(100_000) + b"\0" * 1000)  # and nothing more, ever
+        time.sleep(0.2)
+        start = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(10) == 0
+        assert time.monotonic() - start < 3
+        upload.close()

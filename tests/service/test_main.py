@@ -1,11 +1,15 @@
-"""__main__.py: command-line options override the VAE_* environment; bad settings exit with a message."""
+"""__main__.py: command-line options override the VAE_* environment; bad settings exit with a message; the
+settings reach uvicorn (and its worker processes) through service/server.py."""
 
+import pickle
 import subprocess
 import sys
 
 import pytest
 
 from service.__main__ import main, parse_args
+from service.connection import GuardedHttpProtocol
+from service.server import BackgroundLifespan, ServiceConfig
 from service.settings import Settings
 
 
@@ -26,3 +30,19 @@ def test_invalid_settings_exit_with_the_reason(monkeypatch):
 def test_help_names_the_options():
     result = subprocess.run([sys.executable, "-m", "service", "--help"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and "--models-dir" in result.stdout and "VAE_" in result.stdout
+
+
+def test_main_serves_the_settings_with_the_process_count(monkeypatch):
+    served = []
+    monkeypatch.setattr("service.__main__.serve", lambda settings, processes: served.append((settings, processes)))
+    main(["--port", "8123", "--processes", "3"])
+    assert [(s.port, p) for s, p in served] == [(8123, 3)]
+
+
+def test_the_uvicorn_config_carries_the_settings_to_worker_processes(zoo):
+    settings = Settings(models_dir=zoo, port=8123, keep_alive_timeout_s=2, graceful_shutdown_timeout_s=4)
+    config = pickle.loads(pickle.dumps(ServiceConfig(settings, processes=2)))  # what a spawned worker gets
+    config.load()
+    assert config.settings == settings and config.app_instance.state.settings == settings
+    assert (config.port, config.workers, config.timeout_keep_alive, config.timeout_graceful_shutdown) == (8123, 2, 2, 4)
+    assert config.http_protocol_class is GuardedHttpProtocol and config.lifespan_class is BackgroundLifespan

@@ -1,6 +1,13 @@
-"""middleware.py: the body-size cap answers 413 whether or not the client declares Content-Length."""
+"""middleware.py: the body-size cap answers 413 whether or not the client declares Content-Length; a client that
+hangs up mid-upload is counted as 499, not raised as a 500."""
+
+import logging
 
 import pytest
+from starlette.requests import Request
+
+from service.metrics import Metrics
+from service.middleware import RequestMetricsMiddleware
 
 from .payloads import png
 
@@ -34,3 +41,23 @@ async def test_service_keeps_serving_after_refusals(client):
     for _ in range(3):
         await client.post("/encode", content=b"\0" * (LIMIT + 1), headers={"content-type": "image/png"})
     assert (await client.get("/ready")).status_code == 200
+
+
+async def test_a_client_gone_mid_upload_is_counted_499_not_raised(caplog):
+    metrics = Metrics()
+
+    async def reads_the_body(scope, receive, send):
+        await Request(scope, receive).body()  # the client has gone: ClientDisconnect
+
+    async def gone():
+        return {"type": "http.disconnect"}
+
+    async def send(message):
+        raise AssertionError(f"nothing should be sent to a client that has gone: {message}")
+
+    app = RequestMetricsMiddleware(reads_the_body, metrics=metrics)
+    with caplog.at_level(logging.INFO, logger="service.middleware"):
+        await app({"type": "http", "method": "POST", "path": "/encode", "headers": []}, gone, send)
+    labels = {"route": "unmatched", "method": "POST", "status": "499"}
+    assert metrics.registry.get_sample_value("vae_requests_total", labels) == 1
+    assert [r.levelno for r in caplog.records] == [logging.INFO] and "disconnected" in caplog.text

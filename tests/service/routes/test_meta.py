@@ -4,6 +4,7 @@ import httpx
 import pytest
 
 from service.app import create_app
+from service.deps import begin_shutdown
 
 from ..asgi import serve
 from ..payloads import png
@@ -91,3 +92,18 @@ async def test_openapi_documents_every_route_with_examples(client):
         assert op.get("description") or op.get("summary")
     assert "multipart/form-data" in spec["paths"]["/encode"]["post"]["requestBody"]["content"]
     assert (await client.get("/docs")).status_code == 200
+
+
+async def test_once_shutdown_begins_ready_is_503_and_the_rest_still_works(settings):
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+            assert (await client.get("/ready")).status_code == 200
+            begin_shutdown(app)  # what the server does at SIGTERM (service/server.py)
+            ready = await client.get("/ready")
+            health = await client.get("/health")
+            models = await client.get("/models")
+    assert ready.status_code == 503 and int(ready.headers["retry-after"]) > 0
+    assert "shutting down" in ready.json()["detail"]
+    assert health.status_code == 200 and health.json()["ready"] is False
+    assert models.status_code == 200  # requests already on their way are still answered

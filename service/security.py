@@ -1,0 +1,109 @@
+"""The optional API key: keys from the settings, and the middleware that refuses requests without one.
+
+Off unless VAE_API_KEY or VAE_API_KEY_FILE names at least one key. Then every request needs
+`X-API-Key: KEY` or `Authorization: Bearer KEY`, except the probes and the scraper (/health, /ready,
+/metrics: Kubernetes and Prometheus send no key) and the API's documentation (/docs, /redoc, /openapi.json
+and their assets): a browser cannot add a header when it opens a page, the document tells nothing a client
+of the API does not learn anyway, and Swagger's "Authorize" button then adds the key to every call it makes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from collections.abc import Iterable
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from .errors import StartupError, Unauthorized, problem_response
+from .settings import Settings
+
+OPEN_PATHS = frozenset({"/health", "/ready", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+OPEN_PREFIXES = ("/static-offline-docs/",)  # Swagger UI and ReDoc's own files (fastapi-offline)
+API_KEY_HEADER = "X-API-Key"
+
+_SEPARATORS = re.compile(r"[,\s]+")
+
+
+def _digest(key: str | bytes) -> bytes:
+    # Comparing fixed-length digests keeps compare_digest's time independent of the keys' lengths too.
+    return hashlib.sha256(key.encode() if isinstance(key, str) else key).digest()
+
+
+def load_api_keys(settings: Settings) -> tuple[bytes, ...]:
+    """SHA-256 digests of the configured keys (none: no key is needed); StartupError for an unreadable file."""
+    keys: list[str] = []
+    if settings.api_key is not None:
+        keys += _SEPARATORS.split(settings.api_key.get_secret_value())
+    if settings.api_key_file is not None:
+        path = settings.api_key_file
+        try:
+            text = path.read_text()
+        except OSError as e:
+            raise StartupError(
+                f"VAE_API_KEY_FILE={path}: cannot read it ({e.strerror}); mount the file of keys there, "
+                "or unset VAE_API_KEY_FILE"
+            ) from None
+        lines = [line.split("#", 1)[0].strip() for line in text.splitlines()]
+        file_keys = [line for line in lines if line]
+        if not file_keys:
+            raise StartupError(f"VAE_API_KEY_FILE={path} holds no key; write one key per line")
+        keys += file_keys
+    return tuple(_digest(key) for key in keys if key)
+
+
+def presented_key(headers: Iterable[tuple[bytes, bytes]]) -> bytes | None:
+    """The key a request carries in X-API-Key, or as a bearer token in Authorization; None when neither."""
+    for name, value in headers:
+        if name == b"x-api-key":
+            return value.strip()
+        if name == b"authorization":
+            scheme, _, token = value.strip().partition(b" ")
+            if scheme.lower() == b"bearer" and token.strip():
+                return token.strip()
+    return None
+
+
+def key_matches(key: bytes, digests: tuple[bytes, ...]) -> bool:
+    """Whether `key` is one of the keys, comparing with every one in constant time (no early exit)."""
+    digest = _digest(key)
+    found = False
+    for known in digests:
+        found |= hmac.compare_digest(digest, known)
+    return found
+
+
+class APIKeyMiddleware:
+    """Answer 401 (problem details, WWW-Authenticate) to requests without a valid key, outside the open paths."""
+
+    def __init__(self, app: ASGIApp, digests: tuple[bytes, ...]) -> None:
+        self.app = app
+        self.digests = digests
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
+            await self.app(scope, receive, send)
+            return
+        key = presented_key(scope["headers"])
+        if key is not None and key_matches(key, self.digests):
+            await self.app(scope, receive, send)
+            return
+        if key is None:
+            detail = (
+                f"this service needs an API key: send it as '{API_KEY_HEADER}: KEY' or 'Authorization: Bearer KEY' "
+                "(in /docs: the Authorize button)"
+            )
+        else:
+            detail = "the API key sent is not one of this service's keys; check it, or ask its operator for one"
+        error = Unauthorized(detail)
+        response = problem_response(
+            error.status,
+            error.title,
+            error.detail,
+            slug=error.slug,
+            instance=path,
+            headers={"WWW-Authenticate": 'Bearer realm="vae-service"'},
+        )
+        await response(scope, receive, send)

@@ -1,0 +1,233 @@
+"""Hostile clients against a real server (service/connection.py): each is cut off, and nobody else notices.
+
+Every case talks raw sockets to `python -m service` with second-long limits, and asserts the status or the
+closing, and through `watch` that a concurrent /health kept answering fast and the server's memory held.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ..service.payloads import png
+from ..service.tiny_models import build_zoo
+from .hostile import watch
+from .server import running_process
+
+MAX_HEADER_BYTES = 8192
+TIMEOUT_S = 1.0  # header, body and keep-alive timeouts alike
+MAX_CONNECTIONS = 12
+ENV = {
+    "VAE_MAX_HEADER_BYTES": str(MAX_HEADER_BYTES),
+    "VAE_HEADER_TIMEOUT_S": str(TIMEOUT_S),
+    "VAE_BODY_TIMEOUT_S": str(TIMEOUT_S),
+    "VAE_KEEP_ALIVE_TIMEOUT_S": str(int(TIMEOUT_S)),
+    "VAE_MAX_CONNECTIONS": str(MAX_CONNECTIONS),
+}
+SLACK = 1.0  # s: a timer fires within this of its deadline on a busy, shared 2-core machine
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Iterator[tuple]:
+    with running_process(build_zoo(tmp_path_factory.mktemp("zoo")), ENV) as (process, url):
+        yield process, url
+
+
+def connect(url: str) -> socket.socket:
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    return sock
+
+
+def read_until_closed(sock: socket.socket, timeout: float = 10) -> tuple[bytes, float]:
+    """Everything the server sends until it closes the connection, and how long that took."""
+    start = time.monotonic()
+    sock.settimeout(timeout)
+    data = b""
+    try:
+        while chunk := sock.recv(65536):
+            data += chunk
+    except ConnectionResetError:
+        pass
+    return data, time.monotonic() - start
+
+
+def status(response: bytes) -> int:
+    match = re.match(rb"HTTP/1\.1 (\d{3}) ", response)
+    assert match, f"not an HTTP response: {response[:200]!r}"
+    return int(match.group(1))
+
+
+def requests_total(url: str, status: str) -> float:
+    """vae_requests_total for POST /encode with this status, from /metrics."""
+    line = f'vae_requests_total{{method="POST",route="/encode",status="{status}"}} '
+    found = [row for row in httpx.get(f"{url}/metrics").text.splitlines() if row.startswith(line)]
+    return float(found[0].removeprefix(line)) if found else 0.0
+
+
+def server_log(process) -> str:
+    return Path(f"/proc/{process.pid}/fd/1").read_text()  # the server's stdout is its log file
+
+
+def test_a_huge_header_is_refused_at_the_cap_without_buffering_it(server):
+    process, url = server
+    chunk = b"a" * (1024 * 1024)
+    with watch(process, url) as seen:
+        sock = connect(url)
+        start = time.monotonic()
+        sent = 0
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: test\r\nX-Big: ")
+        with pytest.raises(OSError):  # reset once the server has closed: the 100 MB never all go out
+            while sent < 100 * len(chunk):
+                sock.sendall(chunk)
+                sent += len(chunk)
+        refused_after = time.monotonic() - start
+        sock.close()
+    seen.assert_healthy(max_growth_mib=30)
+    print(f"100 MB header: refused after {sent / 1024:.0f} KiB sent in {refused_after * 1000:.0f} ms")
+    print(f"/health at worst {seen.slowest_health * 1000:.0f} ms; peak RSS growth {seen.peak_growth / 2**20:.1f} MiB")
+    assert sent < 16 * len(chunk) and refused_after < 2
+
+
+def test_headers_over_the_cap_get_431_with_the_setting_named(server):
+    process, url = server
+    with watch(process, url) as seen:
+        sock = connect(url)
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: test\r\nX-Big: " + b"a" * (2 * MAX_HEADER_BYTES) + b"\r\n\r\n")
+        response, _ = read_until_closed(sock)
+    seen.assert_healthy()
+    assert status(response) == 431 and b"VAE_MAX_HEADER_BYTES" in response
+
+
+def test_headers_under_the_cap_with_a_body_in_the_same_packet_pass(server):
+    process, url = server
+    body = png()
+    head = f"POST /encode HTTP/1.1\r\nHost: test\r\nContent-Type: image/png\r\nContent-Length: {len(body)}\r\n"
+    # Headers 60 bytes under the cap; with the body in the same packet, that packet is over it.
+    padding = "X-Pad: " + "a" * (MAX_HEADER_BYTES - len(head) - 90) + "\r\nConnection: close\r\n\r\n"
+    with watch(process, url) as seen:
+        sock = connect(url)
+        assert len(head + padding) == MAX_HEADER_BYTES - 60 and len(head + padding) + len(body) > MAX_HEADER_BYTES
+        sock.sendall(head.encode() + padding.encode() + body)
+        response, _ = read_until_closed(sock)
+    seen.assert_healthy()
+    assert status(response) == 200
+
+
+def test_headers_sent_a_line_at_a_time_time_out(server):
+    process, url = server
+    with watch(process, url) as seen:
+        sock = connect(url)
+        start = time.monotonic()
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: test\r\n")
+        with pytest.raises(OSError):
+            for i in range(100):  # slowloris: a header every 0.2 s, never the blank line
+                time.sleep(0.2)
+                sock.sendall(b"X-Slow-%d: 1\r\n" % i)
+        response, _ = read_until_closed(sock)
+        held = time.monotonic() - start
+    seen.assert_healthy()
+    print(f"slowloris connection kept {held:.2f} s (VAE_HEADER_TIMEOUT_S={TIMEOUT_S})")
+    assert held < TIMEOUT_S + SLACK + 0.2
+    assert response == b"" or status(response) == 408  # read before the reset, or lost to it
+
+
+def test_a_slowloris_that_stops_sending_gets_408(server):
+    process, url = server
+    with watch(process, url) as seen:
+        sock = connect(url)
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: test\r\n")
+        response, held = read_until_closed(sock)
+    seen.assert_healthy()
+    assert status(response) == 408 and b"VAE_HEADER_TIMEOUT_S" in response
+    assert TIMEOUT_S - 0.1 < held < TIMEOUT_S + SLACK
+
+
+def test_a_silent_connection_is_closed_without_an_answer(server):
+    process, url = server
+    with watch(process, url) as seen:
+        sock = connect(url)
+        response, held = read_until_closed(sock)
+    seen.assert_healthy()
+    assert response == b"" and TIMEOUT_S - 0.1 < held < TIMEOUT_S + SLACK
+
+
+def test_an_idle_keep_alive_connection_is_closed(server):
+    process, url = server
+    with watch(process, url) as seen:
+        sock = connect(url)
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: test\r\n\r\n")
+        response, held = read_until_closed(sock)
+    seen.assert_healthy()
+    assert status(response) == 200 and held < TIMEOUT_S + SLACK
+
+
+def post_head(length: int) -> bytes:
+    return (
+        f"POST /encode HTTP/1.1\r\nHost: test\r\nContent-Type: image/png\r\nContent-Length: {length}\r\n\r\n".encode()
+    )
+
+
+def test_a_stalled_body_gets_408(server):
+    process, url = server
+    with watch(process, url) as seen:
+        sock = connect(url)
+        sock.sendall(post_head(10_000) + b"\0" * 100)
+        response, held = read_until_closed(sock)
+    seen.assert_healthy()
+    assert status(response) == 408 and b"VAE_BODY_TIMEOUT_S" in response
+    assert TIMEOUT_S - 0.1 < held < TIMEOUT_S + SLACK
+
+
+def test_a_body_sent_a_byte_at_a_time_gets_408(server):
+    process, url = server
+    with watch(process, url) as seen:
+        sock = connect(url)
+        start = time.monotonic()
+        sock.sendall(post_head(10_000))
+        with pytest.raises(OSError):
+            for _ in range(200):  # 10 bytes/s: never idle for a second, far under VAE_MIN_BODY_BYTES_PER_S
+                sock.sendall(b"\0")
+                time.sleep(0.1)
+        held = time.monotonic() - start
+        sock.close()
+    seen.assert_healthy()
+    print(f"byte-at-a-time body: connection kept {held:.2f} s")
+    assert held < TIMEOUT_S + SLACK + 0.2
+
+
+def test_connections_past_the_cap_get_503_and_the_open_ones_keep_working(server):
+    process, url = server
+    with watch(process, url) as seen:
+        while seen.health_calls == 0:  # the watcher's connection is one of the open ones
+            time.sleep(0.01)
+        idle = [connect(url) for _ in range(MAX_CONNECTIONS - 1)]
+        time.sleep(0.1)
+        extra = connect(url)
+        response, held = read_until_closed(extra)
+        for sock in idle:
+            sock.close()
+    seen.assert_healthy()
+    assert status(response) == 503 and b"VAE_MAX_CONNECTIONS" in response and held < 0.5
+
+
+def test_a_client_hanging_up_mid_upload_counts_as_499_and_logs_one_line(server):
+    process, url = server
+    before = requests_total(url, "499")
+    with watch(process, url) as seen:
+        sock = connect(url)
+        sock.sendall(post_head(100_000) + b"\0" * 1000)
+        time.sleep(0.2)  # the route is reading the body
+        sock.close()
+        time.sleep(0.3)
+    seen.assert_healthy()
+    assert requests_total(url, "499") == before + 1 and requests_total(url, "500") == 0
+    log = server_log(process)
+    assert "POST /encode: the client disconnected before sending its whole body" in log
+    assert "Traceback" not in log and "Exception in ASGI application" not in log
