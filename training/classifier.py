@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 from scipy import linalg
@@ -29,19 +31,24 @@ class Classifier(nn.Module):
     def features(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(features [N, 128], predicted class [N]) for float images in [0, 1]."""
         self.eval()
+        device = next(self.parameters()).device
         feats, preds = [], []
         for start in range(0, len(x), 500):
-            h = self.body(torch.from_numpy(x[start : start + 500]))
-            feats.append(h.numpy())
-            preds.append(self.head(h).argmax(1).numpy())
+            h = self.body(torch.from_numpy(x[start : start + 500]).to(device))
+            feats.append(h.cpu().numpy())
+            preds.append(self.head(h).argmax(1).cpu().numpy())
         return np.concatenate(feats).astype(np.float64), np.concatenate(preds)
 
 
-def train_classifier(x: np.ndarray, y: np.ndarray, num_classes: int, epochs: int = 12, seed: int = 0) -> Classifier:
-    """Trained on the given (training) rows only, with small shifts; x float32 [N, C, H, W] in [0, 1]."""
+def train_classifier(x: np.ndarray, y: np.ndarray, num_classes: int, epochs: int = 12, seed: int = 0,
+                     device: torch.device | str = "cpu") -> Classifier:
+    """Trained on the given (training) rows only, with small shifts; x float32 [N, C, H, W] in [0, 1].
+
+    Batches are drawn and shifted on the CPU (one seeded generator, as in training) and then moved to `device`.
+    """
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    model = Classifier(x.shape[1], x.shape[2], x.shape[3], num_classes)
+    model = Classifier(x.shape[1], x.shape[2], x.shape[3], num_classes).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
@@ -50,7 +57,8 @@ def train_classifier(x: np.ndarray, y: np.ndarray, num_classes: int, epochs: int
         order = torch.randperm(len(xt), generator=gen)
         for start in range(0, len(order), 64):
             idx = order[start : start + 64]
-            loss = nn.functional.cross_entropy(model(shift(xt[idx], 2, gen)), yt[idx])
+            batch = shift(xt[idx], 2, gen).to(device, non_blocking=True)  # [64, C, H, W]
+            loss = nn.functional.cross_entropy(model(batch), yt[idx].to(device))
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -62,6 +70,9 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     """Frechet distance between Gaussians fitted to two feature sets [N, F] (the FID formula)."""
     mu_a, mu_b = a.mean(0), b.mean(0)
     cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    covmean, _ = linalg.sqrtm(cov_a @ cov_b, disp=False)
-    covmean = covmean.real
+    # No `disp=`: it is deprecated and gone in newer scipy. A product of two covariances is close to singular in
+    # the directions the features barely use; the tiny imaginary parts that gives are dropped below.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        covmean = np.asarray(linalg.sqrtm(cov_a @ cov_b)).real
     return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * np.trace(covmean))

@@ -9,6 +9,7 @@ from pathlib import Path
 from service.manifest import ManifestError, load_manifest, verify_files, write_manifest
 
 from .data import DataError
+from .distributed import DEVICES, PRECISIONS, DeviceError
 from .export import ExportError
 from .loop import CheckpointMismatch, TrainConfig
 from .networks import KINDS, NetConfig
@@ -42,7 +43,13 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--val-fraction", type=float, default=0.1)
     t.add_argument("--limit", type=int, help="use a stratified subset of this many images (quick runs)")
     t.add_argument("--iw-samples", type=int, default=500, help="K for the importance-weighted bound")
-    t.add_argument("--resume", action="store_true", help="continue from checkpoints/NAME/last.pt")
+    t.add_argument("--resume", action="store_true", help="continue from checkpoints/NAME/last.pt (also under torchrun)")
+    t.add_argument("--device", default="auto", metavar="DEVICE",
+                   help=f"{DEVICES}: where to train; auto takes the GPU when PyTorch sees one, else the CPU; "
+                        "under torchrun each process takes cuda:LOCAL_RANK (default: auto)")
+    t.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                   help="fp32, or bf16: bf16 autocast of the network passes on a CUDA GPU (losses, weights and the "
+                        "exported graphs stay float32); refused on the CPU (default: fp32)")
     t.add_argument("--no-progress", action="store_true")
     t.add_argument("--version", default="1")
     t.add_argument("--description", default="")
@@ -51,6 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("folder", type=Path)
     e.add_argument("--iw-samples", type=int, default=500)
     e.add_argument("--write", action="store_true", help="store the new figures in the manifest")
+    e.add_argument("--device", default="auto", metavar="DEVICE",
+                   help=f"{DEVICES}: where a cvae's judging classifier trains (the graphs run in onnxruntime)")
     return p
 
 
@@ -66,18 +75,21 @@ def _train(a: argparse.Namespace) -> int:
     net = dict(latent_dim=a.latent_dim, base_channels=a.base_channels, hidden=a.hidden, extra_convs=a.extra_convs)
     opts = RunOptions(kind=a.kind, dataset=a.dataset, out=a.out, net=net, train=cfg, image_size=a.image_size,
                       channels=a.channels, test_fraction=a.test_fraction, val_fraction=a.val_fraction,
-                      limit=a.limit, iw_samples=a.iw_samples, resume=a.resume, progress=not a.no_progress,
+                      limit=a.limit, iw_samples=a.iw_samples, resume=a.resume, device=a.device,
+                      precision=a.precision, progress=not a.no_progress,
                       version=a.version, description=a.description)
     run(opts)
     return 0
 
 
 def _evaluate(a: argparse.Namespace) -> int:
+    from .distributed import resolve_device
     from .evaluate import EvalSpec, evaluate, format_metrics
 
     manifest = load_manifest(a.folder)
     verify_files(a.folder, manifest)
-    metrics = evaluate(a.folder, EvalSpec.from_manifest(manifest), iw_samples=a.iw_samples)
+    device = resolve_device(a.device)
+    metrics = evaluate(a.folder, EvalSpec.from_manifest(manifest), iw_samples=a.iw_samples, device=device)
     print(f"{manifest.name}: measured now\n{format_metrics(metrics)}")
     if metrics != manifest.metrics:
         print(f"the manifest records\n{format_metrics(manifest.metrics)}")
@@ -91,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     a = _parser().parse_args(argv)
     try:
         return _train(a) if a.command == "train" else _evaluate(a)
-    except (DataError, ManifestError, ExportError, CheckpointMismatch) as e:
+    except (DataError, DeviceError, ManifestError, ExportError, CheckpointMismatch) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

@@ -1,6 +1,7 @@
 """Datasets, none fetched at run time: bundled MNIST, bundled 8x8 digits, a folder of images, an npz file.
 
 Every loader returns a `Dataset` of uint8 images [N, C, H, W]; bad data raises `DataError` naming the file.
+A large folder stays on disk (`FolderImages`): indexing it decodes just the rows asked for.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+LAZY_BYTES = 2**30  # a folder whose decoded images would take more than this is decoded batch by batch
 
 
 class DataError(Exception):
@@ -20,9 +22,42 @@ class DataError(Exception):
 
 
 @dataclass(frozen=True)
+class FolderImages:
+    """Image files decoded on demand: `images[rows]` -> uint8 [len(rows), C, H, W], what the array would give."""
+
+    files: list[Path]
+    mode: str  # "L" or "RGB": colour if any file has colour
+    size: tuple[int, int]  # (w, h) every file is resized to: the most common size
+    fit: tuple[int | None, int | None] = (None, None)  # then load_dataset's size and channels, as for arrays
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        fit_size, fit_channels = self.fit
+        w, h = (fit_size, fit_size) if fit_size else self.size
+        return len(self.files), fit_channels or (1 if self.mode == "L" else 3), h, w
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, rows) -> np.ndarray:
+        """rows: an int, a slice or an index array, as for a numpy array."""
+        picked = np.arange(len(self.files))[rows]
+        if picked.ndim == 0:
+            return self._row(picked)
+        out = np.empty((len(picked), *self.shape[1:]), np.uint8)
+        for i, row in enumerate(picked):
+            out[i] = self._row(row)
+        return out
+
+    def _row(self, i: int) -> np.ndarray:
+        """One file as uint8 [C, H, W], through the same steps as a folder decoded whole."""
+        return _fit(_decode(self.files[i], self.mode, self.size)[None], *self.fit)[0]
+
+
+@dataclass(frozen=True)
 class Dataset:
     name: str  # the spec it was loaded from, e.g. "mnist" or "folder:/data/cats"
-    images: np.ndarray  # uint8 [N, C, H, W]
+    images: np.ndarray | FolderImages  # uint8 [N, C, H, W], in memory or (a large folder) on disk
     labels: np.ndarray | None  # int64 [N], or None when unlabelled
     class_names: list[str] | None
 
@@ -53,8 +88,10 @@ def _to_nchw(images: np.ndarray, source: str) -> np.ndarray:
     return np.ascontiguousarray(images)
 
 
-def _fit(images: np.ndarray, size: int | None, channels: int | None) -> np.ndarray:
+def _fit(images: np.ndarray | FolderImages, size: int | None, channels: int | None) -> np.ndarray | FolderImages:
     """Resize uint8 [N, C, H, W] to size x size and convert to `channels`, through PIL like user images."""
+    if isinstance(images, FolderImages):
+        return FolderImages(images.files, images.mode, images.size, fit=(size, channels))  # applied as rows load
     n, c, h, w = images.shape
     target_c = channels or c
     if (size is None or (h, w) == (size, size)) and target_c == c:
@@ -89,6 +126,31 @@ def load_digits(arg: str | None) -> Dataset:
     return Dataset("digits", images, bunch.target.astype(np.int64), [str(d) for d in range(10)])
 
 
+def _unreadable(path: Path, e: Exception) -> DataError:
+    return DataError(f"{path}: unreadable image ({e}); remove or replace the file")
+
+
+def _header(path: Path) -> tuple[tuple[int, int], str]:
+    """(w, h) and PIL mode of an image file, read from its header without decoding the pixels."""
+    try:
+        with Image.open(path) as pil:
+            return pil.size, pil.mode
+    except (UnidentifiedImageError, OSError) as e:
+        raise _unreadable(path, e) from None
+
+
+def _decode(path: Path, mode: str, size: tuple[int, int]) -> np.ndarray:
+    """One image file as uint8 [C, H, W] in `mode` ("L" or "RGB"), resized to `size` (w, h)."""
+    try:
+        with Image.open(path) as pil:
+            pil.load()
+            pil = pil.convert("RGB") if pil.mode not in ("L", "RGB") else pil
+            arr = np.asarray(pil.convert(mode).resize(size, Image.Resampling.BILINEAR))
+    except (UnidentifiedImageError, OSError) as e:
+        raise _unreadable(path, e) from None
+    return arr[None] if mode == "L" else arr.transpose(2, 0, 1)
+
+
 def load_folder(arg: str | None) -> Dataset:
     """A folder with one subfolder per class; PNG/JPEG files; class names become labels."""
     root = Path(arg or "")
@@ -97,28 +159,22 @@ def load_folder(arg: str | None) -> Dataset:
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
         raise DataError(f"{root}: no class subfolders; put images in {root}/<class name>/*.png")
-    images, labels = [], []
+    files, labels = [], []
     for index, cls in enumerate(classes):
-        files = sorted(p for p in (root / cls).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not files:
+        found = sorted(p for p in (root / cls).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not found:
             raise DataError(f"{root / cls}: no PNG or JPEG images in this class folder")
-        for path in files:
-            try:
-                with Image.open(path) as pil:
-                    pil.load()
-                    images.append(pil.convert("RGB") if pil.mode not in ("L", "RGB") else pil.copy())
-            except (UnidentifiedImageError, OSError) as e:
-                raise DataError(f"{path}: unreadable image ({e}); remove or replace the file") from None
-            labels.append(index)
+        files += found
+        labels += [index] * len(found)
     # Mixed sizes and modes are fine: all images take the most common size, and colour if any has colour.
-    sizes = [im.size for im in images]
-    mode = "RGB" if any(im.mode == "RGB" for im in images) else "L"
+    headers = [_header(path) for path in files]
+    sizes = [size for size, _ in headers]
+    mode = "RGB" if any(m != "L" for _, m in headers) else "L"
     w, h = max(set(sizes), key=sizes.count)
-    arrays = []
-    for im in images:
-        arr = np.asarray(im.convert(mode).resize((w, h), Image.Resampling.BILINEAR))
-        arrays.append(arr[None] if mode == "L" else arr.transpose(2, 0, 1))
-    return Dataset(f"folder:{arg}", np.stack(arrays), np.asarray(labels, np.int64), classes)
+    images = FolderImages(files, mode, (w, h))
+    if len(files) * (1 if mode == "L" else 3) * h * w <= LAZY_BYTES:
+        images = images[:]  # small enough: decoded once, kept in memory
+    return Dataset(f"folder:{arg}", images, np.asarray(labels, np.int64), classes)
 
 
 def load_npz(arg: str | None) -> Dataset:

@@ -77,13 +77,17 @@ def _likelihood_terms(pair: OnnxPair, spec: EvalSpec, x: np.ndarray, target: np.
 
 
 def _generation_terms(pair: OnnxPair, spec: EvalSpec, data: Dataset, test: np.ndarray, latent_dim: int,
-                      rng: np.random.Generator, log: Callable[[str], None]) -> dict[str, float]:
+                      rng: np.random.Generator, log: Callable[[str], None],
+                      device: torch.device | str) -> dict[str, float]:
     """Label agreement and Frechet distance of generated images, judged by a classifier trained without test rows."""
     others = np.setdiff1d(np.arange(len(data)), test)
-    x_all = data.images.astype(np.float32) / 255.0
+
+    def floats(rows: np.ndarray) -> np.ndarray:  # [len(rows), C, H, W] in [0, 1]; a folder on disk reads just these
+        return data.images[rows].astype(np.float32) / 255.0
+
     log(f"training the independent classifier on {len(others)} non-held-out images ...")
-    clf = train_classifier(x_all[others], data.labels[others], spec.num_classes, seed=EVAL_SEED % 1000)
-    test_feats, test_pred = clf.features(x_all[test])
+    clf = train_classifier(floats(others), data.labels[others], spec.num_classes, seed=EVAL_SEED % 1000, device=device)
+    test_feats, test_pred = clf.features(floats(test))
     accuracy = float((test_pred == data.labels[test]).mean())
     # As many generated images per label as the held-out set has, so the two feature sets are comparable.
     want = data.labels[test]
@@ -93,15 +97,18 @@ def _generation_terms(pair: OnnxPair, spec: EvalSpec, data: Dataset, test: np.nd
     # The floor: real non-held-out images with the same label counts, against the same held-out images.
     floor_rows = np.concatenate([rng.choice(others[data.labels[others] == c], (want == c).sum(), replace=False)
                                  for c in np.unique(want)])
-    floor_feats, _ = clf.features(x_all[floor_rows])
+    floor_feats, _ = clf.features(floats(floor_rows))
     return {"classifier_accuracy": accuracy, "label_agreement": float((gen_pred == want).mean()),
             "frechet_distance": frechet_distance(gen_feats, test_feats),
             "frechet_floor": frechet_distance(floor_feats, test_feats)}
 
 
 def evaluate(folder: Path, spec: EvalSpec, iw_samples: int = 500, data: Dataset | None = None,
-             log: Callable[[str], None] = print) -> Metrics:
-    """Measure the exported graphs in `folder` on the held-out rows `spec.test_indices`."""
+             log: Callable[[str], None] = print, device: torch.device | str = "cpu") -> Metrics:
+    """Measure the exported graphs in `folder` on the held-out rows `spec.test_indices`.
+
+    The graphs run in onnxruntime on the CPU (what ships); `device` is where the judging classifier trains.
+    """
     if data is None:
         data = load_dataset(spec.dataset, size=spec.height, channels=spec.channels)
     pair = OnnxPair(folder)
@@ -128,7 +135,7 @@ def evaluate(folder: Path, spec: EvalSpec, iw_samples: int = 500, data: Dataset 
     else:
         values["reconstruction"] = _nll(spec, recon, torch.from_numpy(target)).mean().item()
     if spec.conditional:
-        values.update(_generation_terms(pair, spec, data, test, mu.shape[1], rng, log))
+        values.update(_generation_terms(pair, spec, data, test, mu.shape[1], rng, log, device))
     return Metrics(**values)
 
 

@@ -1,7 +1,13 @@
-"""The training loop: minibatches, KL warm-up, validation, best-checkpoint keeping, resumable checkpoints."""
+"""The training loop: minibatches, KL warm-up, validation, best-checkpoint keeping, resumable checkpoints.
+
+Data-parallel runs (torchrun) train on the same global batches as one process would: every process draws the
+randomness of the whole global batch (order, shifts, binarization, noise) from the same seeded CPU generator, then
+trains on its own contiguous shard of rows, and DistributedDataParallel averages the gradients.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
 from dataclasses import asdict, dataclass, field
@@ -9,8 +15,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from .batches import pixels, shard
+from .data import FolderImages
+from .distributed import Placement, all_sum, broadcast
 from .networks import AutoEncoder
 from .objectives import LossTerms, bernoulli_nll, gaussian_nll, negative_elbo
 
@@ -68,33 +78,47 @@ def shift(x: torch.Tensor, max_shift: int, gen: torch.Generator) -> torch.Tensor
     return padded[torch.arange(b)[:, None, None, None], torch.arange(c)[None, :, None, None], rows, cols]
 
 
-def loss_terms(model: AutoEncoder, image: torch.Tensor, target: torch.Tensor, label: torch.Tensor | None,
-               likelihood: str, beta: float, free_bits: float, noise: torch.Tensor) -> LossTerms:
-    """The objective for one batch: the encoder sees `image`, the likelihood scores `target`; noise [B, D]."""
-    mu, logvar = model.encoder(image, label)
-    z = mu if logvar is None else mu + noise * (0.5 * logvar).exp()
-    out = model.decoder(z, label)
+def objective(logits: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor | None, target: torch.Tensor,
+              log_sigma: torch.Tensor, likelihood: str, beta: float, free_bits: float) -> LossTerms:
+    """The loss of one batch from the network's outputs: logits [B, C, H, W], mu and logvar [B, D]; `target` scored."""
+    # Under bf16 autocast the network returns bf16; the sums over pixels and latents stay in float32.
+    # (.float() of a float32 tensor is the tensor itself: fp32 runs are unchanged.)
+    logits, mu = logits.float(), mu.float()
     if likelihood == "bernoulli":
-        rec = bernoulli_nll(out, target)
+        rec = bernoulli_nll(logits, target)
     else:
-        rec = gaussian_nll(torch.sigmoid(out), target, model.log_sigma)
+        rec = gaussian_nll(torch.sigmoid(logits), target, log_sigma)
     if logvar is None:
         zero = rec.new_zeros(())
         return LossTerms(total=rec.mean(), rec=rec.mean(), kl=zero)
-    return negative_elbo(rec, mu, logvar, beta=beta, free_bits=free_bits)
+    return negative_elbo(rec, mu, logvar.float(), beta=beta, free_bits=free_bits)
 
 
 class Trainer:
-    """Trains `model` on uint8 images; validation scores a fixed binarization with fixed noise, so epochs compare."""
+    """Trains `model` on uint8 images; validation scores a fixed binarization with fixed noise, so epochs compare.
 
-    def __init__(self, model: AutoEncoder, cfg: TrainConfig, images: np.ndarray, labels: np.ndarray | None,
-                 train_idx: np.ndarray, val_idx: np.ndarray, checkpoint_dir: Path | None = None):
-        self.model, self.cfg = model, cfg
-        self.x = torch.from_numpy(images).float().div_(255.0)  # [N, C, H, W] in [0, 1]
+    `place` says on which device, in which precision and as which of how many processes (see distributed.py).
+    Batches are built on the CPU, from one seeded CPU generator, so a seed gives the same batches on every device
+    and with any number of processes; each process then moves only its own rows to its device.
+    """
+
+    def __init__(self, model: AutoEncoder, cfg: TrainConfig, images: np.ndarray | FolderImages,
+                 labels: np.ndarray | None, train_idx: np.ndarray, val_idx: np.ndarray,
+                 checkpoint_dir: Path | None = None, place: Placement | None = None):
+        self.place = place or Placement(torch.device("cpu"))
+        self.device = self.place.device
+        # A Bernoulli decoder has no pixel noise: a log_sigma that never gets a gradient would make DDP wait for it.
+        model.log_sigma.requires_grad_(cfg.likelihood == "gaussian")
+        self.model, self.cfg = model.to(self.device), cfg
+        self.net = model
+        if self.place.distributed:  # averages gradients over the processes during backward()
+            cuda = self.device.type == "cuda"
+            self.net = DistributedDataParallel(model, device_ids=[self.device] if cuda else None)
+        self.images = images  # uint8 [N, C, H, W], in memory or a folder on disk
         self.y = None if labels is None else torch.from_numpy(labels)
         self.train_idx, self.val_idx = torch.from_numpy(train_idx), torch.from_numpy(val_idx)
         self.checkpoint_dir = checkpoint_dir
-        self.gen = torch.Generator().manual_seed(cfg.seed)
+        self.gen = torch.Generator().manual_seed(cfg.seed)  # every draw of training randomness, on the CPU
         self.opt = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, fused=True)  # fused: ~15% faster on CPU
         self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=cfg.epochs, eta_min=cfg.learning_rate / 20)
         self.history = History()
@@ -103,9 +127,12 @@ class Trainer:
         self.best_epoch = 0
         self.best_state = copy.deepcopy(model.state_dict())
         val_gen = torch.Generator().manual_seed(cfg.seed + 1)
-        xv = self.x[self.val_idx]
-        self.val_target = torch.bernoulli(xv, generator=val_gen) if cfg.likelihood == "bernoulli" else xv
-        self.val_noise = torch.randn(len(val_idx), model.cfg.latent_dim, generator=val_gen)
+        xv = torch.from_numpy(images[val_idx]).float().div_(255.0)  # [V, C, H, W] in [0, 1]
+        val_target = torch.bernoulli(xv, generator=val_gen) if cfg.likelihood == "bernoulli" else xv
+        val_noise = torch.randn(len(val_idx), model.cfg.latent_dim, generator=val_gen)
+        # The validation set is drawn once and lives on the device: [V, C, H, W], [V, C, H, W], [V, D], [V].
+        self.val_x, self.val_target, self.val_noise = (t.to(self.device) for t in (xv, val_target, val_noise))
+        self.val_labels = self._labels(self.val_idx)
         self.elapsed = 0.0
 
     def beta_now(self) -> float:
@@ -114,27 +141,59 @@ class Trainer:
         return self.cfg.beta * min(1.0, (self.epoch + 1) / self.cfg.warmup_epochs)
 
     def _labels(self, idx: torch.Tensor) -> torch.Tensor | None:
-        return None if self.y is None or not self.model.cfg.conditional else self.y[idx]
+        return None if self.y is None or not self.model.cfg.conditional else self.y[idx].to(self.device)
+
+    def _to_device(self, t: torch.Tensor) -> torch.Tensor:
+        """A CPU batch on the device; on CUDA through pinned memory, so the CPU goes on while the copy runs."""
+        return t.pin_memory().to(self.device, non_blocking=True) if self.device.type == "cuda" else t
+
+    def loss(self, net, x: torch.Tensor, target: torch.Tensor, label: torch.Tensor | None, beta: float,
+             free_bits: float, noise: torch.Tensor) -> LossTerms:
+        """One batch's objective; `net` is the model, or its DDP wrapper in training. bf16 covers the network only."""
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if self.place.precision == "bf16" \
+            else contextlib.nullcontext()
+        with autocast:
+            logits, mu, logvar = net(x, label, noise)
+        return objective(logits, mu, logvar, target, self.model.log_sigma, self.cfg.likelihood, beta, free_bits)
 
     def train_epoch(self) -> dict[str, float]:
-        self.model.train()
+        self.net.train()
+        rank, world = self.place.rank, self.place.world_size
         order = self.train_idx[torch.randperm(len(self.train_idx), generator=self.gen)]
-        beta, sums, seen = self.beta_now(), np.zeros(3), 0
-        for start in range(0, len(order), self.cfg.batch_size):
-            idx = order[start : start + self.cfg.batch_size]
-            x = shift(self.x[idx], self.cfg.augment_shift, self.gen)
+        batches = [order[s : s + self.cfg.batch_size] for s in range(0, len(order), self.cfg.batch_size)]
+        # A batch with fewer rows than processes (a last one) cannot be split: every process skips it.
+        mine = [idx[shard(len(idx), rank, world)].numpy() for idx in batches if len(idx) >= world]
+        loaded = pixels(self.images, mine)  # uint8 [rows, C, H, W] for each of them, in order
+        beta = self.beta_now()
+        sums = torch.zeros(4, dtype=torch.float64, device=self.device)  # rows x (loss, rec, kl), rows
+        for idx in batches:  # the global batches, the same on every process
+            rows = shard(len(idx), rank, world)  # this process's rows: all of them in a single process
+            # The draws below depend only on the batch's shape, so the other processes' rows may stay zero: for its
+            # own rows a process draws exactly what a single process would for the whole global batch.
+            x = torch.zeros(len(idx), *self.images.shape[1:])  # [B, C, H, W]
+            if len(idx) >= world:
+                x[rows] = next(loaded).float().div_(255.0)
+            x = shift(x, self.cfg.augment_shift, self.gen)
             # Bernoulli: a fresh random binarization each batch (dynamic binarization) regularises the model.
             target = torch.bernoulli(x, generator=self.gen) if self.cfg.likelihood == "bernoulli" else x
             noise = torch.randn(len(idx), self.model.cfg.latent_dim, generator=self.gen)
-            terms = loss_terms(self.model, x, target, self._labels(idx), self.cfg.likelihood, beta, self.cfg.free_bits,
-                               noise)
+            if len(idx) < world:
+                continue  # after its draws, so that the generator stays where a single process's would be
+            x, target, noise = (self._to_device(t[rows]) for t in (x, target, noise))
+            terms = self.loss(self.net, x, target, self._labels(idx[rows]), beta, self.cfg.free_bits, noise)
             self.opt.zero_grad(set_to_none=True)
-            terms.total.backward()
+            if self.place.distributed:
+                # DDP averages the processes' gradients; weighting each shard's mean by its share of the global batch
+                # turns that average into the global-batch mean, also when the batch does not divide evenly.
+                (terms.total * (len(x) * world / len(idx))).backward()
+            else:
+                terms.total.backward()
             self.opt.step()
-            sums += len(idx) * np.array([terms.total.item(), terms.rec.item(), terms.kl.item()])
-            seen += len(idx)
+            sums += len(x) * torch.stack([terms.total.detach(), terms.rec.detach(), terms.kl.detach(),
+                                          terms.total.new_ones(())]).double()
         self.sched.step()
-        return dict(zip(("loss", "rec", "kl"), (sums / seen).tolist()))
+        sums = all_sum(sums.cpu().numpy(), self.place)  # one transfer per epoch, not one per step
+        return dict(zip(("loss", "rec", "kl"), (sums[:3] / sums[3]).tolist()))
 
     @torch.no_grad()
     def validate(self) -> float:
@@ -142,21 +201,24 @@ class Trainer:
         self.model.eval()
         total = 0.0
         for start in range(0, len(self.val_idx), 500):
-            idx = self.val_idx[start : start + 500]
-            sl = slice(start, start + len(idx))
-            terms = loss_terms(self.model, self.x[idx], self.val_target[sl], self._labels(idx), self.cfg.likelihood,
-                               self.cfg.beta, 0.0, noise=self.val_noise[sl])
-            total += terms.total.item() * len(idx)
+            sl = slice(start, start + 500)
+            labels = None if self.val_labels is None else self.val_labels[sl]
+            terms = self.loss(self.model, self.val_x[sl], self.val_target[sl], labels, self.cfg.beta, 0.0,
+                              self.val_noise[sl])
+            total += terms.total.item() * len(self.val_x[sl])
         return total / len(self.val_idx)
 
     def fit(self, progress: bool = True, stop_after: int | None = None) -> TrainResult:
         """Train to cfg.epochs (or stop after `stop_after` epochs, as an interruption would) and load the best."""
         last = self.cfg.epochs if stop_after is None else min(self.cfg.epochs, stop_after)
+        main = self.place.is_main
+        progress = progress and main
         bar = tqdm(total=self.cfg.epochs, initial=self.epoch, disable=not progress, unit="epoch", dynamic_ncols=True)
         while self.epoch < last:
             start = time.perf_counter()
             train = self.train_epoch()
-            val = self.validate()
+            # Rank 0 validates and every process takes its figure, so all keep the same best epoch.
+            val = broadcast(self.validate() if main else None, self.place)
             self.epoch += 1
             self.history.add(self.epoch, train, val)
             if val < self.best_val:
@@ -168,7 +230,7 @@ class Trainer:
                           val=f"{val:.1f}", best=f"{self.best_val:.1f}@{self.best_epoch}")
             bar.set_postfix(status)
             bar.update(1)
-            if not progress and (self.epoch % 10 == 0 or self.epoch == last):  # still a trace in logs and CI
+            if main and not progress and (self.epoch % 10 == 0 or self.epoch == last):  # still a trace in logs and CI
                 print(f"epoch {self.epoch}/{self.cfg.epochs} " + " ".join(f"{k}={v}" for k, v in status.items())
                       + f" ({self.elapsed:.0f} s)", flush=True)
         bar.close()
@@ -184,7 +246,8 @@ class Trainer:
         }
 
     def save(self) -> None:
-        if self.checkpoint_dir is None:
+        """Rank 0 writes checkpoints/NAME/last.pt; the other processes hold the same state."""
+        if self.checkpoint_dir is None or not self.place.is_main:
             return
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.checkpoint_dir / "last.pt.tmp"
@@ -193,7 +256,14 @@ class Trainer:
 
     def resume(self, path: Path) -> None:
         """Continue from a checkpoint of the same network and settings (only the number of epochs may grow)."""
-        ckpt = torch.load(path, weights_only=False)
+        self.load_state(torch.load(path, map_location="cpu", weights_only=False), path)
+
+    def load_state(self, ckpt: dict, path: Path) -> None:
+        """Continue from a checkpoint already read (under torchrun rank 0 reads it and sends it to the others).
+
+        The device, the precision and the number of processes may differ from the run that wrote it: the global
+        batches are the same whatever they are.
+        """
         theirs, ours = dict(ckpt["config"], epochs=None), dict(asdict(self.cfg), epochs=None)
         if ckpt["net"] != self.model.cfg.to_dict() or theirs != ours:
             changed = sorted(k for k in ours if theirs.get(k) != ours[k]) or ["network"]
@@ -204,7 +274,7 @@ class Trainer:
         self.sched.load_state_dict(ckpt["scheduler"])
         self.sched.T_max = self.cfg.epochs  # a resumed run may have been given more epochs
         self.epoch, self.best_val, self.best_epoch = ckpt["epoch"], ckpt["best_val"], ckpt["best_epoch"]
-        self.best_state = ckpt["best_state"]
+        self.best_state = {k: v.to(self.device) for k, v in ckpt["best_state"].items()}
         self.history = History(**ckpt["history"])
         self.gen.set_state(ckpt["generator"])
         self.elapsed = ckpt["elapsed"]

@@ -129,6 +129,15 @@ class AutoEncoder(nn.Module):
             return mu
         return mu + torch.randn_like(mu) * (0.5 * logvar).exp()
 
+    def forward(self, image: torch.Tensor, label: torch.Tensor | None, noise: torch.Tensor):
+        """The training pass, noise given: image [B, C, H, W], noise [B, D] -> logits [B, C, H, W], mu, logvar [B, D].
+
+        One call through the whole network, so that DistributedDataParallel (which hooks `forward`) can wrap it.
+        """
+        mu, logvar = self.encoder(image, label)
+        z = mu if logvar is None else mu + noise * (0.5 * logvar).exp()
+        return self.decoder(z, label), mu, logvar
+
 
 class EncoderGraph(nn.Module):
     """What encoder.onnx computes: image (+ label) -> mu (+ logvar)."""

@@ -15,6 +15,7 @@ import torch
 from service.manifest import Files, ImageSpec, Manifest, Split, Training, write_manifest
 
 from .data import DataError, Dataset, load_dataset, split_dataset
+from .distributed import broadcast, finish, start
 from .evaluate import EvalSpec, evaluate, format_metrics
 from .export import export_model
 from .graphs import OnnxPair
@@ -39,6 +40,8 @@ class RunOptions:
     limit: int | None = None  # train on a stratified subset of this many images (smoke runs)
     iw_samples: int = 500
     resume: bool = False
+    device: str = "auto"  # auto | cpu | cuda | cuda:N (distributed.resolve_device)
+    precision: str = "fp32"  # fp32 | bf16
     progress: bool = True
     version: str = "1"
     description: str = ""
@@ -66,8 +69,14 @@ def choose_rows(data: Dataset, limit: int | None, seed: int) -> np.ndarray:
     return np.sort(np.concatenate([rng.choice(g, round(limit * len(g) / len(data)), replace=False) for g in groups]))
 
 
-def run(opts: RunOptions, log=print) -> Manifest:
-    """Train, export and evaluate one model into `opts.out`; returns the manifest written there."""
+def run(opts: RunOptions, log=print) -> Manifest | None:
+    """Train, export and evaluate one model into `opts.out`; returns the manifest written there.
+
+    Under torchrun every process trains; rank 0 alone then exports, evaluates and writes, and the others return None.
+    """
+    place = start(opts.device, opts.precision)  # joins the torchrun job, if there is one
+    if not place.is_main:
+        log = lambda *_: None  # noqa: E731  (one voice in the logs: rank 0's)
     data = load_dataset(opts.dataset, size=opts.image_size, channels=opts.channels)
     if opts.kind == "cvae" and data.labels is None:
         raise DataError(f"{opts.dataset}: a cvae needs class labels; give folder:PATH with one subfolder per class "
@@ -79,19 +88,34 @@ def run(opts: RunOptions, log=print) -> Manifest:
     c, h, w = data.shape
     log(f"{opts.dataset}: {len(data)} images of {c}x{h}x{w}; train {len(train_idx)}, "
         f"validation {len(val_idx)}, held-out test {len(test_idx)}")
+    log(f"training on {place.describe()} in {place.precision}" +
+        (f", data-parallel over {place.world_size} processes" if place.distributed else ""))
+    if place.distributed and opts.train.free_bits > 0:
+        log("note: --free-bits floors each process's batch-mean KL, not the global batch's: with free bits a "
+            "data-parallel run is close to, not the same as, one process on the same batches")
 
     torch.manual_seed(opts.train.seed)
     num_classes = len(data.class_names) if opts.kind == "cvae" else None
     net = NetConfig(kind=opts.kind, channels=c, height=h, width=w, num_classes=num_classes, **opts.net)
     model = AutoEncoder(net)
     ckpt_dir = CHECKPOINTS / opts.out.name
-    trainer = Trainer(model, opts.train, data.images, data.labels, train_idx, val_idx, checkpoint_dir=ckpt_dir)
-    if opts.resume and (ckpt_dir / "last.pt").is_file():
-        trainer.resume(ckpt_dir / "last.pt")
-        log(f"resumed from {ckpt_dir / 'last.pt'} at epoch {trainer.epoch}")
+    trainer = Trainer(model, opts.train, data.images, data.labels, train_idx, val_idx, checkpoint_dir=ckpt_dir,
+                      place=place)
+    last = ckpt_dir / "last.pt"
+    # Rank 0 reads the checkpoint and sends it to the others, so other machines need no copy of checkpoints/.
+    state = torch.load(last, map_location="cpu", weights_only=False) \
+        if opts.resume and place.is_main and last.is_file() else None
+    state = broadcast(state, place)
+    if state is not None:
+        trainer.load_state(state, last)
+        log(f"resumed from {last} at epoch {trainer.epoch}")
     result = trainer.fit(progress=opts.progress)
+    finish(place)  # every process has finished training; the others leave here
+    if not place.is_main:
+        return None
     log(f"best validation objective {result.best_val:.2f} nats at epoch {result.best_epoch} "
         f"({result.seconds:.0f} s of training)")
+    model.cpu()  # the export, its parity check against onnxruntime and the reports run on the CPU
 
     # Build the whole folder beside the checkpoints, then move it into place, so a failure never leaves
     # a half-written model where the service would load it.
@@ -102,7 +126,7 @@ def run(opts: RunOptions, log=print) -> Manifest:
     sigma = float(model.log_sigma.exp()) if opts.train.likelihood == "gaussian" else None
     spec = EvalSpec(opts.dataset, c, h, w, net.stochastic, net.conditional, num_classes, opts.train.likelihood,
                     sigma, test_idx.tolist())
-    metrics = evaluate(staging, spec, iw_samples=opts.iw_samples, data=data, log=log)
+    metrics = evaluate(staging, spec, iw_samples=opts.iw_samples, data=data, log=log, device=place.device)
     log("held-out metrics:\n" + format_metrics(metrics))
     x_test = data.images[test_idx].astype(np.float32) / 255.0
     reports = write_reports(staging, OnnxPair(staging), x_test, data.labels[test_idx] if num_classes else None,
@@ -121,7 +145,8 @@ def run(opts: RunOptions, log=print) -> Manifest:
             batch_size=opts.train.batch_size, learning_rate=opts.train.learning_rate, beta=opts.train.beta,
             warmup_epochs=opts.train.warmup_epochs, free_bits=opts.train.free_bits,
             augment_shift=opts.train.augment_shift, train_seconds=round(result.seconds, 1),
-            library_versions=library_versions()),
+            library_versions=library_versions(), device=place.describe(), precision=place.precision,
+            world_size=place.world_size),
         metrics=metrics, reports=reports,
     )
     write_manifest(staging, manifest)

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from training.data import DataError, load_dataset, split_dataset
+from training import data as data_module
+from training.data import DataError, FolderImages, load_dataset, split_dataset
 
 
 def _write_folder(root, classes=("cat", "dog"), per_class=6, size=(10, 12), fmt="PNG"):
@@ -43,6 +44,22 @@ def test_folder_dataset_labels_from_subfolders_and_resizes(tmp_path):
     assert data.images.shape == (12, 3, 8, 8)
     assert data.class_names == ["cat", "dog"] and data.labels.tolist() == [0] * 6 + [1] * 6
     assert load_dataset(f"folder:{root}", channels=1).images.shape == (12, 1, 12, 10)
+
+
+def test_a_large_folder_stays_on_disk_and_reads_what_memory_would(tmp_path, monkeypatch):
+    root = _write_folder(tmp_path / "pets", size=(10, 12))
+    Image.new("L", (7, 7), 90).save(root / "dog" / "grey-and-smaller.png")  # mixed modes and sizes
+    for fit in ({}, {"size": 8, "channels": 1}):
+        in_memory = load_dataset(f"folder:{root}", **fit)
+        monkeypatch.setattr(data_module, "LAZY_BYTES", 0)
+        on_disk = load_dataset(f"folder:{root}", **fit)
+        monkeypatch.undo()
+        assert isinstance(on_disk.images, FolderImages) and isinstance(in_memory.images, np.ndarray)
+        assert on_disk.images.shape == in_memory.images.shape and len(on_disk) == 13
+        assert np.array_equal(on_disk.images[:], in_memory.images)
+        assert np.array_equal(on_disk.images[np.array([12, 3])], in_memory.images[[12, 3]])
+        assert np.array_equal(on_disk.images[5], in_memory.images[5])
+        assert on_disk.labels.tolist() == in_memory.labels.tolist()
 
 
 def test_npz_dataset_with_and_without_labels(tmp_path):

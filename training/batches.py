@@ -1,0 +1,35 @@
+"""Which rows of each global batch a training process takes, and their pixels, read ahead for a folder on disk."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from .data import FolderImages
+
+LOADER_WORKERS = min(4, os.cpu_count() or 1)  # processes that decode a folder on disk, per training process
+
+
+def shard(n: int, rank: int, world_size: int) -> slice:
+    """This process's contiguous rows of a global batch of n; sizes differ by at most one (as torch.tensor_split)."""
+    q, r = divmod(n, world_size)
+    start = rank * q + min(rank, r)
+    return slice(start, start + q + (rank < r))
+
+
+def pixels(images: np.ndarray | FolderImages, batches: list[np.ndarray],
+           workers: int = LOADER_WORKERS) -> Iterator[torch.Tensor]:
+    """uint8 images [len(rows), C, H, W] for each array of dataset rows in `batches`, in that order.
+
+    An array in memory is indexed as training goes. A folder on disk is decoded by `workers` processes a few
+    batches ahead, so the GPU does not wait on the disk; what it yields is what the array would have given.
+    """
+    if isinstance(images, np.ndarray):
+        return (torch.from_numpy(images[rows]) for rows in batches)
+    loader = DataLoader(images, batch_sampler=[rows.tolist() for rows in batches], num_workers=workers,
+                        prefetch_factor=4 if workers else None)
+    return iter(loader)
