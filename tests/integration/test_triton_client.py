@@ -1,0 +1,144 @@
+"""Triton's own HTTP client (`tritonclient.http`, unmodified) against a real `python -m service` process (issue 15).
+
+The client checks liveness, readiness and metadata, runs the conditional decoder and encoder with JSON and with
+binary tensors (outputs equal to /decode and /encode for the same inputs), gets an inference error for a tensor of
+the wrong shape, and drives the model repository API; the service's own routes follow each unload and load. The
+server serves a copy of the shipped models, so that nothing here changes `models/`.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import shutil
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from .. import oip_spec
+from .server import ROOT, running_server
+
+tritonclient_http = pytest.importorskip("tritonclient.http")
+from tritonclient.utils import InferenceServerException  # noqa: E402
+
+MODELS = ("mnist-ae", "mnist-cvae", "mnist-vae")
+
+
+@pytest.fixture(scope="module")
+def url(tmp_path_factory) -> str:
+    models = tmp_path_factory.mktemp("models")
+    for name in MODELS:
+        shutil.copytree(ROOT / "models" / name, models / name)
+    with running_server(Path(models), {"VAE_MODEL_CONTROL": "explicit", "VAE_STRICT_MODELS": "false"}) as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
+def client(url):
+    triton = tritonclient_http.InferenceServerClient(url.removeprefix("http://"))
+    yield triton
+    triton.close()
+
+
+def _npy(response: httpx.Response) -> np.ndarray:
+    assert response.status_code == 200, response.text
+    return np.load(io.BytesIO(response.content))
+
+
+def _digits(n: int) -> tuple[np.ndarray, list[str]]:
+    """n random 28x28 grey images as uint8 pixels and as base64 PNGs (what /encode takes)."""
+    pixels = np.random.default_rng(7).integers(0, 256, (n, 28, 28), dtype=np.uint8)
+    files = []
+    for p in pixels:
+        buffer = io.BytesIO()
+        Image.fromarray(p, mode="L").save(buffer, format="PNG")
+        files.append(base64.b64encode(buffer.getvalue()).decode())
+    return pixels, files
+
+
+def test_health_and_metadata(client, url):
+    assert client.is_server_live() and client.is_server_ready()
+    assert client.is_model_ready("mnist-cvae.decoder") and not client.is_model_ready("mnist-cvae.nothing")
+    server = client.get_server_metadata()
+    oip_spec.server_metadata(server)
+    assert {"binary_tensor_data", "model_repository"} <= set(server["extensions"])
+    meta = client.get_model_metadata("mnist-cvae.decoder")
+    oip_spec.model_metadata(meta)
+    assert meta["inputs"] == [
+        {"name": "z", "datatype": "FP32", "shape": [-1, 32]},
+        {"name": "label", "datatype": "INT64", "shape": [-1]},
+    ]
+    assert [t["name"] for t in meta["outputs"]] == ["image", "logits"]
+    for path in ("/v2/health/live", "/v2/health/ready", "/v2/models/mnist-cvae.decoder/ready"):
+        body = httpx.get(url + path).json()
+        {"/v2/health/live": oip_spec.server_live, "/v2/health/ready": oip_spec.server_ready}.get(
+            path, oip_spec.model_ready
+        )(body)
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_decoder_equals_decode(client, url, binary):
+    z = np.random.default_rng(3).standard_normal((5, 32)).astype(np.float32)
+    labels = np.array([0, 3, 7, 9, 3], np.int64)
+    inputs = [tritonclient_http.InferInput("z", [5, 32], "FP32"), tritonclient_http.InferInput("label", [5], "INT64")]
+    inputs[0].set_data_from_numpy(z, binary_data=binary)
+    inputs[1].set_data_from_numpy(labels, binary_data=binary)
+    outputs = [tritonclient_http.InferRequestedOutput("image", binary_data=binary)]
+    result = client.infer("mnist-cvae.decoder", inputs, outputs=outputs, request_id="r1")
+    response = result.get_response()
+    oip_spec.inference_response(response)
+    assert response["id"] == "r1" and response["model_name"] == "mnist-cvae.decoder"
+    expected = _npy(
+        httpx.post(f"{url}/decode?model=mnist-cvae&format=npy", json={"z": z.tolist(), "labels": labels.tolist()})
+    )
+    np.testing.assert_allclose(result.as_numpy("image"), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_conditional_encoder_equals_encode(client, url, binary):
+    pixels, files = _digits(4)
+    labels = np.array([1, 2, 3, 4], np.int32)  # INT32, as a client may hold them: converted without loss
+    inputs = [
+        tritonclient_http.InferInput("image", [4, 1, 28, 28], "FP32"),
+        tritonclient_http.InferInput("label", [4], "INT32"),
+    ]
+    inputs[0].set_data_from_numpy((pixels[:, None] / np.float32(255)).astype(np.float32), binary_data=binary)
+    inputs[1].set_data_from_numpy(labels, binary_data=binary)
+    result = client.infer("mnist-cvae.encoder", inputs)  # no outputs named: every output, binary (tritonclient)
+    oip_spec.inference_response(result.get_response())
+    expected = _npy(
+        httpx.post(f"{url}/encode?model=mnist-cvae&format=npy", json={"images": files, "labels": labels.tolist()})
+    )
+    np.testing.assert_allclose(result.as_numpy("mu"), expected, atol=1e-5)
+    assert result.as_numpy("logvar").shape == (4, 32)
+
+
+def test_a_tensor_of_the_wrong_shape_is_an_inference_error(client, url):
+    z = tritonclient_http.InferInput("z", [2, 31], "FP32")
+    z.set_data_from_numpy(np.zeros((2, 31), np.float32))
+    with pytest.raises(InferenceServerException, match=r"expects \[-1, 32\]") as caught:
+        client.infer("mnist-vae.decoder", [z])
+    assert caught.value.status() == "400"
+    body = httpx.post(f"{url}/v2/models/mnist-vae.decoder/infer", json={"inputs": []})
+    assert body.status_code == 400
+    oip_spec.error(body.json())
+
+
+def test_repository_index_unload_and_load(client, url):
+    index = client.get_model_repository_index()
+    oip_spec.repository_index(index)
+    assert {(e["name"], e["state"]) for e in index} == {(name, "READY") for name in MODELS}
+    client.unload_model("mnist-ae")
+    assert not client.is_model_ready("mnist-ae.encoder")
+    assert httpx.get(f"{url}/models/mnist-ae").status_code == 404
+    assert httpx.post(f"{url}/encode?model=mnist-ae", json={"images": _digits(1)[1]}).status_code == 404
+    states = {e["name"]: e["state"] for e in client.get_model_repository_index()}
+    assert states["mnist-ae"] == "UNAVAILABLE"
+    client.load_model("mnist-ae")
+    assert client.is_model_ready("mnist-ae.encoder")
+    assert httpx.get(f"{url}/models/mnist-ae").status_code == 200
+    with pytest.raises(InferenceServerException, match="no model folder"):
+        client.load_model("no-such-model")
