@@ -1,0 +1,108 @@
+"""Fitted priors: a Gaussian mixture over posterior means, per class for a conditional model.
+
+A VAE's aggregate posterior is not N(0, I): decoding z drawn from a mixture fitted to where the encoder really puts
+images gives cleaner samples, and lets an `ae` (which has no prior at all) sample. The mixture is fitted to the
+posterior means of the dataset's non-held-out rows (the same rows the judging classifier learns from; never a
+held-out row); the covariance type (full or tied) and the number of components are chosen by held-out likelihood.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.mixture import GaussianMixture
+
+from service.manifest import PriorFile, sha256_file
+from service.prior import PRIOR_FILE, FittedPrior, write_prior
+
+from .data import Dataset
+from .graphs import OnnxPair
+
+CANDIDATES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)  # components tried per class
+COVARIANCES = ("full", "tied")  # one covariance per component, or one shared by all of them
+PRIOR_SEED = 0
+HELD_OUT = 0.2  # share of the fitting rows that scores each candidate
+MAX_FIT_ROWS = 20000  # a seeded subset beyond this: the choice is stable long before, and EM cost grows with rows
+
+
+def _mixture(k: int, covariance: str, seed: int) -> GaussianMixture:
+    return GaussianMixture(k, covariance_type=covariance, reg_covar=1e-5, max_iter=200, random_state=seed)
+
+
+def fit_mixture(points: np.ndarray, seed: int = PRIOR_SEED, candidates=CANDIDATES,
+                covariances=COVARIANCES) -> GaussianMixture:
+    """The mixture of `points` [N, D] whose covariance type and component count give the best held-out likelihood.
+
+    Each candidate is fitted on a seeded 80% of the points and scored on the other 20%; the winner is refitted on
+    all of them. Tied covariances are returned as full ones (one copy per component), so every fit has `covariances_`
+    [K, D, D].
+    """
+    order = np.random.default_rng(seed).permutation(len(points))
+    cut = len(points) - max(1, int(HELD_OUT * len(points)))
+    fit, held_out = points[order[:cut]], points[order[cut:]]
+    scored = []
+    for covariance in covariances:
+        for k in candidates:
+            if k > len(fit) // 2:  # at least two points per component
+                break
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                scored.append((_mixture(k, covariance, seed).fit(fit).score(held_out), -k, covariance))
+    _, minus_k, covariance = max(scored)  # ties go to fewer components
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        best = _mixture(-minus_k, covariance, seed).fit(points)
+    if covariance == "tied":
+        best.covariances_ = np.tile(best.covariances_, (best.n_components, 1, 1))
+    return best
+
+
+def to_prior(mixtures: list[GaussianMixture]) -> FittedPrior:
+    """One mixture per class -> the padded arrays of service/prior.py (unused components weigh 0)."""
+    k = max(g.n_components for g in mixtures)
+    d = mixtures[0].means_.shape[1]
+    weights = np.zeros((len(mixtures), k))
+    means = np.zeros((len(mixtures), k, d))
+    scales = np.tile(np.eye(d), (len(mixtures), k, 1, 1))
+    for c, g in enumerate(mixtures):
+        n = g.n_components
+        weights[c, :n] = g.weights_ / g.weights_.sum()
+        means[c, :n] = g.means_
+        scales[c, :n] = np.linalg.cholesky(g.covariances_)
+    return FittedPrior(weights, means, scales)
+
+
+def fit_prior(pair: OnnxPair, data: Dataset, test_indices: list[int], num_classes: int | None,
+              log: Callable[[str], None] = print) -> tuple[FittedPrior, int]:
+    """Encode the non-held-out rows and fit a mixture to their posterior means (per class when `num_classes`)."""
+    rows = np.setdiff1d(np.arange(len(data)), np.asarray(test_indices))
+    if len(rows) > MAX_FIT_ROWS:
+        rows = np.sort(np.random.default_rng(PRIOR_SEED).choice(rows, MAX_FIT_ROWS, replace=False))
+    x = data.images[rows].astype(np.float32) / 255.0  # [N, C, H, W]
+    labels = data.labels[rows].astype(np.int64) if num_classes else None
+    mu = pair.encode(x, labels)["mu"].astype(np.float64)  # [N, D]
+    groups = [mu] if labels is None else [mu[labels == c] for c in range(num_classes)]
+    mixtures = [fit_mixture(g) for g in groups]
+    prior = to_prior(mixtures)
+    log(f"fitted prior: {prior.components()} component(s) per class, chosen by held-out likelihood, on {len(rows)} "
+        "posterior means")
+    return prior, len(rows)
+
+
+def save_prior(folder: Path, prior: FittedPrior, fitted_on: int) -> PriorFile:
+    """Write `folder/prior.npz` and return the manifest entry for it."""
+    path = write_prior(Path(folder) / PRIOR_FILE, prior)
+    return PriorFile(path=PRIOR_FILE, sha256=sha256_file(path), components=prior.components(), fitted_on=fitted_on,
+                     selection="held-out likelihood")
+
+
+def fit_and_save(folder: Path, data: Dataset, test_indices: list[int], num_classes: int | None, latent_dim: int,
+                 log: Callable[[str], None] = print) -> PriorFile:
+    """Fit the prior of the exported model in `folder` and write it there (the manifest is the caller's to write)."""
+    prior, fitted_on = fit_prior(OnnxPair(folder), data, test_indices, num_classes, log)
+    prior.check(latent_dim, num_classes or 1)
+    return save_prior(folder, prior, fitted_on)
