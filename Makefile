@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DEVICE ?= auto
 TRAIN := $(PY) -m training train --dataset mnist --device $(DEVICE)
 
-.PHONY: setup run test lint bench models mnist-ae mnist-vae mnist-beta-vae mnist-cvae clean image image-test
+.PHONY: setup run test lint bench readme-images models mnist-ae mnist-vae mnist-beta-vae mnist-cvae mnist-dae clean image image-test
 
 setup: $(STAMP)
 
@@ -33,6 +33,10 @@ lint: setup
 bench: setup
 	$(PY) -m bench.run --out BENCHMARKS.md $(BENCH_ARGS)
 
+# The README's latent-space pictures (docs/latent/), asked of the service on the shipped models.
+readme-images: setup
+	$(PY) -m docs.latent_images
+
 # Retrains and exports every shipped default model (each a few minutes on 2 CPU cores), on the GPU when present.
 models: mnist-ae mnist-vae mnist-beta-vae mnist-cvae
 
@@ -44,6 +48,8 @@ mnist-beta-vae: setup
 	$(TRAIN) --kind vae --beta 4 --out models/mnist-beta-vae $(TRAIN_ARGS)
 mnist-cvae: setup
 	$(TRAIN) --kind cvae --out models/mnist-cvae $(TRAIN_ARGS)
+mnist-dae: setup
+	$(TRAIN) --kind ae --corrupt mask:0.3 --out models/mnist-dae $(TRAIN_ARGS)
 
 clean:
 	rm -rf $(VENV) checkpoints .pytest_cache

@@ -13,9 +13,11 @@ from fastapi_offline import FastAPIOffline
 from starlette.middleware.cors import CORSMiddleware
 
 from .errors import StartupError, install_error_handlers
+from .gpu_memory import GpuMemory
 from .metrics import Metrics
 from .middleware import BodyLimitMiddleware, RequestMetricsMiddleware
 from .registry import ModelRegistry, load_registry
+from .repository import InFlight, ModelRepository, polling
 from .routes import ROUTERS
 from .schema import install_openapi
 from .security import API_KEY_HEADER, APIKeyMiddleware, load_api_keys
@@ -47,11 +49,23 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         except StartupError as e:
             log.error("cannot start: %s", e)
             raise
+        repository = ModelRepository(registry, settings, executor, app.state.metrics, app.state.in_flight)
+        repository.start()
+        app.state.repository = repository
         app.state.registry = registry
-        yield
+        if registry.gpu:  # device memory in /health and /metrics, where the driver's NVML is there to ask
+            app.state.gpu_memory = app.state.metrics.watch_gpu(GpuMemory(settings.cuda_device))
+        if settings.model_control == "poll":
+            async with polling(repository, settings.model_poll_s):
+                yield
+        else:
+            yield
     finally:
         app.state.registry = None
         if registry is not None:
+            control: ModelRepository | None = getattr(app.state, "repository", None)
+            if control is not None:  # unloads in progress close their graphs first
+                await control.close()
             await registry.close()
         executor.shutdown(wait=True, cancel_futures=True)
 
@@ -71,6 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = Metrics()
     app.state.registry = None  # set by the lifespan once every model is loaded and warm
+    app.state.in_flight = InFlight()  # OIP requests per model, which an unload waits for (service/repository.py)
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)

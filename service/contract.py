@@ -3,6 +3,9 @@
 Encoder: `image` float32 [N, C, H, W] (+ `label` int64 [N] when `encoder_conditioned`) -> `mu` float32 [N, D]
 (+ `logvar` float32 [N, D] unless kind is `ae`). Decoder: `z` float32 [N, D] (+ `label` int64 [N] when the
 manifest has `labels`) -> `image` float32 [N, C, H, W] (+ optional `logits`, same shape).
+A graph that takes `label` says how many classes its label table has in its metadata (LABEL_CLASSES_KEY): the
+service cannot trust the runtime to refuse an index past the table (on CUDA a Gather out of range reads whatever
+memory follows), so it checks the manifest's class names against that count at load.
 """
 
 from __future__ import annotations
@@ -10,6 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from .manifest import MANIFEST_FILE, GraphFile, Manifest, ManifestError, TensorSpec
+
+# ONNX model metadata (metadata_props) written by the export: rows of the graph's label table (its Gather's data).
+LABEL_CLASSES_KEY = "vae.label_classes"
 
 Dims = list[int | None]  # None: the dynamic batch axis
 Tensors = dict[str, tuple[str, Dims]]  # name -> (dtype, dims)

@@ -124,6 +124,10 @@ def problem_type(slug: str) -> str:
     return f"urn:vae-service:problem:{slug}"
 
 
+def is_oip_path(path: str) -> bool:
+    return path == "/v2" or path.startswith("/v2/")
+
+
 def problem_response(
     status: int,
     title: str,
@@ -134,7 +138,13 @@ def problem_response(
     headers: Mapping[str, str] | None = None,
     **extra: Any,
 ) -> JSONResponse:
-    """One problem-details body; `type` is about:blank for plain HTTP errors, a URN for the service's own."""
+    """One problem-details body; `type` is about:blank for plain HTTP errors, a URN for the service's own.
+
+    Under /v2 (the Open Inference Protocol, service/routes/v2.py) the body is OIP's `{"error": detail}` instead:
+    Triton's and KServe's clients read that field. Every handler and middleware passes the path as `instance`, so
+    this is the one place that chooses."""
+    if instance is not None and is_oip_path(instance):
+        return JSONResponse({"error": detail}, status_code=status, headers=headers)
     body: dict[str, Any] = {
         "type": problem_type(slug) if slug else "about:blank",
         "title": title,

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import onnxruntime as ort
 
+from .contract import LABEL_CLASSES_KEY
 from .manifest import GraphFile, ManifestError, TensorSpec
 from .runtime import provider_options, session_options
 from .settings import Settings
@@ -30,7 +31,9 @@ def open_session(path: Path, providers: Sequence[str], settings: Settings) -> or
     """
     try:
         return ort.InferenceSession(
-            str(path), sess_options=session_options(settings), providers=provider_options(providers, settings)
+            str(path),
+            sess_options=session_options(settings),
+            providers=provider_options(providers, settings, graph_bytes=path.stat().st_size),
         )
     except Exception as e:  # onnxruntime raises its own exception types for corrupt or unsupported graphs
         raise ManifestError(f"{path}: onnxruntime cannot load this graph ({type(e).__name__}: {e})") from None
@@ -66,7 +69,27 @@ def _compare(path: Path, field: str, declared: list[TensorSpec], actual: list[or
             )
 
 
-def check_io(session: ort.InferenceSession, graph: GraphFile, role: str, path: Path) -> None:
-    """Raise ManifestError naming the file and field when the session's I/O differs from the declaration."""
+def check_io(session: ort.InferenceSession, graph: GraphFile, role: str, path: Path, classes: int = 0) -> None:
+    """Raise ManifestError naming the file and field when the session's I/O differs from the declaration.
+
+    A graph that takes `label` must say in its metadata how many classes its label table holds, at least
+    `classes` (the manifest's class names).
+    """
     _compare(path, f"files.{role}.inputs", graph.inputs, session.get_inputs())
     _compare(path, f"files.{role}.outputs", graph.outputs, session.get_outputs())
+    if graph.input("label") is not None:
+        _check_label_classes(session, path, classes)
+
+
+def _check_label_classes(session: ort.InferenceSession, path: Path, classes: int) -> None:
+    value = session.get_modelmeta().custom_metadata_map.get(LABEL_CLASSES_KEY)
+    if value is None or not value.isdigit():
+        raise ManifestError(
+            f"{path}: the graph takes 'label' but its metadata has no class count ('{LABEL_CLASSES_KEY}'); "
+            "re-export the model, or write it with `python -m training stamp MODEL_FOLDER`"
+        )
+    if int(value) < classes:
+        raise ManifestError(
+            f"{path}: the graph's label table has {value} classes, but manifest field 'labels' names {classes}; "
+            "a label past the table would read memory outside it: list only the classes the model was trained on"
+        )

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from fastapi import Request
@@ -57,6 +57,7 @@ class LabelsJSON(BaseModel):
 class Uploads:
     files: list[tuple[str, bytes]]  # (the part as error messages name it, its bytes), not decoded yet
     labels: list[int | str] | None  # labels that came inside the body, if any
+    fields: list[str] = field(default_factory=list)  # each file's multipart field name (/attribute's 'with')
 
 
 @dataclass
@@ -130,8 +131,9 @@ async def receive_images(request: Request, settings: Settings) -> Uploads:
     """The request's image files, counted against VAE_MAX_IMAGES but not decoded (`decode_images` does that)."""
     kind = media_type(request)
     labels: list[int | str] | None = None
+    fields: list[str] = []
     if kind == "multipart/form-data":
-        named, labels = await _multipart(request, settings)
+        named, labels, fields = await _multipart(request, settings)
     elif kind == "application/json":
         limits = f"at most {settings.max_images} images (VAE_MAX_IMAGES), and one label per image"
         body = await parse_json(request, ImagesJSON, 3 * settings.max_images + 8, limits)  # data: URLs hold a comma
@@ -140,7 +142,7 @@ async def receive_images(request: Request, settings: Settings) -> Uploads:
             raise PayloadTooLarge(
                 f"{len(body.images)} images sent; the limit is {settings.max_images} (VAE_MAX_IMAGES)"
             )
-        named = [(f"body field 'images[{i}]'", _b64(s, f"body field 'images[{i}]'")) for i, s in enumerate(body.images)]
+        named = b64_files(body.images, "images")
         labels = list(body.labels) if body.labels is not None else None
     elif kind in RAW_IMAGE_TYPES:
         named = [("the request body", await request.body())]
@@ -151,7 +153,12 @@ async def receive_images(request: Request, settings: Settings) -> Uploads:
         )
     if not named:
         raise InvalidInput("the request holds no image; attach a PNG or JPEG file (curl -F file=@digit.png ...)")
-    return Uploads(named, labels or None)
+    return Uploads(named, labels or None, fields)
+
+
+def b64_files(values: list[str], key: str) -> list[tuple[str, bytes]]:
+    """A JSON body's list of base64 files, each named as error messages show it (`body field 'images[2]'`)."""
+    return [(f"body field '{key}[{i}]'", _b64(s, f"body field '{key}[{i}]'")) for i, s in enumerate(values)]
 
 
 async def decode_images(uploads: Uploads, spec: ImageSpec, settings: Settings) -> Images:
@@ -175,7 +182,9 @@ def _decode_all(opened: list[tuple[str, Image.Image]], spec: ImageSpec) -> np.nd
     return np.stack([to_array(image, spec, what) for what, image in opened]).astype(np.float32, copy=False)
 
 
-async def _multipart(request: Request, settings: Settings) -> tuple[list[tuple[str, bytes]], list[int | str]]:
+async def _multipart(
+    request: Request, settings: Settings
+) -> tuple[list[tuple[str, bytes]], list[int | str], list[str]]:
     try:
         form = await request.form(max_files=settings.max_images, max_fields=64)
     except StarletteHTTPException as e:  # starlette reports its multipart limits as a 400
@@ -186,15 +195,18 @@ async def _multipart(request: Request, settings: Settings) -> tuple[list[tuple[s
         raise InvalidInput(f"the multipart body could not be parsed: {e.detail}") from None
     try:
         named: list[tuple[str, bytes]] = []
+        keys: list[str] = []
         texts: list[str] = []
         for key, value in form.multi_items():
             if isinstance(value, UploadFile):
                 named.append((f"file {value.filename or key!r}", await value.read()))
+                keys.append(key)
             elif key in ("label", "labels"):
                 texts.append(value)
             else:
                 raise InvalidInput(f"form field {key!r} is not understood; send files, and 'label' fields for labels")
-        return named, _split_labels(texts, settings.max_images, "VAE_MAX_IMAGES", "the form's 'label' fields")
+        labels = _split_labels(texts, settings.max_images, "VAE_MAX_IMAGES", "the form's 'label' fields")
+        return named, labels, keys
     finally:
         await form.close()
 

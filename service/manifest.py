@@ -90,6 +90,17 @@ class Files(_Strict):
     decoder: GraphFile
 
 
+class PriorFile(_Strict):
+    """A fitted prior beside the graphs (service/prior.py documents the file), checked at load like them."""
+
+    path: RelativeFile
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    kind: Literal["gmm"] = "gmm"  # a Gaussian mixture over the posterior means, full covariances
+    components: list[int]  # per class (one entry for an unconditional model)
+    fitted_on: int = Field(ge=1)  # posterior means fitted: the dataset's rows outside the held-out split
+    selection: str  # how the covariance type and the number of components were chosen
+
+
 class Split(_Strict):
     """How the dataset was divided; `test_indices` are the exact held-out rows of the dataset."""
 
@@ -125,6 +136,7 @@ class Training(_Strict):
     device: str | None = None  # "cpu" or "cuda (<GPU name>)"
     precision: Literal["fp32", "bf16"] | None = None  # bf16: autocast of the network passes on CUDA
     world_size: int | None = Field(default=None, ge=1)  # processes in the data-parallel (torchrun) run
+    corrupt: str | None = None  # a denoising autoencoder's input corruption: gaussian:STD, mask:P or saltpepper:P
 
 
 class Metrics(_Strict):
@@ -144,6 +156,17 @@ class Metrics(_Strict):
     label_agreement: float | None = None  # share of generated images classified as the requested label
     frechet_distance: float | None = None  # generated vs held-out, classifier features
     frechet_floor: float | None = None  # real training images vs held-out, same features and counts
+    # Per latent dimension, over the held-out images (optional: older manifests load without them). /traverse ranks
+    # dimensions by kl_per_dim (mean closed-form KL(q(z_d|x) || N(0, 1))), else, for an ae, by code_variance.
+    kl_per_dim: list[float] | None = None  # vae, cvae: nats per image
+    code_variance: list[float] | None = None  # every kind: Var_x of the posterior mean (what active_units counts)
+    # The fitted prior (optional: models without one load), judged exactly like the standard prior above, and the
+    # held-out scores /score ranks an image among (101 quantiles, 0..100%: -log p(x) by the IW bound with
+    # iw_samples draws on the evaluation's binarization, and the squared reconstruction error).
+    label_agreement_fitted: float | None = None
+    frechet_distance_fitted: float | None = None
+    score_quantiles: dict[Literal["nll", "squared_error"], list[float]] | None = None
+    denoising_squared_error: float | None = None  # a denoising model: corrupted held-out input vs the clean image
 
 
 class Manifest(_Strict):
@@ -163,6 +186,7 @@ class Manifest(_Strict):
     training: Training
     metrics: Metrics
     reports: dict[str, RelativeFile] = {}
+    prior: PriorFile | None = None  # a fitted prior, the default for sampling when present
 
     @property
     def conditional(self) -> bool:
@@ -339,6 +363,27 @@ def verify_files(folder: Path, manifest: Manifest, root: Path | None = None) -> 
             )
         found[role] = real
     return found
+
+
+def verify_prior(folder: Path, manifest: Manifest, root: Path | None = None) -> Path | None:
+    """The fitted prior's file, checked like the graphs (inside `root`, sha256 as recorded); None without one."""
+    entry = manifest.prior
+    if entry is None:
+        return None
+    path = Path(folder) / entry.path
+    where = shown(path, root)
+    f, real = open_confined(path, Path(root or folder).resolve(), where, "prior.path")
+    with f:
+        try:
+            actual = _sha256(f)
+        except OSError as e:
+            raise ManifestError(f"{where}: cannot be read ({_why(e)})") from None
+    if actual != entry.sha256:
+        raise ManifestError(
+            f"{where}: sha256 is {actual}, but manifest field 'prior.sha256' says {entry.sha256}; the file was "
+            "changed after it was fitted (refit it: python -m training fit-prior MODEL_FOLDER)"
+        )
+    return real
 
 
 def write_manifest(folder: Path, manifest: Manifest) -> Path:

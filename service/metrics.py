@@ -5,6 +5,8 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from .gpu_memory import GpuMemory, GpuMemoryCollector
+
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048)
 
 
@@ -46,6 +48,13 @@ class Metrics:
             ["model", "kind", "version", "graph", "provider"],
             registry=r,
         )
+
+    def watch_gpu(self, gpu: GpuMemory) -> GpuMemory | None:
+        """Export the GPU's memory figures at every scrape; the reader, or None where NVML is not there."""
+        if not gpu.available:
+            return None
+        self.registry.register(GpuMemoryCollector(gpu))
+        return gpu
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -11,16 +11,18 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from .errors import InvalidInput, LabelRequired, NotConditional, NotGenerative
 from .manifest import Manifest
 from .metrics import Metrics
+from .prior import FittedPrior
 from .runner import Runner
 
 Label = int | str
+PriorName = Literal["fitted", "standard"]
 
 # A label index as text: ASCII digits only (str.isdigit() also takes '²' and '①', which int() refuses) and few of
 # them (int() of a 5,000-digit string raises, and no model has a billion classes).
@@ -44,6 +46,7 @@ class ServedModel:
         decoder: Runner,
         metrics: Metrics,
         chain: Runner,
+        fitted_prior: FittedPrior | None = None,
     ) -> None:
         self.manifest = manifest
         self.folder = folder
@@ -56,6 +59,9 @@ class ServedModel:
         self.decoder_takes_label = files.decoder.input("label") is not None
         self.has_posterior = files.encoder.output("logvar") is not None  # q(z|x) is a distribution
         self.has_prior = manifest.stochastic  # trained against N(0, I), so the prior can be sampled
+        self.fitted_prior = fitted_prior  # a Gaussian mixture over posterior means (service/prior.py), if fitted
+        self.can_sample = self.has_prior or fitted_prior is not None
+        self.default_prior: PriorName = "fitted" if fitted_prior is not None else "standard"
 
     @property
     def name(self) -> str:
@@ -162,27 +168,56 @@ class ServedModel:
         eps = rng.standard_normal((encoding.mu.shape[0], k, encoding.mu.shape[1]), dtype=np.float32)
         return encoding.mu[:, None, :] + np.exp(0.5 * encoding.logvar)[:, None, :] * eps
 
-    def require_prior(self) -> None:
-        """NotGenerative (409) unless the model was trained against a prior that can be sampled."""
-        if not self.has_prior:
+    def require_prior(self, prior: PriorName | None = None) -> PriorName:
+        """The prior to sample (`prior`, else the model's default); NotGenerative (409) when the model lacks it."""
+        chosen = prior or self.default_prior
+        fit = f"fit one with `python -m training fit-prior models/{self.name}` and restart the service"
+        if not self.can_sample:
+            raise NotGenerative(
+                f"model {self.name!r} is a deterministic autoencoder (kind {self.manifest.kind!r}) without a fitted "
+                f"prior: it was not trained against a prior, so it has no distribution to sample from; {fit}, "
+                "sample from a vae or cvae model instead (see GET /models), or decode latents you chose with "
+                "POST /decode"
+            )
+        if chosen == "fitted" and self.fitted_prior is None:
+            raise NotGenerative(f"model {self.name!r} has no fitted prior: {fit}, or ask for prior=standard")
+        if chosen == "standard" and not self.has_prior:
             raise NotGenerative(
                 f"model {self.name!r} is a deterministic autoencoder (kind {self.manifest.kind!r}): it was not "
-                "trained against a prior, so it has no distribution to sample from; sample from a vae or cvae "
-                "model instead (see GET /models), or decode latents you chose with POST /decode"
+                "trained against N(0, I), so it has no standard prior to sample from; ask for prior=fitted (its "
+                "fitted mixture), or sample from a vae or cvae model (see GET /models)"
             )
+        return chosen
 
-    def prior_draws(self, n: int, rng: np.random.Generator, temperature: float) -> np.ndarray:
-        """z ~ N(0, temperature^2 I): [n, D]."""
-        self.require_prior()
+    def prior_draws(
+        self,
+        n: int,
+        rng: np.random.Generator,
+        temperature: float,
+        prior: PriorName | None = None,
+        labels: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """z [n, D] from the standard prior N(0, temperature^2 I), or from the fitted mixture (per class `labels`),
+        each component's spread scaled by `temperature` around its mean."""
+        chosen = self.require_prior(prior)
+        if chosen == "fitted":
+            assert self.fitted_prior is not None
+            return self.fitted_prior.draw(n, rng, temperature, labels)
         return temperature * rng.standard_normal((n, self.manifest.latent_dim), dtype=np.float32)
 
     async def sample(
-        self, n: int, rng: np.random.Generator, temperature: float, labels: Sequence[Label] | None
-    ) -> tuple[np.ndarray, np.ndarray | None]:
-        """n images from the prior (one label for all, or one per image): images, label indices."""
-        z = self.prior_draws(n, rng, temperature)
+        self,
+        n: int,
+        rng: np.random.Generator,
+        temperature: float,
+        labels: Sequence[Label] | None,
+        prior: PriorName | None = None,
+    ) -> tuple[np.ndarray, np.ndarray | None, PriorName]:
+        """n images from a prior (one label for all, or one per image): images, label indices, the prior used."""
+        chosen = self.require_prior(prior)
         resolved = self.labels_for(labels, n, required=True)
-        return await self.decode(z, resolved), resolved
+        z = self.prior_draws(n, rng, temperature, chosen, resolved)
+        return await self.decode(z, resolved), resolved, chosen
 
     async def reconstruct(
         self, images: np.ndarray, labels: Sequence[Label] | None = None
@@ -205,8 +240,9 @@ class ServedModel:
             "encode_samples": self.has_posterior,
             "decode": True,
             "reconstruct": True,
-            "sample": self.has_prior,
-            "generate": self.has_prior and self.conditional,
+            "sample": self.can_sample,
+            "generate": self.can_sample and self.conditional,
+            "score": True,
         }
 
     def summary(self) -> dict[str, Any]:
@@ -222,6 +258,8 @@ class ServedModel:
             "labels": m.labels,
             "likelihood": m.likelihood,
             "capabilities": self.capabilities(),
+            "priors": (["fitted"] if self.fitted_prior is not None else []) + (["standard"] if self.has_prior else []),
+            "default_prior": self.default_prior if self.can_sample else None,
             "providers": {"encoder": self.encoder.providers, "decoder": self.decoder.providers},
         }
 
@@ -249,4 +287,5 @@ class ServedModel:
                 for role, g in (("encoder", m.files.encoder), ("decoder", m.files.decoder))
             },
             "reports": m.reports,
+            "prior": None if m.prior is None else m.prior.model_dump(),
         }

@@ -12,6 +12,7 @@ import numpy as np
 
 from .errors import PROBLEM_MEDIA_TYPE
 from .inputs import ImagesJSON, LabelsJSON, LatentsJSON
+from .latent_inputs import AttributeJSON, EditJSON, InterpolateJSON
 from .outputs import b64_png
 
 
@@ -219,6 +220,83 @@ ENCODE_OK: dict[int | str, dict[str, Any]] = {
                 }
             },
             "application/x-npy": {"schema": {**_BINARY, "description": "mu [N, D], or z [N, k, D] when samples > 0"}},
+        },
+    }
+}
+
+
+# --- latent-space routes (service/routes/latent.py) ---
+
+
+def _files(description: str) -> dict[str, Any]:
+    return {"type": "array", "items": _BINARY, "description": description, LIMIT: {"maxItems": "max_images"}}
+
+
+_LABEL_FIELD = {"type": "string", "description": "a label for a conditional model, e.g. 7", "example": ""}
+
+
+def interpolate_body() -> dict[str, Any]:
+    """Two images (multipart, JSON `images`) or two latent vectors (JSON `z`, .npy [2, latent_dim])."""
+    b64 = EXAMPLE_PNG_B64
+    return {
+        "requestBody": {
+            "required": True,
+            "description": "the two ends: two images (encoded to their posterior means) or two latent vectors",
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {"file": _files("exactly two files, any field name"), "label": _LABEL_FIELD},
+                    }
+                },
+                "application/json": {
+                    "schema": _limited(InterpolateJSON.model_json_schema(), images={"maxItems": "max_images"}),
+                    "examples": {
+                        "images": {"summary": "two images", "value": {"images": [b64, b64]}},
+                        "latents": {"summary": "two latent vectors", "value": {"z": [_LATENT, [0.0] * len(_LATENT)]}},
+                    },
+                },
+                "application/x-npy": {"schema": {**_BINARY, "description": "float array [2, latent_dim]"}},
+            },
+        }
+    }
+
+
+def sets_body(*, images: bool) -> dict[str, Any]:
+    """/attribute (`images=False`: the sets 'with' and 'without') or /edit (images, and a vector or the sets)."""
+    schema = _limited(
+        (EditJSON if images else AttributeJSON).model_json_schema(by_alias=True),
+        **({"images": {"maxItems": "max_images"}} if images else {}),
+        **{"with": {"maxItems": "max_images"}, "without": {"maxItems": "max_images"}},
+    )
+    properties: dict[str, Any] = {
+        "with": _files("images that show the attribute"),
+        "without": _files("images that do not"),
+        "label": _LABEL_FIELD,
+    }
+    example: dict[str, Any] = {"with": [EXAMPLE_PNG_B64], "without": [EXAMPLE_PNG_B64]}
+    if images:
+        properties["file"] = _files("the images to edit: any other field name")
+        example = {"images": [EXAMPLE_PNG_B64], "vector": _LATENT}
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {"schema": {"type": "object", "properties": properties}},
+                "application/json": {"schema": schema, "example": example},
+            },
+        }
+    }
+
+
+ATTRIBUTE_OK: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "the attribute vector: mean posterior mean of 'with' minus that of 'without'",
+        "content": {
+            "application/json": {
+                "example": {"model": "mnist-vae", "vector": _LATENT, "norm": 4.1, "n_with": 8, "n_without": 8}
+            },
+            "application/x-npy": {"schema": {**_BINARY, "description": "the vector, float32 [latent_dim]"}},
         },
     }
 }

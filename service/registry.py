@@ -10,7 +10,7 @@ whatever goes wrong in one folder refuses that folder only.
 from __future__ import annotations
 
 import logging
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +23,7 @@ from .graphs import check_io, open_session
 from .manifest import MANIFEST_FILE, ManifestError, confined, load_manifest, shown, verify_files
 from .metrics import Metrics
 from .model import ServedModel
+from .prior import load_prior
 from .providers import GPU_PROVIDERS, ProviderPlan, check, probe
 from .runner import ChainRunner, GraphRunner, Runner
 from .settings import Settings
@@ -92,6 +93,14 @@ class ModelRegistry:
             for runner in (model.encoder, model.decoder, model.chain):
                 await runner.close()
 
+    def add(self, model: ServedModel) -> None:
+        """Serve `model` under its name (model control, service/repository.py, keeps the default valid)."""
+        self.models[model.name] = model
+
+    def remove(self, name: str) -> ServedModel:
+        """Stop looking `name` up; the caller closes its graphs once its requests in flight are done."""
+        return self.models.pop(name)
+
 
 def _contract_feeds(model: ServedModel, rows: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Encoder and decoder feeds of `rows` zero rows, with label indices cycling through the classes."""
@@ -130,8 +139,14 @@ def _warm_up(model: ServedModel, path: Path) -> None:
             model.chain.run_sync(["image"], {**encoder_feeds, **decoder_feeds})
     except Exception as e:  # onnxruntime's own error types: a graph that cannot run on contract inputs
         classes = f", label indices 0..{rows - 1} for the classes in field 'labels'" if model.conditional else ""
+        memory = (
+            "; the GPU memory ceiling per session may be too low for this graph: raise VAE_CUDA_MEMORY_LIMIT_MB "
+            "(or 0 for none)"
+            if "allocat" in str(e).lower() or "out of memory" in str(e).lower()
+            else ""
+        )
         raise ManifestError(
-            f"{path}: warm-up run on contract inputs ({rows} rows{classes}) failed: {type(e).__name__}: {e}"
+            f"{path}: warm-up run on contract inputs ({rows} rows{classes}) failed: {type(e).__name__}: {e}{memory}"
         ) from None
     expected: dict[str, tuple[int, ...]] = {f"encoder output '{n}'": (rows, m.latent_dim) for n in encoder_outputs}
     expected["decoder output 'image'"] = (rows, *image)
@@ -168,13 +183,14 @@ def load_model(
     manifest = load_manifest(folder, root)
     check_contract(where, manifest)
     paths = verify_files(folder, manifest, root)
+    fitted_prior = load_prior(folder, manifest, root)
     runners: dict[str, Runner] = {}
     sessions = {}
     for role, path in paths.items():
         graph_file = getattr(manifest.files, role)
         shown_path = where / graph_file.path
         session = sessions[role] = open_session(path, plan.active, settings)
-        check_io(session, graph_file, role, shown_path)
+        check_io(session, graph_file, role, shown_path, classes=len(manifest.labels or []))
         check(settings.providers, session.get_providers(), require_gpu=settings.require_gpu, what=str(shown_path))
         graph = GraphRunner(session, model=manifest.name, graph=role, executor=executor, metrics=metrics)
         runners[role] = _runner(graph, settings)
@@ -187,7 +203,13 @@ def load_model(
         device_id=settings.cuda_device,
     )
     model = ServedModel(
-        manifest, folder, runners["encoder"], runners["decoder"], metrics, chain=_runner(chain, settings)
+        manifest,
+        folder,
+        runners["encoder"],
+        runners["decoder"],
+        metrics,
+        chain=_runner(chain, settings),
+        fitted_prior=fitted_prior,
     )
     _warm_up(model, where / MANIFEST_FILE)
     for role, runner in runners.items():
@@ -215,7 +237,7 @@ def choose_default(models: dict[str, ServedModel], configured: str | None) -> st
     return min(models)
 
 
-def _model_folders(root: Path) -> list[Path]:
+def model_folders(root: Path) -> list[Path]:
     """The sub-folders of the models folder (following symlinks), except hidden and '_'-prefixed ones."""
     try:
         entries = sorted(root.iterdir())
@@ -231,7 +253,7 @@ def _maybe_dir(path: Path) -> bool:
         return True
 
 
-def _relative(message: str, root: Path) -> str:
+def without_root(message: str, root: Path) -> str:
     """`message` with the models folder's absolute path taken out of the paths it quotes (onnxruntime's do)."""
     for prefix in sorted({str(root.resolve()), str(root.absolute())}, key=len, reverse=True):
         message = message.replace(prefix + "/", "")
@@ -247,10 +269,18 @@ def load_registry(settings: Settings, executor: Executor, metrics: Metrics) -> M
     check(settings.providers, plan.active, require_gpu=settings.require_gpu, what="provider probe")
     models: dict[str, ServedModel] = {}
     refused: list[Refused] = []
-    for folder in _model_folders(root):
+    folders = model_folders(root)
+    # Models load side by side: session creation and warm-up release the GIL, and on a GPU each session has its
+    # own stream, so the warm-ups overlap. Results are taken in folder order, so names and logs do not depend on
+    # which finished first.
+    with ThreadPoolExecutor(
+        max_workers=max(1, min(settings.load_threads, len(folders))), thread_name_prefix="load"
+    ) as pool:
+        loading = [pool.submit(load_model, folder, plan, settings, executor, metrics) for folder in folders]
+    for folder, future in zip(folders, loading, strict=True):
         where = shown(folder, root)
         try:
-            model = load_model(folder, plan, settings, executor, metrics)
+            model = future.result()
             if model.name in models:
                 raise ManifestError(
                     f"{where}/{MANIFEST_FILE}: field 'name' is {model.name!r}, already served from "
@@ -259,7 +289,7 @@ def load_registry(settings: Settings, executor: Executor, metrics: Metrics) -> M
         except StartupError:  # an operator's rule (VAE_REQUIRE_GPU, an explicit provider): not this folder's fault
             raise
         except Exception as e:  # ManifestError; anything else is a defect, but it must not cost the other models
-            reason = _relative(str(e), root)
+            reason = without_root(str(e), root)
             if not isinstance(e, ManifestError):
                 log.exception("unexpected error loading model folder %s", where)
                 reason = f"{where}: could not be loaded ({type(e).__name__}: {reason})"

@@ -40,26 +40,48 @@ def session_options(settings: Settings) -> ort.SessionOptions:
     return options
 
 
-def cuda_options(settings: Settings) -> dict[str, Any]:
+# The derived CUDA arena ceiling (VAE_CUDA_MEMORY_LIMIT_MB=auto): weights, activations of the largest warmed
+# batch and cuDNN's workspace, with room to spare. A ceiling, not a budget: the arena grows only as far as the
+# largest warmed batch needs (arena strategy same_as_requested), and this stops a leak or a runaway there.
+AUTO_LIMIT_BASE_BYTES = 256 * 1024 * 1024
+AUTO_LIMIT_PER_GRAPH_BYTE = 16
+
+
+def cuda_memory_limit(settings: Settings, graph_bytes: int) -> int | None:
+    """Bytes the CUDA arena of a session on a graph of `graph_bytes` may hold; None for no ceiling."""
+    if settings.cuda_memory_limit_mb == "auto":
+        return AUTO_LIMIT_BASE_BYTES + AUTO_LIMIT_PER_GRAPH_BYTE * graph_bytes
+    return settings.cuda_memory_limit_mb * 1024 * 1024 or None
+
+
+def cuda_options(settings: Settings, graph_bytes: int = 0) -> dict[str, Any]:
     options: dict[str, Any] = {
         "device_id": settings.cuda_device,
         "arena_extend_strategy": _ARENA[settings.cuda_arena_strategy],
         "cudnn_conv_algo_search": _CUDNN[settings.cudnn_search],
         "do_copy_in_default_stream": True,
+        # TF32 makes a row's result depend on its batch-mates; off, the same seed gives the same bytes.
+        "use_tf32": int(settings.cuda_tf32),
     }
-    if settings.cuda_memory_limit_mb:
-        options["gpu_mem_limit"] = settings.cuda_memory_limit_mb * 1024 * 1024
+    limit = cuda_memory_limit(settings, graph_bytes)
+    if limit is not None:
+        options["gpu_mem_limit"] = limit
     return options
 
 
-def tensorrt_options(settings: Settings) -> dict[str, Any]:
+def tensorrt_options(settings: Settings, graph_bytes: int = 0) -> dict[str, Any]:
     options: dict[str, Any] = {"device_id": settings.cuda_device, "trt_fp16_enable": settings.tensorrt_fp16}
     if settings.tensorrt_cache_dir is not None:
         options |= {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(settings.tensorrt_cache_dir)}
     return options
 
 
-def provider_options(providers: Sequence[str], settings: Settings) -> list[tuple[str, dict[str, Any]]]:
-    """`providers` (names, best first) with their options, in the form InferenceSession takes."""
+def provider_options(
+    providers: Sequence[str], settings: Settings, graph_bytes: int = 0
+) -> list[tuple[str, dict[str, Any]]]:
+    """`providers` (names, best first) with their options, in the form InferenceSession takes.
+
+    `graph_bytes` (the graph file's size) sizes the derived CUDA arena ceiling.
+    """
     by_name = {CUDA: cuda_options, TENSORRT: tensorrt_options}
-    return [(name, by_name[name](settings) if name in by_name else {}) for name in providers]
+    return [(name, by_name[name](settings, graph_bytes) if name in by_name else {}) for name in providers]

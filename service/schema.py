@@ -20,6 +20,8 @@ QUERY_LIMITS: dict[str, dict[str, str]] = {
     "n": {"maximum": "max_n"},
     "samples": {"maximum": "max_samples"},
     "temperature": {"maximum": "max_temperature"},
+    "steps": {"maximum": "max_steps"},
+    "range": {"maximum": "max_range"},
 }
 SECURITY_SCHEMES = {
     "apiKey": {"type": "apiKey", "in": "header", "name": API_KEY_HEADER, "description": "one of VAE_API_KEY"},

@@ -2,9 +2,10 @@
 
 Off unless VAE_API_KEY or VAE_API_KEY_FILE names at least one key. Then every request needs
 `X-API-Key: KEY` or `Authorization: Bearer KEY`, except the probes and the scraper (/health, /ready,
-/metrics: Kubernetes and Prometheus send no key) and the API's documentation (/docs, /redoc, /openapi.json
-and their assets): a browser cannot add a header when it opens a page, the document tells nothing a client
-of the API does not learn anyway, and Swagger's "Authorize" button then adds the key to every call it makes.
+/v2/health/live, /v2/health/ready, /metrics: Kubernetes and Prometheus send no key) and the API's documentation
+(/docs, /redoc, /openapi.json and their assets): a browser cannot add a header when it opens a page, the
+document tells nothing a client of the API does not learn anyway, and Swagger's "Authorize" button then adds the
+key to every call it makes.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from .errors import StartupError, Unauthorized, problem_response
 from .settings import Settings
 
 OPEN_PATHS = frozenset({"/health", "/ready", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+OPEN_PATHS |= {"/v2/health/live", "/v2/health/ready"}  # the Open Inference Protocol's probes (service/routes/v2.py)
 OPEN_PREFIXES = ("/static-offline-docs/",)  # Swagger UI and ReDoc's own files (fastapi-offline)
 API_KEY_HEADER = "X-API-Key"
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from service.manifest import load_manifest, verify_files
+from service.manifest import load_manifest, verify_files, verify_prior
 from training.catalog import main as catalog
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,6 +19,7 @@ def test_readme_models_table_is_the_one_printed_from_the_manifests():
 def test_shipped_model_validates_and_its_hashes_match(folder):
     manifest = load_manifest(folder)
     verify_files(folder, manifest)
+    assert verify_prior(folder, manifest) is not None  # every shipped model carries its fitted prior
     assert manifest.name == folder.name
     assert all((folder / f).is_file() for f in manifest.reports.values())
 

@@ -1,7 +1,7 @@
-"""The README's table of shipped models, printed from their manifests so no figure is typed by hand.
+"""The README's tables of shipped models and of their priors, printed from the manifests so no figure is typed by hand.
 
-    python -m training.catalog models          # print the table
-    python -m training.catalog models --check README.md   # exit 1 if the README's copy is stale
+    python -m training.catalog models          # print the tables
+    python -m training.catalog models --check README.md   # exit 1 if a README copy is stale
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 from service.manifest import Manifest, load_manifest
 
 BEGIN, END = "<!-- models-table:begin -->", "<!-- models-table:end -->"
+PRIORS_BEGIN, PRIORS_END = "<!-- priors-table:begin -->", "<!-- priors-table:end -->"
 
 
 def _fmt(value, spec: str = ".1f", suffix: str = "") -> str:
@@ -40,21 +41,48 @@ def table(models_dir: Path) -> str:
     return "\n".join([head, rule, *(_row(m) for m in manifests)])
 
 
+def _percent(value: float | None) -> str:
+    return _fmt(None if value is None else 100 * value, ".1f", "%")
+
+
+def _prior_row(m: Manifest) -> str:
+    x = m.metrics
+    q = x.score_quantiles or {}
+    score = "nll" if "nll" in q else "squared_error"
+    cells = [
+        f"`{m.name}`", m.kind, "–" if m.prior is None else ", ".join(map(str, m.prior.components)),
+        _percent(x.label_agreement), _percent(x.label_agreement_fitted),
+        _fmt(x.frechet_distance), _fmt(x.frechet_distance_fitted), _fmt(x.frechet_floor),
+        "–" if not q else f"{score} {q[score][50]:.1f} / {q[score][99]:.1f}",
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+def priors_table(models_dir: Path) -> str:
+    """Both priors judged alike, and the held-out scores /score ranks against (median / 99th percentile)."""
+    manifests = [load_manifest(p) for p in sorted(Path(models_dir).iterdir()) if (p / "manifest.json").is_file()]
+    head = ("| model | kind | fitted components (per class) | label agreement, standard | label agreement, fitted "
+            "| Frechet, standard | Frechet, fitted | Frechet floor | held-out score: median / 99th percentile |")
+    rule = "|" + "---|" * (head.count("|") - 1)
+    return "\n".join([head, rule, *(_prior_row(m) for m in manifests)])
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m training.catalog", description=__doc__.splitlines()[0])
     p.add_argument("models_dir", type=Path)
     p.add_argument("--check", type=Path, help="a README whose table between the markers must equal this one")
     a = p.parse_args(argv)
-    current = table(a.models_dir)
+    tables = [(BEGIN, END, table(a.models_dir)), (PRIORS_BEGIN, PRIORS_END, priors_table(a.models_dir))]
     if a.check is None:
-        print(current)
+        print("\n\n".join(current for _, _, current in tables))
         return 0
     text = a.check.read_text()
-    inside = text.split(BEGIN, 1)[-1].split(END, 1)[0].strip() if BEGIN in text else ""
-    if inside != current:
-        print(f"{a.check}: the models table is stale; paste the output of `python -m training.catalog "
-              f"{a.models_dir}` between the markers", file=sys.stderr)
-        return 1
+    for begin, end, current in tables:
+        inside = text.split(begin, 1)[-1].split(end, 1)[0].strip() if begin in text else ""
+        if inside != current:
+            print(f"{a.check}: the table between {begin} and {end} is stale; paste the matching table printed by "
+                  f"`python -m training.catalog {a.models_dir}` between the markers", file=sys.stderr)
+            return 1
     return 0
 
 

@@ -6,11 +6,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from service.manifest import ManifestError, load_manifest, verify_files, write_manifest
+from service.manifest import ManifestError, load_manifest, sha256_file, verify_files, verify_prior, write_manifest
 
 from .data import DataError
 from .distributed import DEVICES, PRECISIONS, DeviceError
 from .export import ExportError
+from .corruption import Corruption
 from .loop import CheckpointMismatch, TrainConfig
 from .networks import KINDS, NetConfig
 
@@ -36,6 +37,10 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--warmup-epochs", type=int, default=TrainConfig.warmup_epochs)
     t.add_argument("--free-bits", type=float, default=TrainConfig.free_bits)
     t.add_argument("--augment-shift", type=int, default=TrainConfig.augment_shift)
+    t.add_argument("--corrupt", type=Corruption.parse, metavar="KIND:AMOUNT",
+                   help="train a denoising autoencoder (ae or vae): the encoder sees the image corrupted by "
+                        "gaussian:STD, mask:P or saltpepper:P, the target stays clean; evaluation adds the denoising "
+                        "error on corrupted held-out images")
     t.add_argument("--base-channels", type=int, default=NetConfig.base_channels)
     t.add_argument("--hidden", type=int, default=NetConfig.hidden)
     t.add_argument("--extra-convs", type=int, default=NetConfig.extra_convs, help="stride-1 convolutions per resolution level")
@@ -60,6 +65,19 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--write", action="store_true", help="store the new figures in the manifest")
     e.add_argument("--device", default="auto", metavar="DEVICE",
                    help=f"{DEVICES}: where a cvae's judging classifier trains (the graphs run in onnxruntime)")
+
+    f = sub.add_parser("fit-prior", help="fit (or refit) an exported model's prior: a Gaussian mixture over the "
+                       "posterior means of the non-held-out rows (per class for a cvae), then re-measure the model "
+                       "with it and write prior.npz and the figures into the manifest (the weights stay as they are)")
+    f.add_argument("folder", type=Path)
+    f.add_argument("--iw-samples", type=int, default=500)
+    f.add_argument("--device", default="auto", metavar="DEVICE",
+                   help=f"{DEVICES}: where the judging classifier trains (the graphs run in onnxruntime)")
+
+    s = sub.add_parser("stamp", help="write the facts the service checks into an exported model's graphs (the label "
+                       "table's class count) and their new sha256 into the manifest; for models exported before "
+                       "the export did it (weights and figures stay as they are)")
+    s.add_argument("folder", type=Path)
     return p
 
 
@@ -71,7 +89,7 @@ def _train(a: argparse.Namespace) -> int:
         likelihood = "gaussian" if a.channels == 3 else "bernoulli"
     cfg = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, learning_rate=a.lr, beta=a.beta,
                       warmup_epochs=a.warmup_epochs, free_bits=a.free_bits, augment_shift=a.augment_shift,
-                      likelihood=likelihood, seed=a.seed)
+                      likelihood=likelihood, seed=a.seed, corrupt=str(a.corrupt) if a.corrupt else None)
     net = dict(latent_dim=a.latent_dim, base_channels=a.base_channels, hidden=a.hidden, extra_convs=a.extra_convs)
     opts = RunOptions(kind=a.kind, dataset=a.dataset, out=a.out, net=net, train=cfg, image_size=a.image_size,
                       channels=a.channels, test_fraction=a.test_fraction, val_fraction=a.val_fraction,
@@ -88,6 +106,7 @@ def _evaluate(a: argparse.Namespace) -> int:
 
     manifest = load_manifest(a.folder)
     verify_files(a.folder, manifest)
+    verify_prior(a.folder, manifest)
     device = resolve_device(a.device)
     metrics = evaluate(a.folder, EvalSpec.from_manifest(manifest), iw_samples=a.iw_samples, device=device)
     print(f"{manifest.name}: measured now\n{format_metrics(metrics)}")
@@ -99,10 +118,53 @@ def _evaluate(a: argparse.Namespace) -> int:
     return 0
 
 
+def _fit_prior(a: argparse.Namespace) -> int:
+    from .data import load_dataset
+    from .distributed import resolve_device
+    from .evaluate import EvalSpec, evaluate, format_metrics
+    from .prior import fit_and_save
+
+    manifest = load_manifest(a.folder)
+    verify_files(a.folder, manifest)
+    m = manifest
+    data = load_dataset(m.training.dataset, size=m.image.height, channels=m.image.channels)
+    num_classes = len(m.labels) if m.labels else None
+    prior = fit_and_save(a.folder, data, m.training.split.test_indices, num_classes, m.latent_dim)
+    spec = EvalSpec.from_manifest(m.model_copy(update={"prior": prior}))
+    metrics = evaluate(a.folder, spec, iw_samples=a.iw_samples, data=data, device=resolve_device(a.device))
+    print(f"{m.name}: measured with the fitted prior\n{format_metrics(metrics)}")
+    # Read the manifest again and change only what this command measured, so fields others wrote meanwhile stay.
+    current = load_manifest(a.folder)
+    measured = {k: v for k, v in metrics.model_dump().items() if v is not None}
+    write_manifest(a.folder, current.model_copy(update={"prior": prior,
+                                                        "metrics": current.metrics.model_copy(update=measured)}))
+    print(f"wrote {prior.path} and the figures into {a.folder}/manifest.json")
+    return 0
+
+
+def _stamp(a: argparse.Namespace) -> int:
+    from .export import stamp_label_classes
+
+    manifest = load_manifest(a.folder)
+    paths = verify_files(a.folder, manifest)  # only files that are what the manifest says get stamped
+    files = {}
+    for role, path in paths.items():
+        classes = stamp_label_classes(path)
+        entry = getattr(manifest.files, role)
+        files[role] = entry.model_copy(update={"sha256": sha256_file(path)})
+        print(f"{entry.path}: " + (f"label table of {classes} classes" if classes is not None else "takes no label"))
+    write_manifest(a.folder, manifest.model_copy(update={"files": manifest.files.model_copy(update=files)}))
+    print(f"wrote the graphs' new sha256 into {a.folder}/manifest.json")
+    return 0
+
+
+COMMANDS = {"train": _train, "evaluate": _evaluate, "fit-prior": _fit_prior, "stamp": _stamp}
+
+
 def main(argv: list[str] | None = None) -> int:
     a = _parser().parse_args(argv)
     try:
-        return _train(a) if a.command == "train" else _evaluate(a)
+        return COMMANDS[a.command](a)
     except (DataError, DeviceError, ManifestError, ExportError, CheckpointMismatch) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

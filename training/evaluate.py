@@ -11,8 +11,10 @@ import numpy as np
 import torch
 
 from service.manifest import Manifest, Metrics
+from service.prior import FittedPrior, read_prior
 
 from .classifier import frechet_distance, train_classifier
+from .corruption import Corruption
 from .data import Dataset, load_dataset
 from .graphs import OnnxPair
 from .objectives import bernoulli_nll, gaussian_nll, importance_weighted_bound, kl_per_dim, log_normal, log_standard_normal
@@ -20,6 +22,7 @@ from .objectives import bernoulli_nll, gaussian_nll, importance_weighted_bound, 
 EVAL_SEED = 20240601  # one fixed binarization and one fixed set of noise draws, so figures are repeatable
 ACTIVE_UNIT_THRESHOLD = 0.01
 ROWS_PER_DECODE = 16384  # K x images decoded per onnxruntime call
+QUANTILES = np.linspace(0.0, 1.0, 101)  # the score quantiles stored for /score's percentile
 
 
 @dataclass(frozen=True)
@@ -36,11 +39,14 @@ class EvalSpec:
     likelihood: str
     gaussian_sigma: float | None
     test_indices: list[int]
+    prior_path: str | None = None  # a fitted prior beside the graphs, judged like the standard one
+    corrupt: str | None = None  # a denoising model's corruption: evaluation adds the denoising error
 
     @classmethod
     def from_manifest(cls, m: Manifest) -> EvalSpec:
         return cls(m.training.dataset, m.image.channels, m.image.height, m.image.width, m.stochastic, m.conditional,
-                   len(m.labels) if m.labels else None, m.likelihood, m.gaussian_sigma, m.training.split.test_indices)
+                   len(m.labels) if m.labels else None, m.likelihood, m.gaussian_sigma, m.training.split.test_indices,
+                   m.prior.path if m.prior else None, m.training.corrupt)
 
 
 def _nll(spec: EvalSpec, decoded: dict[str, np.ndarray], target: torch.Tensor) -> torch.Tensor:
@@ -71,36 +77,55 @@ def _likelihood_terms(pair: OnnxPair, spec: EvalSpec, x: np.ndarray, target: np.
         iw.append(importance_weighted_bound(log_px_z, log_pz, log_qz))
         elbo.append((log_px_z + log_pz - log_qz).mean(0))
         rec.append(-log_px_z.mean(0))
-    kl = kl_per_dim(torch.from_numpy(mu), torch.from_numpy(logvar)).sum(1)
-    return {"iw_bound": -torch.cat(iw).mean().item(), "negative_elbo": -torch.cat(elbo).mean().item(),
-            "reconstruction": torch.cat(rec).mean().item(), "kl": kl.mean().item()}
+    kl_dims = kl_per_dim(torch.from_numpy(mu), torch.from_numpy(logvar))  # [N, D]
+    kl = kl_dims.sum(1)
+    per_image = -torch.cat(iw)  # [N]: what /score's nll estimates, image by image
+    return {"iw_bound": per_image.mean().item(), "negative_elbo": -torch.cat(elbo).mean().item(),
+            "nll_per_image": per_image.double().numpy(),
+            "reconstruction": torch.cat(rec).mean().item(), "kl": kl.mean().item(),
+            "kl_per_dim": kl_dims.mean(0).double().tolist()}  # [D]: which dimensions carry information
 
 
 def _generation_terms(pair: OnnxPair, spec: EvalSpec, data: Dataset, test: np.ndarray, latent_dim: int,
                       rng: np.random.Generator, log: Callable[[str], None],
-                      device: torch.device | str) -> dict[str, float]:
-    """Label agreement and Frechet distance of generated images, judged by a classifier trained without test rows."""
+                      device: torch.device | str, prior: FittedPrior | None) -> dict[str, float]:
+    """Label agreement and Frechet distance of generated images, judged by a classifier trained without test rows.
+
+    Both priors are judged the same way: N(0, I) when the model was trained against it (vae, cvae), and the
+    fitted mixture when the folder has one; label agreement only for a conditional model (it asks for a label).
+    """
     others = np.setdiff1d(np.arange(len(data)), test)
 
     def floats(rows: np.ndarray) -> np.ndarray:  # [len(rows), C, H, W] in [0, 1]; a folder on disk reads just these
         return data.images[rows].astype(np.float32) / 255.0
 
     log(f"training the independent classifier on {len(others)} non-held-out images ...")
-    clf = train_classifier(floats(others), data.labels[others], spec.num_classes, seed=EVAL_SEED % 1000, device=device)
+    classes = spec.num_classes or len(data.class_names)
+    clf = train_classifier(floats(others), data.labels[others], classes, seed=EVAL_SEED % 1000, device=device)
     test_feats, test_pred = clf.features(floats(test))
     accuracy = float((test_pred == data.labels[test]).mean())
     # As many generated images per label as the held-out set has, so the two feature sets are comparable.
     want = data.labels[test]
-    z = rng.standard_normal((len(want), latent_dim), dtype=np.float32)
-    generated = pair.decode(z, want.astype(np.int64))["image"]
-    gen_feats, gen_pred = clf.features(generated)
+    asked = want.astype(np.int64) if spec.conditional else None
+    values: dict = {"classifier_accuracy": accuracy}
+    if spec.stochastic:
+        z = rng.standard_normal((len(want), latent_dim), dtype=np.float32)
+        gen_feats, gen_pred = clf.features(pair.decode(z, asked)["image"])
+        values["frechet_distance"] = frechet_distance(gen_feats, test_feats)
+        if spec.conditional:
+            values["label_agreement"] = float((gen_pred == want).mean())
     # The floor: real non-held-out images with the same label counts, against the same held-out images.
     floor_rows = np.concatenate([rng.choice(others[data.labels[others] == c], (want == c).sum(), replace=False)
                                  for c in np.unique(want)])
     floor_feats, _ = clf.features(floats(floor_rows))
-    return {"classifier_accuracy": accuracy, "label_agreement": float((gen_pred == want).mean()),
-            "frechet_distance": frechet_distance(gen_feats, test_feats),
-            "frechet_floor": frechet_distance(floor_feats, test_feats)}
+    values["frechet_floor"] = frechet_distance(floor_feats, test_feats)
+    if prior is not None:  # drawn after the figures above, so adding a prior leaves them as they were
+        z = prior.draw(len(want), rng, 1.0, asked)
+        fit_feats, fit_pred = clf.features(pair.decode(z, asked)["image"])
+        values["frechet_distance_fitted"] = frechet_distance(fit_feats, test_feats)
+        if spec.conditional:
+            values["label_agreement_fitted"] = float((fit_pred == want).mean())
+    return values
 
 
 def evaluate(folder: Path, spec: EvalSpec, iw_samples: int = 500, data: Dataset | None = None,
@@ -122,11 +147,13 @@ def evaluate(folder: Path, spec: EvalSpec, iw_samples: int = 500, data: Dataset 
     codes = pair.encode(x, labels)
     mu = codes["mu"]
     recon = pair.decode(mu, labels)
+    squared_error = ((recon["image"] - x) ** 2).reshape(len(x), -1).sum(1)  # [N]
     values: dict = {
         "n_images": len(test),
         "binarization_seed": EVAL_SEED if bernoulli else None,
         "active_units": int((mu.var(0) > ACTIVE_UNIT_THRESHOLD).sum()),
-        "recon_squared_error": float(((recon["image"] - x) ** 2).reshape(len(x), -1).sum(1).mean()),
+        "recon_squared_error": float(squared_error.mean()),
+        "code_variance": mu.var(0).astype(np.float64).tolist(),  # [D]; ranks an ae's dimensions for /traverse
     }
     if spec.stochastic:
         log(f"importance-weighted bound with K={iw_samples} on {len(test)} held-out images ...")
@@ -134,11 +161,32 @@ def evaluate(folder: Path, spec: EvalSpec, iw_samples: int = 500, data: Dataset 
         values["iw_samples"] = iw_samples
     else:
         values["reconstruction"] = _nll(spec, recon, torch.from_numpy(target)).mean().item()
-    if spec.conditional:
-        values.update(_generation_terms(pair, spec, data, test, mu.shape[1], rng, log, device))
+    if spec.corrupt:  # its own seeded generator, so the figures above and below stay as they were
+        noisy = Corruption.parse(spec.corrupt)(torch.from_numpy(x), torch.Generator().manual_seed(EVAL_SEED)).numpy()
+        denoised = pair.decode(pair.encode(noisy, labels)["mu"], labels)["image"]
+        values["denoising_squared_error"] = float(((denoised - x) ** 2).reshape(len(x), -1).sum(1).mean())
+    # What /score turns into a percentile: the held-out images' scores at 0, 1, ..., 100 %.
+    per_image = {"nll": values.pop("nll_per_image", None), "squared_error": squared_error}
+    values["score_quantiles"] = {name: np.quantile(np.asarray(v, dtype=np.float64), QUANTILES).tolist()
+                                 for name, v in per_image.items() if v is not None}
+    prior = _read_prior(folder, spec)
+    if data.labels is not None and (spec.stochastic or prior is not None):
+        values.update(_generation_terms(pair, spec, data, test, mu.shape[1], rng, log, device, prior))
     return Metrics(**values)
 
 
+def _read_prior(folder: Path, spec: EvalSpec) -> FittedPrior | None:
+    if spec.prior_path is None:
+        return None
+    with open(Path(folder) / spec.prior_path, "rb") as f:
+        return read_prior(f)
+
+
 def format_metrics(m: Metrics) -> str:
-    rows = [(k, v) for k, v in m.model_dump().items() if v is not None and k != "split"]
-    return "\n".join(f"  {k:<20} {v:.4f}" if isinstance(v, float) else f"  {k:<20} {v}" for k, v in rows)
+    rows = [(k, v) for k, v in m.model_dump().items() if v is not None and k not in ("split", "score_quantiles")]
+    shown = [(k, f"{v:.4f}" if isinstance(v, float) else _short(v) if isinstance(v, list) else v) for k, v in rows]
+    return "\n".join(f"  {k:<20} {v}" for k, v in shown)
+
+
+def _short(values: list[float]) -> str:
+    return "[" + ", ".join(f"{v:.3g}" for v in values) + "]"

@@ -11,6 +11,7 @@ import onnx
 import onnxruntime as ort
 import torch
 
+from service.contract import LABEL_CLASSES_KEY
 from service.manifest import GraphFile, TensorSpec, sha256_file
 
 from .networks import AutoEncoder, DecoderGraph, EncoderGraph
@@ -94,6 +95,33 @@ def strip_debug_metadata(path: Path) -> None:
     onnx.save(model, str(path))
 
 
+def label_classes(model: onnx.ModelProto) -> int | None:
+    """Rows of the table the graph looks `label` up in (the data of the Gather fed by input 'label'), if any."""
+    tables = {t.name: list(t.dims) for t in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "Gather" and list(node.input[1:2]) == ["label"] and node.input[0] in tables:
+            return tables[node.input[0]][0]
+    return None
+
+
+def stamp_label_classes(path: Path) -> int | None:
+    """Write the graph's class count into its metadata (service/contract.py, LABEL_CLASSES_KEY), if it takes a label.
+
+    The service refuses a label graph without it: on CUDA an index past the table is not an error, so the manifest's
+    class names are checked against the table itself at load. Returns the count (None: no label input).
+    """
+    model = onnx.load(str(path))
+    if not any(i.name == "label" for i in model.graph.input):
+        return None
+    classes = label_classes(model)
+    if classes is None:
+        raise ExportError(f"{path.name}: takes 'label' but no Gather on an initializer reads it; cannot count classes")
+    del model.metadata_props[:]
+    model.metadata_props.add(key=LABEL_CLASSES_KEY, value=str(classes))
+    onnx.save(model, str(path))
+    return classes
+
+
 def export_graph(model: AutoEncoder, role: str, likelihood: str, path: Path) -> tuple[GraphFile, float]:
     """Export one graph to a single self-contained .onnx file and verify it; return its manifest entry."""
     module, names = _graph(model, role, likelihood)
@@ -108,6 +136,7 @@ def export_graph(model: AutoEncoder, role: str, likelihood: str, path: Path) -> 
             dynamo=True, external_data=False, verbose=False,
         )
     strip_debug_metadata(path)
+    stamp_label_classes(path)
     worst = _check_parity(module, path, model, role, names)
     inputs, outputs = describe_graph(path)
     return GraphFile(path=path.name, sha256=sha256_file(path), inputs=inputs, outputs=outputs), worst

@@ -19,6 +19,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from .batches import pixels, shard
+from .corruption import Corruption
 from .data import FolderImages
 from .distributed import Placement, all_sum, broadcast
 from .networks import AutoEncoder
@@ -40,6 +41,7 @@ class TrainConfig:
     augment_shift: int = 1  # random translation of training images by up to this many pixels
     likelihood: str = "bernoulli"
     seed: int = 0
+    corrupt: str | None = None  # a denoising autoencoder: the encoder sees a corrupted input (training/corruption.py)
 
 
 @dataclass
@@ -130,6 +132,9 @@ class Trainer:
         xv = torch.from_numpy(images[val_idx]).float().div_(255.0)  # [V, C, H, W] in [0, 1]
         val_target = torch.bernoulli(xv, generator=val_gen) if cfg.likelihood == "bernoulli" else xv
         val_noise = torch.randn(len(val_idx), model.cfg.latent_dim, generator=val_gen)
+        self.corruption = Corruption.parse(cfg.corrupt) if cfg.corrupt else None
+        if self.corruption is not None:  # validation measures denoising: a fixed corruption, a clean target
+            xv = self.corruption(xv, val_gen)
         # The validation set is drawn once and lives on the device: [V, C, H, W], [V, C, H, W], [V, D], [V].
         self.val_x, self.val_target, self.val_noise = (t.to(self.device) for t in (xv, val_target, val_noise))
         self.val_labels = self._labels(self.val_idx)
@@ -177,6 +182,8 @@ class Trainer:
             # Bernoulli: a fresh random binarization each batch (dynamic binarization) regularises the model.
             target = torch.bernoulli(x, generator=self.gen) if self.cfg.likelihood == "bernoulli" else x
             noise = torch.randn(len(idx), self.model.cfg.latent_dim, generator=self.gen)
+            if self.corruption is not None:  # the input only: the target above stays the clean image
+                x = self.corruption(x, self.gen)
             if len(idx) < world:
                 continue  # after its draws, so that the generator stays where a single process's would be
             x, target, noise = (self._to_device(t[rows]) for t in (x, target, noise))

@@ -20,6 +20,7 @@ from .evaluate import EvalSpec, evaluate, format_metrics
 from .export import export_model
 from .graphs import OnnxPair
 from .loop import TrainConfig, Trainer
+from .prior import fit_and_save
 from .networks import AutoEncoder, NetConfig
 from .reports import write_reports
 
@@ -124,8 +125,9 @@ def run(opts: RunOptions, log=print) -> Manifest | None:
     files, worst = export_model(model, opts.train.likelihood, staging)
     log(f"exported encoder.onnx and decoder.onnx; onnxruntime matches PyTorch to {worst:.1e} at batches 1, 7, 64")
     sigma = float(model.log_sigma.exp()) if opts.train.likelihood == "gaussian" else None
+    prior = fit_and_save(staging, data, test_idx.tolist(), num_classes, net.latent_dim, log=log)
     spec = EvalSpec(opts.dataset, c, h, w, net.stochastic, net.conditional, num_classes, opts.train.likelihood,
-                    sigma, test_idx.tolist())
+                    sigma, test_idx.tolist(), prior_path=prior.path, corrupt=opts.train.corrupt)
     metrics = evaluate(staging, spec, iw_samples=opts.iw_samples, data=data, log=log, device=place.device)
     log("held-out metrics:\n" + format_metrics(metrics))
     x_test = data.images[test_idx].astype(np.float32) / 255.0
@@ -146,8 +148,8 @@ def run(opts: RunOptions, log=print) -> Manifest | None:
             warmup_epochs=opts.train.warmup_epochs, free_bits=opts.train.free_bits,
             augment_shift=opts.train.augment_shift, train_seconds=round(result.seconds, 1),
             library_versions=library_versions(), device=place.describe(), precision=place.precision,
-            world_size=place.world_size),
-        metrics=metrics, reports=reports,
+            world_size=place.world_size, corrupt=opts.train.corrupt),
+        metrics=metrics, reports=reports, prior=prior,
     )
     write_manifest(staging, manifest)
     if opts.out.exists():

@@ -2,6 +2,9 @@
 
 from .generation import router as generation
 from .inference import router as inference
+from .latent import router as latent
 from .meta import router as meta
+from .scoring import router as scoring
+from .v2 import router as v2
 
-ROUTERS = (inference, generation, meta)
+ROUTERS = (inference, generation, scoring, latent, meta, v2)

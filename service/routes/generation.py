@@ -11,9 +11,9 @@ from .. import openapi as doc
 from ..deps import Model, Registry, Settings
 from ..errors import LabelRequired
 from ..inputs import LabelsJSON, merge_labels, parse_json
-from ..model import Label, ServedModel
+from ..model import Label, PriorName, ServedModel
 from ..outputs import Format, choose_format, images_response
-from .params import FormatQuery, LabelQuery, NQuery, SeedQuery, TemperatureQuery, at_most, rng_for
+from .params import FormatQuery, LabelQuery, NQuery, PriorQuery, SeedQuery, TemperatureQuery, at_most, rng_for
 
 router = APIRouter(tags=["generation"])
 
@@ -37,6 +37,7 @@ async def _draw(
     seed: int | None,
     temperature: float,
     fmt: Format | None,
+    prior: PriorName | None,
     columns: int | None = None,
 ) -> Response:
     """n images from the prior (labels: none, one for all, or one per image), rendered in the chosen format."""
@@ -44,9 +45,15 @@ async def _draw(
     at_most(n, settings.max_n, "n", "VAE_MAX_N")
     at_most(temperature, settings.max_temperature, "temperature", "VAE_MAX_TEMPERATURE")
     rng, seed = rng_for(seed)
-    images, resolved = await model.sample(n, rng, temperature, labels)
-    fields = {"model": model.name, "seed": seed, "temperature": temperature, "labels": model.label_names(resolved)}
-    headers = {"X-Model": model.name, "X-Seed": str(seed)}
+    images, resolved, used = await model.sample(n, rng, temperature, labels, prior)
+    fields = {
+        "model": model.name,
+        "seed": seed,
+        "temperature": temperature,
+        "prior": used,
+        "labels": model.label_names(resolved),
+    }
+    headers = {"X-Model": model.name, "X-Seed": str(seed), "X-Prior": used}
     return await images_response(fmt, images, fields=fields, headers=headers, columns=columns)
 
 
@@ -54,7 +61,13 @@ async def _draw(
     "/sample",
     response_model=None,
     responses={
-        **doc.images_ok("n images decoded from z ~ N(0, temperature^2 I)", seed=42, temperature=1.0, labels=None),
+        **doc.images_ok(
+            "n images decoded from z drawn from the fitted mixture or N(0, temperature^2 I)",
+            seed=42,
+            temperature=1.0,
+            prior="fitted",
+            labels=None,
+        ),
         **_ERRORS,
     },
 )
@@ -66,17 +79,21 @@ async def sample(
     seed: SeedQuery = None,
     temperature: TemperatureQuery = 1.0,
     label: LabelQuery = None,
+    prior: PriorQuery = None,
     fmt: FormatQuery = None,
 ) -> Response:
     """Sample n images from the model's prior; a conditional model needs `label` (one for all, or one per image)."""
     labels = merge_labels(label, None, limit=settings.max_n, setting="VAE_MAX_N")
-    return await _draw(request, model, settings, n, labels, seed, temperature, fmt)
+    return await _draw(request, model, settings, n, labels, seed, temperature, fmt, prior)
 
 
 @router.get(
     "/generate",
     response_model=None,
-    responses={**doc.images_ok("n images of each requested class", seed=42, temperature=1.0, labels=["7"]), **_ERRORS},
+    responses={
+        **doc.images_ok("n images of each requested class", seed=42, temperature=1.0, prior="fitted", labels=["7"]),
+        **_ERRORS,
+    },
 )
 async def generate(
     request: Request,
@@ -87,6 +104,7 @@ async def generate(
     n: NQuery = 16,
     seed: SeedQuery = None,
     temperature: TemperatureQuery = 1.0,
+    prior: PriorQuery = None,
     fmt: FormatQuery = None,
 ) -> Response:
     """Conditional generation: n images of class `label`; with several labels, one grid row per label."""
@@ -101,7 +119,7 @@ async def generate(
     at_most(len(labels) * n, settings.max_n, "n x labels", "VAE_MAX_N")  # before the per-image list is built
     per_image = [value for value in labels for _ in range(n)]
     columns = n if len(labels) > 1 else None
-    return await _draw(request, served, settings, len(per_image), per_image, seed, temperature, fmt, columns)
+    return await _draw(request, served, settings, len(per_image), per_image, seed, temperature, fmt, prior, columns)
 
 
 @router.post(
@@ -109,7 +127,9 @@ async def generate(
     response_model=None,
     openapi_extra=doc.labels_body(),
     responses={
-        **doc.images_ok("one image per label, in order", seed=42, temperature=0.8, labels=["0", "1", "2", "3", "7"]),
+        **doc.images_ok(
+            "one image per label, in order", seed=42, temperature=0.8, prior="fitted", labels=["0", "1", "2", "3", "7"]
+        ),
         **doc.errors(404, 409, 413, 415, 422, 503),
     },
 )
@@ -118,10 +138,13 @@ async def generate_many(
     registry: Registry,
     settings: Settings,
     model: ConditionalModelQuery = None,
+    prior: PriorQuery = None,
     fmt: FormatQuery = None,
 ) -> Response:
     """Conditional generation from a JSON list of labels: one image per label, in order."""
     served = registry.get_conditional(model)
     body = await parse_json(request, LabelsJSON, settings.max_n + 8, f"at most {settings.max_n} labels (VAE_MAX_N)")
     assert isinstance(body, LabelsJSON)
-    return await _draw(request, served, settings, len(body.labels), body.labels, body.seed, body.temperature, fmt)
+    return await _draw(
+        request, served, settings, len(body.labels), body.labels, body.seed, body.temperature, fmt, prior
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from fastapi import APIRouter, Path, Request, Response
@@ -28,7 +29,10 @@ _SUMMARY_EXAMPLE = {
         "reconstruct": True,
         "sample": True,
         "generate": False,
+        "score": True,
     },
+    "priors": ["fitted", "standard"],
+    "default_prior": "fitted",
     "providers": {"encoder": ["CPUExecutionProvider"], "decoder": ["CPUExecutionProvider"]},
 }
 
@@ -85,7 +89,14 @@ async def get_model(registry: Registry, name: str = Path(examples=["mnist-vae"])
 @router.get(
     "/health",
     responses=_ok(
-        {"status": "ok", "ready": True, "provider_mode": "auto", "gpu": False, "providers": _PROVIDERS_EXAMPLE},
+        {
+            "status": "ok",
+            "ready": True,
+            "provider_mode": "auto",
+            "gpu": False,
+            "providers": _PROVIDERS_EXAMPLE,
+            "gpu_memory": None,
+        },
         "the process is alive (also while models load)",
     ),
 )
@@ -94,12 +105,15 @@ async def health(request: Request, settings: Settings) -> dict[str, Any]:
     registry = getattr(request.app.state, "registry", None)
     if registry is None:
         return {"status": "ok", "ready": False, "provider_mode": settings.providers, "gpu": None, "providers": {}}
+    gpu_memory = getattr(request.app.state, "gpu_memory", None)
+    figures = gpu_memory.read() if gpu_memory is not None else None
     return {
         "status": "ok",
         "ready": not shutting_down(request.app),
         "provider_mode": settings.providers,
         "gpu": registry.gpu,
         "providers": registry.providers,
+        "gpu_memory": None if figures is None else asdict(figures),
     }
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from typing import Annotated
+from typing import Annotated, Literal
 
 import numpy as np
 from fastapi import Query
@@ -32,7 +32,12 @@ SeedQuery = Annotated[
 ]
 TemperatureQuery = Annotated[
     float,
-    Query(ge=0.0, description="scales the prior's standard deviation: z ~ N(0, temperature^2 I)", examples=[1.0]),
+    Query(
+        ge=0.0,
+        description="scales the prior's spread: z ~ N(0, temperature^2 I), or each fitted component's "
+        "covariance square root around its mean",
+        examples=[1.0],
+    ),
 ]
 LabelQuery = Annotated[
     list[str] | None,
@@ -41,6 +46,15 @@ LabelQuery = Annotated[
         description="class index or class name from the model's manifest; repeat (label=1&label=7) or "
         "separate with commas for several",
         examples=["7"],
+    ),
+]
+PriorQuery = Annotated[
+    Literal["fitted", "standard"] | None,
+    Query(
+        description="fitted: the model's Gaussian mixture over its training codes (what lets an ae sample); "
+        "standard: N(0, I), for a vae or cvae. Default: fitted when the model has one, else standard; the "
+        "response says which (JSON 'prior', header X-Prior)",
+        examples=["fitted"],
     ),
 ]
 NQuery = Annotated[int, Query(ge=1, description="how many images (at most VAE_MAX_N)", examples=[16])]

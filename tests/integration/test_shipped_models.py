@@ -192,7 +192,7 @@ def bad_requests() -> list:
     if any(m.kind == "ae" for m in MANIFESTS.values()):
         ae = next(m.name for m in MANIFESTS.values() if m.kind == "ae")
         cases += [
-            ("sample from an ae", "GET", f"/sample?model={ae}", {}, 409),
+            ("the standard prior of an ae", "GET", f"/sample?model={ae}&prior=standard", {}, 409),
             ("z draws from an ae", "POST", f"/encode?model={ae}&samples=2", {"content": digit, "headers": raw}, 409),
         ]
     if vae:

@@ -25,6 +25,7 @@ from service.registry import ModelRegistry, load_registry
 from service.runner import GraphRunner
 from service.settings import Settings
 
+from ..tolerance import assert_close
 from .payloads import load_npy
 
 pytestmark = pytest.mark.anyio
@@ -101,7 +102,7 @@ async def test_concurrent_requests_get_their_own_rows_in_order_from_fewer_calls(
     results = await asyncio.gather(*(runner(["image"], {"z": z}) for z in requests))
     for z, (images,) in zip(requests, results, strict=True):
         (expected,) = runner.run_sync(["image"], {"z": z})  # the same graph, alone
-        np.testing.assert_allclose(images, expected, atol=1e-6)
+        assert_close(images, expected)
     calls, rows = batch_counts(metrics)
     assert calls < len(requests) / 2  # rows really were combined
     assert rows == sum(len(z) for z in requests)  # the histogram counts real rows, not padding
@@ -116,7 +117,7 @@ async def test_conditional_rows_keep_their_labels(zoo):
     results = await asyncio.gather(*(runner(["image"], {"z": z[i : i + 1], "label": labels[i]}) for i in range(3)))
     for i, (images,) in enumerate(results):
         (expected,) = runner.run_sync(["image"], {"z": z[i : i + 1], "label": labels[i]})
-        np.testing.assert_allclose(images, expected, atol=1e-6)
+        assert_close(images, expected)
 
 
 async def test_large_requests_are_split_and_padded_to_warmed_buckets(zoo):
@@ -126,7 +127,7 @@ async def test_large_requests_are_split_and_padded_to_warmed_buckets(zoo):
     z = np.random.default_rng(2).standard_normal((11, 4), dtype=np.float32)
     (images,) = await runner(["image"], {"z": z})
     (expected,) = runner.run_sync(["image"], {"z": z})
-    np.testing.assert_allclose(images, expected, atol=1e-6)
+    assert_close(images, expected)
     assert images.shape == (11, 1, 8, 8)
     assert seen == [4, 4, 4]  # 4 + 4 + 3 rows, the last padded to its bucket
     assert set(seen) <= set(runner.batch_sizes)
@@ -200,7 +201,7 @@ async def test_batching_off_serves_the_same_images(zoo):
         images = load_npy(response.content)
         if batching:
             batched = images
-    np.testing.assert_allclose(images, batched, atol=1e-6)
+    assert_close(images, batched)
 
 
 def test_batching_settings_are_read_from_the_environment(monkeypatch):

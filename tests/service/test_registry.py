@@ -10,8 +10,10 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import onnx
 import pytest
 
+from service.contract import LABEL_CLASSES_KEY
 from service.errors import StartupError, UnknownModel
 from service.manifest import sha256_file
 from service.metrics import Metrics
@@ -138,10 +140,21 @@ def test_graph_onnxruntime_cannot_load_is_refused(models_dir):
     assert "encoder.onnx" in reason and "onnxruntime cannot load" in reason
 
 
-def test_more_class_names_than_the_graph_knows_fails_warm_up(models_dir):
+def test_more_class_names_than_the_graph_knows_are_refused_from_the_graph_metadata(models_dir):
+    # Not left to the runtime: on CUDA a Gather past the label table reads other memory instead of failing.
     edit_manifest(models_dir / "tiny-cvae", lambda m: m.update(labels=["a", "b", "c", "d", "e"]))
     reason = refusal(load(models_dir), "tiny-cvae")
-    assert "warm-up" in reason
+    assert "label table has 3 classes" in reason and "names 5" in reason
+
+
+def test_a_label_graph_without_its_class_count_is_refused(models_dir):
+    graph = onnx.load(str(models_dir / "tiny-cvae" / "decoder.onnx"))
+    del graph.metadata_props[:]
+    onnx.save(graph, str(models_dir / "tiny-cvae" / "decoder.onnx"))
+    folder = models_dir / "tiny-cvae"
+    edit_manifest(folder, lambda m: m["files"]["decoder"].update(sha256=sha256_file(folder / "decoder.onnx")))
+    reason = refusal(load(models_dir), "tiny-cvae")
+    assert "decoder.onnx" in reason and LABEL_CLASSES_KEY in reason and "python -m training stamp" in reason
 
 
 def test_duplicate_model_names_are_refused(models_dir):

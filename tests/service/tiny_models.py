@@ -13,6 +13,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from service.contract import LABEL_CLASSES_KEY
 from service.manifest import Manifest, sha256_file, write_manifest
 
 OPSET = 17
@@ -29,6 +30,9 @@ def _save(path: Path, nodes: list, inputs: list, outputs: list, weights: dict[st
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="tiny_models")
     model.ir_version = 8  # readable by any onnxruntime >= 1.15
+    tables = [weights[n.input[0]] for n in nodes if n.op_type == "Gather" and n.input[1] == "label"]
+    if tables:  # the class count the service checks labels against, as the export writes it
+        helper.set_model_props(model, {LABEL_CLASSES_KEY: str(len(tables[0]))})
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
 

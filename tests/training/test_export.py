@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -59,3 +61,36 @@ def test_exported_files_carry_no_machine_specific_debug_records(tmp_path):
         graph = onnx.load(str(tmp_path / name)).graph
         assert not graph.metadata_props
         assert not any(node.metadata_props or node.doc_string for node in graph.node)  # no source paths
+
+
+def test_label_graphs_carry_their_class_count_and_stamp_adds_it_to_older_exports(tmp_path):
+    import json
+
+    import onnx
+
+    from service.contract import LABEL_CLASSES_KEY
+    from service.manifest import load_manifest, sha256_file
+    from training.cli import main
+
+    export_model(_tiny("cvae"), "bernoulli", tmp_path)
+    for name in ("encoder.onnx", "decoder.onnx"):
+        meta = ort.InferenceSession(str(tmp_path / name), providers=["CPUExecutionProvider"]).get_modelmeta()
+        assert meta.custom_metadata_map[LABEL_CLASSES_KEY] == "4"  # the label table's rows, read from the graph
+    # A model exported before the export wrote it: `stamp` reads the count from the graph and rehashes.
+    shipped = tmp_path.parent / "shipped-cvae"
+    shipped.mkdir()
+    source = json.loads((Path(__file__).resolve().parents[2] / "models/mnist-cvae/manifest.json").read_text())
+    for name in ("encoder.onnx", "decoder.onnx"):
+        graph = onnx.load(str(tmp_path / name))
+        del graph.metadata_props[:]
+        onnx.save(graph, str(shipped / name))
+        role = name.split(".")[0]
+        source["files"][role]["sha256"] = sha256_file(shipped / name)
+    (shipped / "manifest.json").write_text(json.dumps(source))
+    assert main(["stamp", str(shipped)]) == 0
+    manifest = load_manifest(shipped)
+    for role in ("encoder", "decoder"):
+        path = shipped / f"{role}.onnx"
+        assert getattr(manifest.files, role).sha256 == sha256_file(path)
+        meta = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_modelmeta()
+        assert meta.custom_metadata_map[LABEL_CLASSES_KEY] == "4"

@@ -33,6 +33,10 @@ def test_train_exports_a_model_the_service_schema_accepts_and_evaluate_reproduce
     assert m.n_images == 60 and m.iw_samples == 8
     assert m.iw_bound <= m.negative_elbo + 1e-3  # the importance-weighted bound is the tighter one
     assert m.negative_elbo == pytest.approx(m.reconstruction + m.kl, rel=0.05)
+    # Per latent dimension (/traverse ranks by them): the KL terms add up to the KL; the code variances decide
+    # the active units.
+    assert len(m.kl_per_dim) == 4 and sum(m.kl_per_dim) == pytest.approx(m.kl, rel=1e-4)
+    assert len(m.code_variance) == 4 and m.active_units == sum(v > 0.01 for v in m.code_variance)
     assert {"samples", "reconstructions", "curves"} <= set(manifest.reports)
     assert all((out / f).is_file() for f in manifest.reports.values())
     assert (in_tmp / "checkpoints" / "tiny-vae" / "last.pt").is_file()
@@ -62,6 +66,8 @@ def test_ae_has_no_bound_but_a_reconstruction_term(in_tmp):
     m = load_manifest(out).metrics
     assert m.iw_bound is None and m.negative_elbo is None
     assert m.reconstruction > 0 and m.recon_squared_error > 0
+    assert m.kl_per_dim is None and len(m.code_variance) == 4  # an ae's dimensions rank by their variance
+    assert m.active_units == sum(v > 0.01 for v in m.code_variance)
 
 
 def test_bad_data_is_a_message_and_exit_2_not_a_traceback(in_tmp, capsys):

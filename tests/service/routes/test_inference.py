@@ -5,6 +5,7 @@ import base64
 import numpy as np
 import pytest
 
+from ...tolerance import assert_close
 from ..payloads import b64, bad_exif_jpeg, jpeg, load_npy, load_png, npy, npy_header, png, ztxt_bomb_png
 
 pytestmark = pytest.mark.anyio
@@ -27,9 +28,9 @@ async def test_encode_many_files_json_and_raw_bodies_agree(client):
     as_json = await client.post("/encode", json={"images": [b64(d) for d in images]})
     raw = await client.post("/encode", content=images[1], headers={"content-type": "image/png"})
     data_url = await client.post("/encode", json={"images": ["data:image/png;base64," + b64(images[2])]})
-    assert multipart.json()["mu"] == as_json.json()["mu"]
-    assert raw.json()["mu"][0] == as_json.json()["mu"][1]
-    assert data_url.json()["mu"][0] == as_json.json()["mu"][2]
+    assert_close(multipart.json()["mu"], as_json.json()["mu"])
+    assert_close(raw.json()["mu"][0], as_json.json()["mu"][1])  # one row alone vs in a batch of three
+    assert_close(data_url.json()["mu"][0], as_json.json()["mu"][2])
 
 
 async def test_encode_accepts_jpeg_and_any_size(client):
