@@ -348,20 +348,14 @@ def verify_files(folder: Path, manifest: Manifest, root: Path | None = None) -> 
     real_root = Path(root or folder).resolve()
     for role in ("encoder", "decoder"):
         entry: GraphFile = getattr(manifest.files, role)
-        path = Path(folder) / entry.path
-        where = shown(path, root)
-        f, real = open_confined(path, real_root, where, f"files.{role}.path")
-        with f:
-            try:
-                actual = _sha256(f)
-            except OSError as e:
-                raise ManifestError(f"{where}: cannot be read ({_why(e)})") from None
-        if actual != entry.sha256:
-            raise ManifestError(
-                f"{where}: sha256 is {actual}, but manifest field 'files.{role}.sha256' says {entry.sha256}; "
-                "the file was changed after export (re-export the model)"
-            )
-        found[role] = real
+        found[role] = _verified(
+            Path(folder) / entry.path,
+            entry.sha256,
+            real_root,
+            root,
+            f"files.{role}",
+            "after export (re-export the model)",
+        )
     return found
 
 
@@ -370,18 +364,33 @@ def verify_prior(folder: Path, manifest: Manifest, root: Path | None = None) -> 
     entry = manifest.prior
     if entry is None:
         return None
-    path = Path(folder) / entry.path
+    return _verified(
+        Path(folder) / entry.path,
+        entry.sha256,
+        Path(root or folder).resolve(),
+        root,
+        "prior",
+        "after it was fitted (refit it: python -m training fit-prior MODEL_FOLDER)",
+    )
+
+
+def _verified(path: Path, sha256: str, real_root: Path, root: Path | None, field: str, when: str) -> Path:
+    """`path` resolved, once it is a regular file inside `real_root` whose sha256 is the one manifest `field` records.
+
+    Messages show the path relative to `root` and name `{field}.path` / `{field}.sha256`; `when` says when the file
+    should have stopped changing and how to make a new one.
+    """
     where = shown(path, root)
-    f, real = open_confined(path, Path(root or folder).resolve(), where, "prior.path")
+    f, real = open_confined(path, real_root, where, f"{field}.path")
     with f:
         try:
             actual = _sha256(f)
         except OSError as e:
             raise ManifestError(f"{where}: cannot be read ({_why(e)})") from None
-    if actual != entry.sha256:
+    if actual != sha256:
         raise ManifestError(
-            f"{where}: sha256 is {actual}, but manifest field 'prior.sha256' says {entry.sha256}; the file was "
-            "changed after it was fitted (refit it: python -m training fit-prior MODEL_FOLDER)"
+            f"{where}: sha256 is {actual}, but manifest field '{field}.sha256' says {sha256}; "
+            f"the file was changed {when}"
         )
     return real
 

