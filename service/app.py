@@ -103,7 +103,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_origins=origins,
             allow_methods=["GET", "POST"],
             allow_headers=["Authorization", "Content-Type", API_KEY_HEADER],
-            expose_headers=["Retry-After", "X-Model", "X-Seed", "X-Reconstruction-Error"],
+            expose_headers=["Retry-After", "X-Model", "X-Prior", "X-Seed", "X-Reconstruction-Error"],
             max_age=600,
         )
     app.add_middleware(RequestMetricsMiddleware, metrics=app.state.metrics)
