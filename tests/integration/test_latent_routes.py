@@ -14,6 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from service.client import Client
+from tests.tolerance import assert_close
+
 from .server import running_server
 from .test_shipped_models import MANIFESTS, MODELS, first, png
 
@@ -24,8 +27,20 @@ STEPS = 8
 
 
 @pytest.fixture(scope="module")
-def http():
-    with running_server(MODELS) as base, httpx.Client(base_url=base, timeout=30) as client:
+def url():
+    with running_server(MODELS) as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
+def http(url):
+    with httpx.Client(base_url=url, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def client(url):
+    with Client(url) as client:
         yield client
 
 
@@ -74,14 +89,15 @@ def test_interpolating_a_held_out_2_and_7_is_smooth_between_their_reconstruction
     assert np.linalg.norm(images[0] - images[-1]) > 3 * np.median(steps)  # and it does go somewhere
 
 
-def test_interpolating_latents_gives_images_ending_at_their_decodings(http, vae, held_out):
-    mu = http.post(f"/encode?model={vae}", files=upload(held_out[2][1], held_out[7][1])).json()["mu"]
-    r = http.post(f"/interpolate?model={vae}&steps=5&format=json", json={"z": mu})
+def test_interpolating_latents_gives_images_ending_at_their_decodings(http, client, vae, held_out):
+    mu = client.encode([held_out[2][1], held_out[7][1]], model=vae).mu
+    path = client.interpolate(z=mu, steps=5, model=vae)  # z as .npy
+    assert path.shape == (5, 1, 28, 28)
+    assert_close(path[[0, -1]], client.decode(mu, model=vae))
+    # z as JSON, and the formats the client does not ask for
+    r = http.post(f"/interpolate?model={vae}&steps=5&format=json", json={"z": mu.tolist()})
     assert r.status_code == 200 and r.json()["shape"] == [5, 1, 28, 28]
-    ends = array(http.post(f"/decode?model={vae}&format=npy", json={"z": mu}))
-    path = array(http.post(f"/interpolate?model={vae}&steps=5&format=npy", json={"z": mu}))
-    np.testing.assert_allclose(path[[0, -1]], ends, atol=1e-5)
-    row = Image.open(io.BytesIO(http.post(f"/interpolate?model={vae}&steps=5", json={"z": mu}).content))
+    row = Image.open(io.BytesIO(http.post(f"/interpolate?model={vae}&steps=5", json={"z": mu.tolist()}).content))
     assert row.size == (2 + 5 * 30, 2 + 30)  # one row, the ends at the edges
 
 
@@ -98,21 +114,15 @@ def test_conditional_interpolation_takes_one_label(http, held_out):
     )
 
 
-def test_attribute_and_edit_at_strength_zero_is_the_reconstruction(http, vae, held_out):
+def test_attribute_and_edit_at_strength_zero_is_the_reconstruction(http, client, vae, held_out):
     sets = upload(*held_out[7], field="with") + upload(*held_out[1], field="without")
     body = http.post(f"/attribute?model={vae}", files=sets).json()
     assert len(body["vector"]) == MANIFESTS[vae].latent_dim and body["n_with"] == body["n_without"] == 4
     assert body["norm"] == pytest.approx(np.linalg.norm(body["vector"]), rel=1e-5) and body["norm"] > 0
     image = held_out[2][2]
-    edited = array(
-        http.post(
-            f"/edit?model={vae}&strengths=0,1,2&format=npy",
-            json={"images": [b64(image)], "vector": body["vector"]},
-        )
-    )
+    edited = client.edit(image, body["vector"], strengths=[0, 1, 2], model=vae)  # JSON: base64 image and vector
     assert edited.shape == (1, 3, 1, 28, 28)
-    recon = array(http.post(f"/reconstruct?model={vae}&format=npy", files=upload(image)))
-    np.testing.assert_allclose(edited[0, 0], recon[0], atol=1e-5)
+    assert_close(edited[0, 0], client.reconstruct(image, model=vae).images[0])
     assert np.abs(edited[0, 2] - edited[0, 0]).max() > 0.1  # strength 2 visibly changes the digit
 
 
