@@ -3,9 +3,9 @@
 Off unless VAE_API_KEY or VAE_API_KEY_FILE names at least one key. Then every request needs
 `X-API-Key: KEY` or `Authorization: Bearer KEY`, except the probes and the scraper (/health, /ready,
 /v2/health/live, /v2/health/ready, /metrics: Kubernetes and Prometheus send no key) and the API's documentation
-(/docs, /redoc, /openapi.json and their assets): a browser cannot add a header when it opens a page, the
-document tells nothing a client of the API does not learn anyway, and Swagger's "Authorize" button then adds the
-key to every call it makes.
+(/docs, /redoc, /openapi.json and their assets) and the playground (/, /playground and its files): a browser
+cannot add a header when it opens a page, the document tells nothing a client of the API does not learn anyway,
+and Swagger's "Authorize" button (the playground's key field) then adds the key to every call it makes.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from .settings import Settings
 
 OPEN_PATHS = frozenset({"/health", "/ready", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
 OPEN_PATHS |= {"/v2/health/live", "/v2/health/ready"}  # the Open Inference Protocol's probes (service/routes/v2.py)
-OPEN_PREFIXES = ("/static-offline-docs/",)  # Swagger UI and ReDoc's own files (fastapi-offline)
+OPEN_PATHS |= {"/", "/playground"}  # the playground page, which asks for the key itself (service/routes/playground.py)
+OPEN_PREFIXES = ("/static-offline-docs/", "/playground/")  # Swagger UI and ReDoc's files (fastapi-offline), the page's
 API_KEY_HEADER = "X-API-Key"
 
 _SEPARATORS = re.compile(r"[,\s]+")
