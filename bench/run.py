@@ -1,15 +1,16 @@
 """`python -m bench.run [--quick] [--seconds S] [--out BENCHMARKS.md]`: every measurement in one go, and the report.
 
 Raw in-process onnxruntime; the service with batching on and off; an empty FastAPI endpoint on the same uvicorn
-stack; a PyTorch-eager FastAPI server on the same weights (bench/torch_peer.py). Each HTTP row is closed-loop
-load from bench/loadgen.py, which reports its own CPU. The report ends with the issue's targets as ratios.
+stack; a PyTorch-eager FastAPI server on the same weights (bench/torch_peer.py); a LitServe server on the same
+ONNX encoder (bench/litserve_peer.py); the serving overhead on a null model, VAE_PROCESSES=1 against 2, and
+profiles (bench/overhead.py). Each HTTP row is closed-loop load from bench/loadgen.py, which reports its own CPU.
+The report starts with the issue's targets as ratios (bench/targets.py).
 Runs unchanged on a GPU machine: the raw runtime and the service use whatever providers `auto` finds.
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import platform
@@ -20,16 +21,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 import onnxruntime as ort
-from PIL import Image
 
+from . import overhead, targets
 from .load import free_port, server
 from .loadgen import Request, default_processes, sweep
+from .peers import litserve_figures
 from .raw import raw_runtime
+from .workloads import CLIENTS, ENCODE, HOST, measure
 
-CLIENTS = (1, 8, 64)
-HOST = "127.0.0.1"
 PEER_MODEL = "mnist-vae"  # the service's default model (best unconditional bound), which /sample and /encode use
 
 
@@ -53,16 +53,6 @@ def machine() -> dict[str, Any]:
         "providers": ort.get_available_providers(),
         "loadgen_processes": default_processes(),
     }
-
-
-def digit_png() -> bytes:
-    """A 28x28 grayscale PNG, the size of the shipped models' input."""
-    buffer = io.BytesIO()
-    Image.fromarray(np.random.default_rng(0).integers(0, 256, (28, 28), dtype=np.uint8)).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-ENCODE = Request("POST", "/encode", digit_png(), {"Content-Type": "image/png"})
 
 
 def _bulk(port: int, path: str, images: int, clients: int, seconds: float) -> dict[str, Any]:
@@ -106,61 +96,7 @@ def peer_figures(models_dir: Path, seconds: float) -> dict[str, Any]:
 def empty_figures(seconds: float) -> list[dict[str, Any]]:
     port = free_port()
     with server(["-m", "bench.empty", str(port)], port) as s:
-        return [sweep(HOST, port, Request("GET", "/empty"), c, seconds) for c in CLIENTS]
-
-
-def _at(rows: list[dict[str, Any]], clients: int) -> dict[str, Any]:
-    return next(r for r in rows if r["clients"] == clients)
-
-
-def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """The issue's targets, each as a measured ratio or figure and whether it is met."""
-    on, off = results["service"]["batching on"], results["service"]["batching off"]
-    peer, top = results["peer"], max(CLIENTS)
-    largest = max(r["batch"] for r in results["raw"])
-    raw = next(r for r in results["raw"] if (r["model"], r["graph"], r["batch"]) == (PEER_MODEL, "decoder", largest))
-    encode_on, empty, encode_peer = _at(on["encode"], top), _at(results["empty"], top), _at(peer["encode"], top)
-    ratios = [
-        (
-            f"`/sample?n=256&format=npy` images/s over the raw decoder's rows/s at batch {largest}",
-            on["sample256_npy"]["images_per_s"] / raw["rows_per_s"],
-            0.8,
-        ),
-        (f"`/encode` req/s at {top} clients over the empty endpoint's", encode_on["rps"] / empty["rps"], 0.5),
-        (
-            "`/sample?n=64&format=png` images/s (8 clients) over the PyTorch-eager server's",
-            on["sample64_png"]["images_per_s"] / peer["sample64_png"]["images_per_s"],
-            2.0,
-        ),
-        (
-            "`/sample?n=64&format=npy` images/s (8 clients) over the PyTorch-eager server's",
-            on["sample64_npy"]["images_per_s"] / peer["sample64_npy"]["images_per_s"],
-            2.0,
-        ),
-        (
-            f"`/encode` req/s at {top} clients over the PyTorch-eager server's",
-            encode_on["rps"] / encode_peer["rps"],
-            2.0,
-        ),
-    ]
-    out = [{"figure": f, "value": v, "target": f">= {limit:g}", "met": v >= limit} for f, v, limit in ratios]
-    for name, path in (("encode", "/encode"), ("sample1", "/sample?n=1")):
-        a, b = _at(on[name], top), _at(off[name], top)
-        out.append(
-            {
-                "figure": f"batching on over off, `{path}` at {top} clients, req/s "
-                f"(p99 on / off: {a['p99_ms']:.0f} / {b['p99_ms']:.0f} ms)",
-                "value": a["rps"] / b["rps"],
-                "target": "> 1, p99 no worse",
-                "met": a["rps"] > b["rps"] and a["p99_ms"] <= b["p99_ms"],
-            }
-        )
-    ready, rss = on["ready_s"], on["rss_mib"]
-    out += [
-        {"figure": "process start to `/ready`, models warmed (s)", "value": ready, "target": "<= 2", "met": ready <= 2},
-        {"figure": "resident memory after warm-up (MiB)", "value": rss, "target": "<= 250", "met": rss <= 250},
-    ]
-    return out
+        return [measure(s, port, Request("GET", "/empty"), c, seconds) for c in CLIENTS]
 
 
 def _sweep_rows(name: str, results: list[dict[str, Any]]) -> list[str]:
@@ -199,16 +135,13 @@ def report(results: dict[str, Any]) -> str:
         f"Machine: {m['cpu']}, {m['cores']} cores, GPU: {m['gpu'] or 'none'}; Python {m['python']}, "
         f"onnxruntime {m['onnxruntime']}. Every HTTP row is {results['seconds']:g} s of closed-loop load from "
         f"`bench/loadgen.py` ({m['loadgen_processes']} process(es), raw keep-alive HTTP/1.1 on uvloop) on the same "
-        "machine; its CPU use is in each table. Servers are one uvicorn process each, started fresh.",
+        "machine; its CPU use is in each table. Servers are one uvicorn process each, started fresh, unless a "
+        "section says otherwise (LitServe runs several processes; the VAE_PROCESSES rows run two). Server CPU and "
+        "resident memory count every process of a server (/proc).",
         "",
         "## Targets",
         "",
-        "| figure | measured | target | met |",
-        "|---|---|---|---|",
-        *(
-            f"| {t['figure']} | {t['value']:.2f} | {t['target']} | {'yes' if t['met'] else '**no**'} |"
-            for t in results["targets"]
-        ),
+        *targets.rows(results["targets"]),
         "",
         "## Raw onnxruntime (in-process, the service's session options)",
         "",
@@ -248,8 +181,26 @@ def report(results: dict[str, Any]) -> str:
         *SWEEP_HEAD,
         *_sweep_rows("`GET /empty`", results["empty"]),
         "",
+        *litserve_report(results["litserve"]),
+        "",
+        *overhead.report(results["overhead"], results["processes"]),
     ]
     return "\n".join(lines)
+
+
+def litserve_report(figures: dict[str, Any]) -> list[str]:
+    """The LitServe server beside the service, both on /encode with a multipart upload."""
+    litserve = figures["litserve"]
+    return [
+        f"## LitServe server (`bench/litserve_peer.py`, {PEER_MODEL}) and the service, multipart `/encode`",
+        "",
+        f"LitServe: process start to `/ready`: {litserve['ready_s']:.2f} s; resident memory after warm-up (all its "
+        f"processes): {litserve['rss_mib']:.0f} MiB. The service was started afresh for its rows (batching on).",
+        "",
+        *overhead.HEAD,
+        *overhead.rows("LitServe `POST /encode` (multipart)", litserve["encode_form"]),
+        *overhead.rows("the service, `POST /encode` (multipart)", figures["service"]["encode_form"]),
+    ]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -271,7 +222,10 @@ def main(argv: list[str] | None = None) -> None:
     }
     results["peer"] = peer_figures(args.models_dir, seconds)
     results["empty"] = empty_figures(seconds)
-    results["targets"] = targets(results)
+    results["litserve"] = litserve_figures(args.models_dir, PEER_MODEL, seconds)
+    results["overhead"] = overhead.null_figures(seconds)
+    results["processes"] = [overhead.processes_row(args.models_dir, p, seconds) for p in (1, 2)]
+    results["targets"] = targets.targets(results, PEER_MODEL)
     text = report(results)
     args.out.write_text(text)
     args.out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
