@@ -2,22 +2,40 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# Two stamps: what serving needs (pyproject's base dependencies, no torch) and the rest (train and test extras).
+SERVE_STAMP := $(VENV)/.installed-serve
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.installed-bench
 # DEVICE=auto trains on the GPU when PyTorch sees one; DEVICE=cpu is how the shipped models were made (bit for bit).
 DEVICE ?= auto
-TRAIN := $(PY) -m training train --dataset mnist --device $(DEVICE)
+# --force: these targets replace the shipped models in place (a plain train refuses an existing model folder).
+TRAIN := $(PY) -m training train --dataset mnist --device $(DEVICE) --force
 
-.PHONY: setup run test lint bench readme-images models mnist-ae mnist-vae mnist-beta-vae mnist-cvae mnist-dae clean image image-test
+.PHONY: setup setup-serve run test lint bench readme-images models mnist-ae mnist-vae mnist-beta-vae mnist-cvae mnist-dae clean image image-test
 
-setup: $(STAMP)
-
-$(STAMP): pyproject.toml constraints.txt
+# pip runs without --quiet: a first install downloads a few hundred MB, and its progress shows.
+$(PY):
+	@echo "make: creating $(VENV) with $(PYTHON)"
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[train,test]'
+	$(PY) -m pip install --upgrade pip
+
+# `make run`: the service's own dependencies only (fastapi, uvicorn, onnxruntime-gpu, ...); no torch, no test tools.
+setup-serve: $(SERVE_STAMP)
+
+$(SERVE_STAMP): pyproject.toml constraints.txt | $(PY)
+	@echo "make: installing what serving needs (pyproject's base dependencies, no torch) into $(VENV)"
+	$(PY) -m pip install -c constraints.txt -e .
 	touch $@
 
-run: setup
+# `make test`, `make models` and the rest: the train extra (torch, onnx, ...) and the test extra (pytest, ruff, ...).
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt | $(PY)
+	@echo "make: installing the train and test extras (torch, onnx, pytest, ruff, mypy, ...) into $(VENV)"
+	$(PY) -m pip install -c constraints.txt -e '.[train,test]'
+	touch $@ $(SERVE_STAMP)
+
+run: setup-serve
 	$(PY) -m service --host 127.0.0.1 --port 8000 --models-dir models
 
 test: setup lint
@@ -30,12 +48,19 @@ lint: setup
 	$(VENV)/bin/mypy service
 
 # Raw onnxruntime vs the service (batching on and off) vs an empty endpoint; writes BENCHMARKS.md (+ .json).
-bench: setup
+bench: setup $(BENCH_STAMP)
 	$(PY) -m bench.run --out BENCHMARKS.md $(BENCH_ARGS)
 
-# The README's latent-space pictures (docs/latent/), asked of the service on the shipped models.
+# The bench extra (LitServe, py-spy) on top of setup's extras.
+$(BENCH_STAMP): pyproject.toml constraints.txt $(STAMP)
+	$(PY) -m pip install -c constraints.txt -e '.[train,test,bench]'
+	touch $@
+
+# The README's latent-space pictures (docs/latent/), asked of the service on the shipped models, and the
+# playground's screenshot (docs/playground.png, from its browser test; needs /usr/bin/chromium: .ci/chromium.sh).
 readme-images: setup
 	$(PY) -m docs.latent_images
+	VAE_WRITE_SCREENSHOTS=1 $(PY) -m pytest -q tests/integration/test_playground.py -k drawn
 
 # Retrains and exports every shipped default model (each a few minutes on 2 CPU cores), on the GPU when present.
 models: mnist-ae mnist-vae mnist-beta-vae mnist-cvae

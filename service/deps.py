@@ -9,6 +9,7 @@ from fastapi import Depends, FastAPI, Query, Request
 from .errors import NotReady
 from .metrics import Metrics as _Metrics
 from .model import ServedModel
+from .openapi import EXAMPLE_MODEL
 from .registry import ModelRegistry
 from .settings import Settings as _Settings
 
@@ -59,7 +60,7 @@ async def get_model(
     request: Request,
     model: Annotated[
         str | None,
-        Query(description="model name (see GET /models); the default model when omitted", examples=["mnist-vae"]),
+        Query(description="model name (see GET /models); the default model when omitted", examples=[EXAMPLE_MODEL]),
     ] = None,
 ) -> ServedModel:
     """The model named by `?model=`, or the default one; 404 for a name that is not loaded."""

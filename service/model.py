@@ -19,6 +19,7 @@ from .errors import InvalidInput, LabelRequired, NotConditional, NotGenerative
 from .manifest import Manifest
 from .metrics import Metrics
 from .prior import FittedPrior
+from .reports import report_url
 from .runner import Runner
 
 Label = int | str
@@ -286,6 +287,6 @@ class ServedModel:
                 }
                 for role, g in (("encoder", m.files.encoder), ("decoder", m.files.decoder))
             },
-            "reports": m.reports,
+            "reports": {key: {"path": path, "url": report_url(m.name, path)} for key, path in m.reports.items()},
             "prior": None if m.prior is None else m.prior.model_dump(),
         }

@@ -187,18 +187,23 @@ def labels_body() -> dict[str, Any]:
     }
 
 
-def _images_json(**extra: Any) -> dict[str, Any]:
-    return {"model": "mnist-vae", **extra, "shape": [1, 1, 28, 28], "images": [EXAMPLE_PNG_B64]}
+# The model examples name: a shipped model that can do what the route does (a test checks each against models/).
+EXAMPLE_MODEL = "mnist-vae"
+EXAMPLE_CONDITIONAL_MODEL = "mnist-cvae"
 
 
-def images_ok(description: str, **extra: Any) -> dict[int | str, dict[str, Any]]:
-    """A 200 that can be a PNG, JSON with base64 PNGs, or a .npy array."""
+def _images_json(model: str, **extra: Any) -> dict[str, Any]:
+    return {"model": model, **extra, "shape": [1, 1, 28, 28], "scale": 1, "images": [EXAMPLE_PNG_B64]}
+
+
+def images_ok(description: str, model: str = EXAMPLE_MODEL, **extra: Any) -> dict[int | str, dict[str, Any]]:
+    """A 200 that can be a PNG, JSON with base64 PNGs, or a .npy array; the JSON example names `model`."""
     return {
         200: {
             "description": description,
             "content": {
                 "image/png": {"schema": _BINARY},
-                "application/json": {"example": _images_json(**extra)},
+                "application/json": {"example": _images_json(model, **extra)},
                 "application/x-npy": {"schema": _BINARY},
             },
         }
@@ -211,7 +216,7 @@ ENCODE_OK: dict[int | str, dict[str, Any]] = {
         "content": {
             "application/json": {
                 "example": {
-                    "model": "mnist-vae",
+                    "model": EXAMPLE_MODEL,
                     "latent_dim": len(_LATENT),
                     "mu": [_LATENT],
                     "logvar": [[-3.2] * len(_LATENT)],
@@ -294,7 +299,7 @@ ATTRIBUTE_OK: dict[int | str, dict[str, Any]] = {
         "description": "the attribute vector: mean posterior mean of 'with' minus that of 'without'",
         "content": {
             "application/json": {
-                "example": {"model": "mnist-vae", "vector": _LATENT, "norm": 4.1, "n_with": 8, "n_without": 8}
+                "example": {"model": EXAMPLE_MODEL, "vector": _LATENT, "norm": 4.1, "n_with": 8, "n_without": 8}
             },
             "application/x-npy": {"schema": {**_BINARY, "description": "the vector, float32 [latent_dim]"}},
         },

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import io
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -17,7 +18,7 @@ from fastapi import Request, Response
 from starlette.types import Receive, Scope, Send
 
 from .errors import InvalidInput
-from .images import encode_png, grid
+from .images import encode_png, grid, grid_size
 from .offload import cpu_bound
 
 Format = Literal["png", "json", "npy"]
@@ -108,14 +109,42 @@ async def json_response(content: dict[str, Any], headers: dict[str, str] | None 
     return Response(body, media_type="application/json", headers=headers)
 
 
-def b64_png(image: np.ndarray) -> str:
-    return base64.b64encode(encode_png(image)).decode("ascii")
+@dataclass(frozen=True)
+class Scale:
+    """How much larger PNG outputs are drawn (`scale=`, nearest neighbour), and the most pixels that may make."""
+
+    factor: int = 1
+    max_pixels: int | None = None  # width x height of a response's images after scaling (VAE_MAX_OUTPUT_PIXELS)
+
+    def check(self, fmt: Format, images: np.ndarray, columns: int | None) -> None:
+        """InvalidInput (422) when the scaled images would be over the limit; before any of them is made."""
+        if self.factor == 1:
+            return
+        if fmt == "npy":
+            raise InvalidInput(
+                f"scale={self.factor} enlarges PNG images; format npy returns the model's array at its own size: "
+                "drop scale, or ask for png or json"
+            )
+        n, _, h, w = images.shape
+        if fmt == "png" and n > 1:  # one PNG: the grid
+            (h, w), n = grid_size(n, h, w, columns), 1
+        width, height = w * self.factor, h * self.factor
+        if self.max_pixels is not None and n * width * height > self.max_pixels:
+            raise InvalidInput(
+                f"scale={self.factor} makes {n} PNG image(s) of {width}x{height}, {n * width * height} pixels in "
+                f"all; the limit is {self.max_pixels} (VAE_MAX_OUTPUT_PIXELS): ask for a smaller scale or fewer images"
+            )
 
 
-def _render(fmt: Format, images: np.ndarray, fields: dict[str, Any], columns: int | None) -> bytes:
+def b64_png(image: np.ndarray, scale: int = 1) -> str:
+    return base64.b64encode(encode_png(image, scale)).decode("ascii")
+
+
+def _render(fmt: Format, images: np.ndarray, fields: dict[str, Any], columns: int | None, scale: int) -> bytes:
     if fmt == "json":
-        return json_bytes({**fields, "shape": list(images.shape), "images": [b64_png(im) for im in images]})
-    return encode_png(images[0] if len(images) == 1 else grid(images, columns=columns))
+        pngs = [b64_png(im, scale) for im in images]
+        return json_bytes({**fields, "shape": list(images.shape), "scale": scale, "images": pngs})
+    return encode_png(images[0] if len(images) == 1 else grid(images, columns=columns), scale)
 
 
 async def images_response(
@@ -125,14 +154,18 @@ async def images_response(
     fields: dict[str, Any],
     headers: dict[str, str] | None = None,
     columns: int | None = None,
+    scale: Scale = Scale(),
 ) -> Response:
     """Images [N, C, H, W] as one PNG (a grid when N > 1), a JSON object, or a .npy array.
 
     `fields` (model, seed, labels, errors...) go into the JSON body; routes put the short ones in headers too.
-    `columns` sets the PNG grid's width (default: nearly square). PNG and base64 encoding run off the event
-    loop unless the images are small (service/offload.py).
+    `columns` sets the PNG grid's width (default: nearly square); `scale` enlarges the PNGs, checked against its
+    limit before any is made. PNG and base64 encoding run off the event loop unless the images are small
+    (service/offload.py).
     """
+    scale.check(fmt, images, columns)
     if fmt == "npy":
         return npy_response(images, headers)
-    body = await cpu_bound(_render, fmt, images, fields, columns, pixels=images.size)
+    pixels = images.size * scale.factor**2
+    body = await cpu_bound(_render, fmt, images, fields, columns, scale.factor, pixels=pixels)
     return Response(body, media_type=MEDIA_TYPES[fmt], headers=headers)

@@ -10,6 +10,8 @@ whatever goes wrong in one folder refuses that folder only.
 from __future__ import annotations
 
 import logging
+from collections import Counter
+from collections.abc import Iterable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,15 +40,26 @@ class Refused:
 
 
 class ModelRegistry:
-    """Loaded models by name, the default one, and the folders that were refused."""
+    """Loaded models by name, the default ones (any route; /generate), and the folders that were refused."""
 
     def __init__(
-        self, models: dict[str, ServedModel], default: str, refused: list[Refused], plan: ProviderPlan
+        self,
+        models: dict[str, ServedModel],
+        default: str,
+        refused: list[Refused],
+        plan: ProviderPlan,
+        default_conditional: str | None = None,
     ) -> None:
         self.models = models
         self.default = default
+        self.default_conditional = default_conditional
         self.refused = refused
         self.plan = plan
+
+    def choose_defaults(self, settings: Settings) -> None:
+        """Choose the default models again, after a model was loaded or unloaded (service/repository.py)."""
+        self.default = choose_default(self.models, settings.default_model)
+        self.default_conditional = choose_default_conditional(self.models, settings.default_conditional_model)
 
     def get(self, name: str | None = None) -> ServedModel:
         """The named model, or the default one; UnknownModel (404) lists what is loaded."""
@@ -56,7 +69,7 @@ class ModelRegistry:
         return model
 
     def get_conditional(self, name: str | None = None) -> ServedModel:
-        """The named model if it is conditional, else the best conditional one; 409 when there is none."""
+        """The named model if it is conditional, else the default conditional one; 409 when there is none."""
         if name is not None:
             model = self.get(name)
             if not model.conditional:
@@ -65,18 +78,17 @@ class ModelRegistry:
                     f"label; conditional models here: {self.conditional_names or 'none'}"
                 )
             return model
-        if not self.conditional_names:
+        if self.default_conditional is None:
             raise NotConditional(
                 f"no conditional model is loaded (loaded: {sorted(self.models)}); "
                 "train and export a cvae to generate given labels"
             )
-        return self.models[self.conditional_names[0]]
+        return self.models[self.default_conditional]
 
     @property
     def conditional_names(self) -> list[str]:
-        """Conditional models, best held-out bound first: the first is /generate's default."""
-        conditional = [m for m in self.models.values() if m.conditional and m.has_prior]
-        return [m.name for m in sorted(conditional, key=lambda m: (_bound(m), m.name))]
+        """Conditional models that can generate, in the order the default rule ranks them (see `ranked`)."""
+        return [m.name for m in ranked(_conditional(self.models.values()), self.models)]
 
     @property
     def providers(self) -> dict[str, dict[str, list[str]]]:
@@ -225,16 +237,59 @@ def _bound(model: ServedModel) -> float:
     return float("inf") if value is None else value
 
 
+def comparable(model: ServedModel) -> tuple[str, str, int, int, int]:
+    """What two models must share for their held-out bounds to be compared: dataset, likelihood, image size.
+
+    A bound is nats per image of one dataset under one likelihood: a Gaussian model's density on continuous
+    pixels (often negative) and a Bernoulli model's probability of binary pixels are different quantities.
+    """
+    m = model.manifest
+    return (m.training.dataset, m.likelihood, m.image.channels, m.image.height, m.image.width)
+
+
+def ranked(candidates: Iterable[ServedModel], models: dict[str, ServedModel]) -> list[ServedModel]:
+    """`candidates`, the default first: bounds are compared only among comparable models (`comparable`).
+
+    Between groups of comparable models, the group with the most loaded models (of any kind) comes first, then
+    the dataset's name; within a group, the lowest held-out bound, then the model's name. So a model of a new
+    dataset, added beside several of another, does not take over the defaults, whatever its bound or its name.
+    """
+    sizes = Counter(comparable(m) for m in models.values())
+    return sorted(candidates, key=lambda m: (-sizes[comparable(m)], comparable(m), _bound(m), m.name))
+
+
+def _conditional(models: Iterable[ServedModel]) -> list[ServedModel]:
+    return [m for m in models if m.conditional and m.has_prior]
+
+
 def choose_default(models: dict[str, ServedModel], configured: str | None) -> str:
-    """The configured default, else the unconditional generative model with the best held-out bound."""
+    """The configured default, else the first unconditional generative model by `ranked`, else the first name."""
     if configured:
         if configured not in models:
             raise StartupError(f"VAE_DEFAULT_MODEL={configured!r} is not loaded; loaded models: {sorted(models)}")
         return configured
     generative = [m for m in models.values() if m.has_prior and not m.conditional]
     if generative:
-        return min(generative, key=lambda m: (_bound(m), m.name)).name
+        return ranked(generative, models)[0].name
     return min(models)
+
+
+def choose_default_conditional(models: dict[str, ServedModel], configured: str | None) -> str | None:
+    """/generate's default: the configured one, else the first conditional model by `ranked`; None without one."""
+    if configured:
+        model = models.get(configured)
+        if model is None:
+            raise StartupError(
+                f"VAE_DEFAULT_CONDITIONAL_MODEL={configured!r} is not loaded; loaded models: {sorted(models)}"
+            )
+        if not _conditional([model]):
+            raise StartupError(
+                f"VAE_DEFAULT_CONDITIONAL_MODEL={configured!r} is kind {model.manifest.kind!r}: it cannot generate "
+                f"a given label; conditional models here: {[m.name for m in _conditional(models.values())] or 'none'}"
+            )
+        return configured
+    candidates = ranked(_conditional(models.values()), models)
+    return candidates[0].name if candidates else None
 
 
 def model_folders(root: Path) -> list[Path]:
@@ -314,6 +369,13 @@ def load_registry(settings: Settings, executor: Executor, metrics: Metrics) -> M
     if not models:
         why = f"; refused: {' | '.join(r.reason for r in refused)}" if refused else ""
         raise StartupError(f"no model could be loaded from {str(root)!r}{why}")
-    default = choose_default(models, settings.default_model)
-    log.info("serving %d model(s) %s; default %s", len(models), sorted(models), default)
-    return ModelRegistry(models, default, refused, plan)
+    registry = ModelRegistry(models, min(models), refused, plan)
+    registry.choose_defaults(settings)
+    log.info(
+        "serving %d model(s) %s; default %s, conditional default %s",
+        len(models),
+        sorted(models),
+        registry.default,
+        registry.default_conditional,
+    )
+    return registry

@@ -9,7 +9,8 @@ ones unload; load and unload requests are refused, as Triton refuses them while 
 A load validates and warms the folder on a worker thread before it serves; a broken folder is refused with the
 usual message and changes nothing else (a model it would have replaced keeps serving). An unload takes the model
 out of the registry at once (new requests get 404) and closes its graphs only once its requests in flight are
-done. The model a request names none of must stay loaded: unloading VAE_DEFAULT_MODEL, or the last model, is a 409.
+done. The model a request names none of must stay loaded: unloading VAE_DEFAULT_MODEL,
+VAE_DEFAULT_CONDITIONAL_MODEL or the last model is a 409.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from .errors import CapabilityMissing, InvalidInput, ServiceError, UnknownModel
 from .manifest import MANIFEST_FILE, ManifestError
 from .metrics import Metrics
 from .model import ServedModel
-from .registry import ModelRegistry, Refused, choose_default, load_model, model_folders, without_root
+from .registry import ModelRegistry, Refused, load_model, model_folders, without_root
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -173,7 +174,7 @@ class ModelRepository:
         self.registry.refused = [r for r in self.registry.refused if r.folder != folder.name]
         self._unloaded.discard(folder.name)
         self._stamps[folder.name] = _stamp(folder)
-        self.registry.default = choose_default(self.registry.models, self.settings.default_model)
+        self.registry.choose_defaults(self.settings)
         if old is not None:
             self._drain(old)
         log.info("loaded model %s (version %s) from %s", model.name, model.manifest.version, folder.name)
@@ -186,12 +187,16 @@ class ModelRepository:
         model = self._served(name)
         if model is None:
             raise UnknownModel(f"no model is loaded from folder {name!r}; loaded: {sorted(self.registry.models)}")
-        if model.name == self.settings.default_model:
-            raise ControlRefused(f"model {model.name!r} is VAE_DEFAULT_MODEL: it stays loaded")
+        for setting, configured in (
+            ("VAE_DEFAULT_MODEL", self.settings.default_model),
+            ("VAE_DEFAULT_CONDITIONAL_MODEL", self.settings.default_conditional_model),
+        ):
+            if model.name == configured:
+                raise ControlRefused(f"model {model.name!r} is {setting}: it stays loaded")
         if len(self.registry.models) == 1:
             raise ControlRefused(f"model {model.name!r} is the last one loaded: it stays loaded")
         self.registry.remove(model.name)
-        self.registry.default = choose_default(self.registry.models, self.settings.default_model)
+        self.registry.choose_defaults(self.settings)
         self._unloaded.add(name)
         self._stamps.pop(name, None)
         self._drain(model)

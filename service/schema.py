@@ -22,6 +22,7 @@ QUERY_LIMITS: dict[str, dict[str, str]] = {
     "temperature": {"maximum": "max_temperature"},
     "steps": {"maximum": "max_steps"},
     "range": {"maximum": "max_range"},
+    "scale": {"maximum": "max_scale"},
 }
 SECURITY_SCHEMES = {
     "apiKey": {"type": "apiKey", "in": "header", "name": API_KEY_HEADER, "description": "one of VAE_API_KEY"},

@@ -18,7 +18,12 @@ class Settings(BaseSettings):
 
     models_dir: Path = Field(Path("models"), description="folder holding one sub-folder per model")
     default_model: str | None = Field(
-        None, description="model used when a request names none; unset: the best unconditional generative model"
+        None,
+        description="model used when a request names none; unset: the best unconditional generative model among "
+        "those whose bounds compare (service/registry.py, `ranked`)",
+    )
+    default_conditional_model: str | None = Field(
+        None, description="conditional model /generate uses when a request names none; unset: chosen as above"
     )
     providers: ProviderMode = Field(
         "auto", description="auto: CUDA when a session really runs on it, else CPU; tensorrt adds TensorRT first"
@@ -176,6 +181,14 @@ class Settings(BaseSettings):
     )
     anomaly_percentile: float = Field(
         99.0, ge=0, le=100, description="/score flags an image 'anomalous' above this percentile of held-out scores"
+    )
+    # PNG outputs of every image route: scale=k draws them k times larger (service/outputs.py, Scale).
+    max_scale: int = Field(8, ge=1, description="largest scale= of a PNG output (8: a 28x28 digit at 224x224)")
+    max_output_pixels: int = Field(
+        4 * 1024 * 1024,
+        ge=1,
+        description="width x height of a response's PNG images once enlarged by scale= (summed over JSON's "
+        "images), checked before any is made: 4 Mi is a 2048x2048 image, a 256-digit grid at scale 4",
     )
     # Latent-space routes (service/routes/latent.py); the images they make also count against VAE_MAX_N.
     max_steps: int = Field(

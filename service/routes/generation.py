@@ -12,8 +12,19 @@ from ..deps import Model, Registry, Settings
 from ..errors import LabelRequired
 from ..inputs import LabelsJSON, merge_labels, parse_json
 from ..model import Label, PriorName, ServedModel
-from ..outputs import Format, choose_format, images_response
-from .params import FormatQuery, LabelQuery, NQuery, PriorQuery, SeedQuery, TemperatureQuery, at_most, rng_for
+from ..outputs import Format, Scale, choose_format, images_response
+from .params import (
+    ClassLabelQuery,
+    FormatQuery,
+    LabelQuery,
+    NQuery,
+    PriorQuery,
+    ScaleQuery,
+    SeedQuery,
+    TemperatureQuery,
+    at_most,
+    rng_for,
+)
 
 router = APIRouter(tags=["generation"])
 
@@ -22,7 +33,7 @@ ConditionalModelQuery = Annotated[
     Query(
         alias="model",
         description="a conditional model; the best-scoring conditional model when omitted",
-        examples=["mnist-cvae"],
+        examples=[doc.EXAMPLE_CONDITIONAL_MODEL],
     ),
 ]
 _ERRORS = doc.errors(404, 409, 422, 503)
@@ -38,6 +49,7 @@ async def _draw(
     temperature: float,
     fmt: Format | None,
     prior: PriorName | None,
+    scale: Scale,
     columns: int | None = None,
 ) -> Response:
     """n images from the prior (labels: none, one for all, or one per image), rendered in the chosen format."""
@@ -54,7 +66,7 @@ async def _draw(
         "labels": model.label_names(resolved),
     }
     headers = {"X-Model": model.name, "X-Seed": str(seed), "X-Prior": used}
-    return await images_response(fmt, images, fields=fields, headers=headers, columns=columns)
+    return await images_response(fmt, images, fields=fields, headers=headers, columns=columns, scale=scale)
 
 
 @router.get(
@@ -75,6 +87,7 @@ async def sample(
     request: Request,
     model: Model,
     settings: Settings,
+    scale: ScaleQuery,
     n: NQuery = 16,
     seed: SeedQuery = None,
     temperature: TemperatureQuery = 1.0,
@@ -84,14 +97,21 @@ async def sample(
 ) -> Response:
     """Sample n images from the model's prior; a conditional model needs `label` (one for all, or one per image)."""
     labels = merge_labels(label, None, limit=settings.max_n, setting="VAE_MAX_N")
-    return await _draw(request, model, settings, n, labels, seed, temperature, fmt, prior)
+    return await _draw(request, model, settings, n, labels, seed, temperature, fmt, prior, scale)
 
 
 @router.get(
     "/generate",
     response_model=None,
     responses={
-        **doc.images_ok("n images of each requested class", seed=42, temperature=1.0, prior="fitted", labels=["7"]),
+        **doc.images_ok(
+            "n images of each requested class",
+            model=doc.EXAMPLE_CONDITIONAL_MODEL,
+            seed=42,
+            temperature=1.0,
+            prior="fitted",
+            labels=["7"],
+        ),
         **_ERRORS,
     },
 )
@@ -99,8 +119,9 @@ async def generate(
     request: Request,
     registry: Registry,
     settings: Settings,
+    scale: ScaleQuery,
     model: ConditionalModelQuery = None,
-    label: LabelQuery = None,
+    label: ClassLabelQuery = None,
     n: NQuery = 16,
     seed: SeedQuery = None,
     temperature: TemperatureQuery = 1.0,
@@ -119,7 +140,9 @@ async def generate(
     at_most(len(labels) * n, settings.max_n, "n x labels", "VAE_MAX_N")  # before the per-image list is built
     per_image = [value for value in labels for _ in range(n)]
     columns = n if len(labels) > 1 else None
-    return await _draw(request, served, settings, len(per_image), per_image, seed, temperature, fmt, prior, columns)
+    return await _draw(
+        request, served, settings, len(per_image), per_image, seed, temperature, fmt, prior, scale, columns
+    )
 
 
 @router.post(
@@ -128,7 +151,12 @@ async def generate(
     openapi_extra=doc.labels_body(),
     responses={
         **doc.images_ok(
-            "one image per label, in order", seed=42, temperature=0.8, prior="fitted", labels=["0", "1", "2", "3", "7"]
+            "one image per label, in order",
+            model=doc.EXAMPLE_CONDITIONAL_MODEL,
+            seed=42,
+            temperature=0.8,
+            prior="fitted",
+            labels=["0", "1", "2", "3", "7"],
         ),
         **doc.errors(404, 409, 413, 415, 422, 503),
     },
@@ -137,6 +165,7 @@ async def generate_many(
     request: Request,
     registry: Registry,
     settings: Settings,
+    scale: ScaleQuery,
     model: ConditionalModelQuery = None,
     prior: PriorQuery = None,
     fmt: FormatQuery = None,
@@ -146,5 +175,5 @@ async def generate_many(
     body = await parse_json(request, LabelsJSON, settings.max_n + 8, f"at most {settings.max_n} labels (VAE_MAX_N)")
     assert isinstance(body, LabelsJSON)
     return await _draw(
-        request, served, settings, len(body.labels), body.labels, body.seed, body.temperature, fmt, prior
+        request, served, settings, len(body.labels), body.labels, body.seed, body.temperature, fmt, prior, scale
     )

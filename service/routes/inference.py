@@ -11,7 +11,7 @@ from .. import openapi as doc
 from ..deps import Model, Settings
 from ..inputs import decode_images, merge_labels, read_images, read_latents, receive_images
 from ..outputs import choose_format, images_response, json_response, npy_response
-from .params import FormatQuery, LabelQuery, SeedQuery, at_most, rng_for
+from .params import FormatQuery, LabelQuery, ScaleQuery, SeedQuery, at_most, rng_for
 
 router = APIRouter(tags=["inference"])
 
@@ -74,7 +74,12 @@ async def encode(
     },
 )
 async def decode(
-    request: Request, model: Model, settings: Settings, label: LabelQuery = None, fmt: FormatQuery = None
+    request: Request,
+    model: Model,
+    settings: Settings,
+    scale: ScaleQuery,
+    label: LabelQuery = None,
+    fmt: FormatQuery = None,
 ) -> Response:
     """Decode latent vectors [N, D] (+ labels for a conditional model) to images."""
     fmt = choose_format(request, fmt, ("png", "json", "npy"), "png")
@@ -82,9 +87,8 @@ async def decode(
     given = merge_labels(label, body_labels, limit=settings.max_latents, setting="VAE_MAX_LATENTS")
     labels = model.labels_for(given, len(z), required=True)
     images = await model.decode(z, labels)
-    return await images_response(
-        fmt, images, fields={"model": model.name, "labels": model.label_names(labels)}, headers={"X-Model": model.name}
-    )
+    fields = {"model": model.name, "labels": model.label_names(labels)}
+    return await images_response(fmt, images, fields=fields, headers={"X-Model": model.name}, scale=scale)
 
 
 @router.post(
@@ -99,7 +103,12 @@ async def decode(
     },
 )
 async def reconstruct(
-    request: Request, model: Model, settings: Settings, label: LabelQuery = None, fmt: FormatQuery = None
+    request: Request,
+    model: Model,
+    settings: Settings,
+    scale: ScaleQuery,
+    label: LabelQuery = None,
+    fmt: FormatQuery = None,
 ) -> Response:
     """Encode and decode images; `reconstruction_error` is the sum of squared pixel errors (in [0, 1]) per image.
 
@@ -113,8 +122,7 @@ async def reconstruct(
     headers = {"X-Model": model.name, "X-Reconstruction-Error": ",".join(f"{e:.4f}" for e in errors)}
     if fmt == "png":  # each input beside its reconstruction
         pairs = np.stack([images.array, recon], axis=1).reshape(-1, *recon.shape[1:])
-        return await images_response(
-            fmt, pairs, fields={}, headers=headers, columns=2 * int(np.ceil(np.sqrt(len(recon))))
-        )
+        columns = 2 * int(np.ceil(np.sqrt(len(recon))))
+        return await images_response(fmt, pairs, fields={}, headers=headers, columns=columns, scale=scale)
     fields = {"model": model.name, "labels": model.label_names(resolved), "reconstruction_error": errors.tolist()}
-    return await images_response(fmt, recon, fields=fields, headers=headers)
+    return await images_response(fmt, recon, fields=fields, headers=headers, scale=scale)

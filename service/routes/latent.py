@@ -17,8 +17,8 @@ from ..inputs import Uploads, decode_images, merge_labels, receive_images
 from ..latent import InterpolationPath
 from ..latent_inputs import decode_groups, receive_ends, receive_sets
 from ..model import Label, ServedModel
-from ..outputs import Format, choose_format, images_response, json_response, npy_response
-from .params import FormatQuery, LabelQuery, at_most
+from ..outputs import Format, Scale, choose_format, images_response, json_response, npy_response
+from .params import FormatQuery, LabelQuery, ScaleQuery, at_most
 
 router = APIRouter(tags=["latent space"])
 
@@ -94,6 +94,7 @@ async def interpolate(
     request: Request,
     model: Model,
     settings: Settings,
+    scale: ScaleQuery,
     steps: StepsQuery = 8,
     path: PathQuery = "linear",
     label: LabelQuery = None,
@@ -112,7 +113,8 @@ async def interpolate(
     images = (await decode_groups(body, model.manifest.image, settings)).get("images")
     result = await latent_ops.interpolate(model, images=images, z=body.z, labels=labels, steps=steps, path=path)
     fields = {"model": model.name, "path": path, "labels": model.label_names(result.labels), "z": result.z}
-    return await images_response(fmt, result.images, fields=fields, headers={"X-Model": model.name}, columns=steps)
+    headers = {"X-Model": model.name}
+    return await images_response(fmt, result.images, fields=fields, headers=headers, columns=steps, scale=scale)
 
 
 @router.post(
@@ -157,6 +159,7 @@ async def edit(
     request: Request,
     model: Model,
     settings: Settings,
+    scale: ScaleQuery,
     strengths: StrengthsQuery = None,
     label: LabelQuery = None,
     fmt: FormatQuery = None,
@@ -179,7 +182,8 @@ async def edit(
     )
     fields = {"model": model.name, "strengths": values, "labels": model.label_names(resolved)}
     headers = {"X-Model": model.name}
-    return await images_response(fmt, _one_row_per(n, images, fmt), fields=fields, headers=headers, columns=len(values))
+    images = _one_row_per(n, images, fmt)
+    return await images_response(fmt, images, fields=fields, headers=headers, columns=len(values), scale=scale)
 
 
 async def _traverse(
@@ -192,6 +196,7 @@ async def _traverse(
     steps: int,
     extent: float,
     fmt: Format | None,
+    scale: Scale,
 ) -> Response:
     """A traversal grid around the prior mean (no upload) or an image's posterior mean, rendered."""
     fmt = choose_format(request, fmt, ("png", "json", "npy"), "png")
@@ -215,7 +220,8 @@ async def _traverse(
         "labels": model.label_names(result.labels[:1] if result.labels is not None else None),
     }
     images = _one_row_per(len(result.dims), result.images, fmt)
-    return await images_response(fmt, images, fields=fields, headers={"X-Model": model.name}, columns=steps)
+    headers = {"X-Model": model.name}
+    return await images_response(fmt, images, fields=fields, headers=headers, columns=steps, scale=scale)
 
 
 _TRAVERSE_OK = doc.images_ok(
@@ -233,6 +239,7 @@ async def traverse(
     request: Request,
     model: Model,
     settings: Settings,
+    scale: ScaleQuery,
     dims: DimsQuery = None,
     steps: TraverseStepsQuery = 7,
     extent: RangeQuery = 3.0,
@@ -245,7 +252,7 @@ async def traverse(
     An ae has no prior mean: POST an image as the base instead.
     """
     labels = merge_labels(label, None, limit=settings.max_n, setting="VAE_MAX_N")
-    return await _traverse(request, model, settings, None, labels, dims, steps, extent, fmt)
+    return await _traverse(request, model, settings, None, labels, dims, steps, extent, fmt, scale)
 
 
 @router.post(
@@ -258,6 +265,7 @@ async def traverse_image(
     request: Request,
     model: Model,
     settings: Settings,
+    scale: ScaleQuery,
     dims: DimsQuery = None,
     steps: TraverseStepsQuery = 7,
     extent: RangeQuery = 3.0,
@@ -267,4 +275,4 @@ async def traverse_image(
     """Latent traversal around one image's posterior mean (the image as POST /encode takes it)."""
     uploads = await receive_images(request, settings)
     labels = merge_labels(label, uploads.labels, limit=settings.max_images, setting="VAE_MAX_IMAGES")
-    return await _traverse(request, model, settings, uploads, labels, dims, steps, extent, fmt)
+    return await _traverse(request, model, settings, uploads, labels, dims, steps, extent, fmt, scale)

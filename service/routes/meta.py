@@ -6,9 +6,11 @@ from dataclasses import asdict
 from typing import Any
 
 from fastapi import APIRouter, Path, Request, Response
+from starlette.concurrency import run_in_threadpool
 
 from .. import openapi as doc
 from ..deps import Metrics, ReadyRegistry, Registry, Settings, shutting_down
+from ..reports import read_report
 
 router = APIRouter(tags=["service"])
 
@@ -61,7 +63,7 @@ async def list_models(registry: Registry) -> dict[str, Any]:
     """Every loaded model (from its manifest), with the execution providers its sessions really run on."""
     return {
         "default": registry.default,
-        "default_conditional": next(iter(registry.conditional_names), None),
+        "default_conditional": registry.default_conditional,
         "provider_mode": registry.plan.mode,
         "models": [m.summary() for m in registry.models.values()],
         "refused": [{"folder": r.folder, "reason": r.reason} for r in registry.refused],
@@ -74,7 +76,8 @@ async def list_models(registry: Registry) -> dict[str, Any]:
         **_ok(
             {
                 **_SUMMARY_EXAMPLE,
-                "metrics": {"n_images": 10000, "iw_bound": 88.1, "active_units": 14, "recon_squared_error": 11.2},
+                "metrics": {"n_images": 1000, "iw_bound": 93.9, "active_units": 23, "recon_squared_error": 5.76},
+                "reports": {"samples": {"path": "samples.png", "url": "/models/mnist-vae/reports/samples.png"}},
             },
             "one model: manifest figures, provenance, declared graph I/O",
         ),
@@ -84,6 +87,29 @@ async def list_models(registry: Registry) -> dict[str, Any]:
 async def get_model(registry: Registry, name: str = Path(examples=["mnist-vae"])) -> dict[str, Any]:
     """One model in detail: held-out metrics, training provenance, graph files and their declared I/O."""
     return registry.get(name).details()
+
+
+@router.get(
+    "/models/{name}/reports/{file:path}",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "the report image, as the model's training wrote it",
+            "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}, "image/jpeg": {}},
+        },
+        **doc.errors(404, 503),
+    },
+)
+async def get_report(
+    registry: Registry,
+    settings: Settings,
+    name: str = Path(examples=["mnist-cvae"]),
+    file: str = Path(description="a file the manifest's reports list (GET /models/{name})", examples=["samples.png"]),
+) -> Response:
+    """A report image the model's manifest lists: samples, reconstructions, training curves."""
+    model = registry.get(name)
+    content, media_type = await run_in_threadpool(read_report, model.manifest, model.folder, file, settings.models_dir)
+    return Response(content, media_type=media_type, headers={"X-Content-Type-Options": "nosniff"})
 
 
 @router.get(

@@ -6,10 +6,11 @@ import secrets
 from typing import Annotated, Literal
 
 import numpy as np
-from fastapi import Query
+from fastapi import Depends, Query
 
+from ..deps import Settings
 from ..errors import InvalidInput
-from ..outputs import Format
+from ..outputs import Format, Scale
 
 FormatQuery = Annotated[
     Format | None,
@@ -39,15 +40,11 @@ TemperatureQuery = Annotated[
         examples=[1.0],
     ),
 ]
-LabelQuery = Annotated[
-    list[str] | None,
-    Query(
-        alias="label",
-        description="class index or class name from the model's manifest; repeat (label=1&label=7) or "
-        "separate with commas for several",
-        examples=["7"],
-    ),
-]
+_LABEL = "class index or class name from the model's manifest; repeat (label=1&label=7) or separate with commas"
+# No example where the example model (mnist-vae) is unconditional: Swagger's "Try it out" would send it, and a
+# label for a model that takes none is refused. /generate's model is conditional: its label has one.
+LabelQuery = Annotated[list[str] | None, Query(alias="label", description=f"{_LABEL}; only for a conditional model")]
+ClassLabelQuery = Annotated[list[str] | None, Query(alias="label", description=_LABEL, examples=["7"])]
 PriorQuery = Annotated[
     Literal["fitted", "standard"] | None,
     Query(
@@ -58,6 +55,28 @@ PriorQuery = Annotated[
     ),
 ]
 NQuery = Annotated[int, Query(ge=1, description="how many images (at most VAE_MAX_N)", examples=[16])]
+
+
+ScaleFactorQuery = Annotated[
+    int,
+    Query(
+        alias="scale",
+        ge=1,
+        description="draw PNG output (png, and json's base64 PNGs) this many times larger, nearest neighbour: each "
+        "pixel a scale x scale block. At most VAE_MAX_SCALE, and the enlarged images' pixels at most "
+        "VAE_MAX_OUTPUT_PIXELS; not with format npy",
+        examples=[4],
+    ),
+]
+
+
+async def get_scale(settings: Settings, factor: ScaleFactorQuery = 1) -> Scale:
+    """`scale=` checked against VAE_MAX_SCALE, with the output pixel limit the renderer checks before enlarging."""
+    at_most(factor, settings.max_scale, "scale", "VAE_MAX_SCALE")
+    return Scale(factor, settings.max_output_pixels)
+
+
+ScaleQuery = Annotated[Scale, Depends(get_scale)]
 
 
 def at_most(value: int | float, limit: int | float, name: str, setting: str) -> None:

@@ -14,6 +14,8 @@ from service.app import create_app
 from service.openapi import LIMIT
 from service.settings import Settings
 
+from .asgi import serve
+
 pytestmark = pytest.mark.anyio
 SHIPPED = Path(__file__).resolve().parents[2] / "models"
 
@@ -179,3 +181,83 @@ def _png() -> bytes:
 
 
 PROBLEM = "application/problem+json"
+
+
+# What each route needs of the model it serves: a key of the capabilities GET /models lists.
+CAPABILITY = {
+    "/encode": "encode",
+    "/decode": "decode",
+    "/reconstruct": "reconstruct",
+    "/sample": "sample",
+    "/generate": "generate",
+    "/score": "score",
+    "/interpolate": "decode",
+    "/attribute": "encode",
+    "/edit": "decode",
+    "/traverse": "decode",
+}
+
+
+def _values(holder: dict) -> list:
+    """Example values a parameter or media type gives: `example`, and `examples` as a list or a named map."""
+    found = [holder["example"]] if "example" in holder else []
+    examples = holder.get("examples", [])
+    found += [e.get("value") for e in examples.values()] if isinstance(examples, dict) else list(examples)
+    return found
+
+
+def _example_models(operation: dict) -> list[str]:
+    """Model names an operation's examples give: its model and name parameters, and its 2xx JSON bodies'."""
+    names = [
+        value
+        for p in operation.get("parameters", [])
+        if p["name"] in ("model", "name")
+        for value in _values(p) + _values(p.get("schema", {}))
+    ]
+    for status, response in operation.get("responses", {}).items():
+        for media in response.get("content", {}).values() if status.startswith("2") else []:
+            names += [v["model"] for v in _values(media) if isinstance(v, dict) and "model" in v]
+    return names
+
+
+async def test_every_example_names_a_shipped_model_that_can_do_what_the_route_does():
+    async with serve(Settings(models_dir=SHIPPED)) as c:
+        document = (await c.get("/openapi.json")).json()
+        listing = (await c.get("/models")).json()
+        capabilities = {m["name"]: m["capabilities"] for m in listing["models"]}
+        checked = set()
+        for path, item in document["paths"].items():
+            for method, operation in item.items():
+                for name in _example_models(operation):
+                    route = f"{method.upper()} {path}"
+                    assert name in capabilities, f"{route}: example model {name!r} is not in models/"
+                    need = CAPABILITY.get(path)
+                    assert need is None or capabilities[name][need], f"{route}: {name!r} cannot {need}"
+                    checked.add(route)
+        assert {"GET /generate", "POST /generate", "GET /sample", "POST /decode", "POST /encode"} <= checked
+        assert {"GET /models/{name}", "GET /models/{name}/reports/{file}"} <= checked
+        # /models' example shows the defaults and capabilities these models really have
+        example = document["paths"]["/models"]["get"]["responses"]["200"]["content"]["application/json"]["example"]
+        assert (example["default"], example["default_conditional"]) == (
+            listing["default"],
+            listing["default_conditional"],
+        )
+        (summary,) = example["models"]
+        assert summary["capabilities"] == capabilities[summary["name"]]
+        # and the report route's example parameters fetch a real report
+        report = document["paths"]["/models/{name}/reports/{file}"]["get"]["parameters"]
+        name, file = ([*_values(p), *_values(p["schema"])][0] for p in report)
+        assert (await c.get(f"/models/{name}/reports/{file}")).status_code == 200
+
+
+async def test_generate_examples_work_as_they_stand():
+    # Swagger's "Try it out" sends the parameters' examples: the /generate example must be a request that works.
+    async with serve(Settings(models_dir=SHIPPED)) as c:
+        document = (await c.get("/openapi.json")).json()
+        parameters = document["paths"]["/generate"]["get"]["parameters"]
+        query = {p["name"]: [*_values(p), *_values(p["schema"])][0] for p in parameters if _values(p["schema"])}
+        r = await c.get("/generate", params=query)
+        assert r.status_code == 200, (query, r.text)
+        body = _json_body(document, "/generate")["example"]
+        r = await c.post("/generate?format=json", json=body)
+        assert r.status_code == 200 and r.json()["model"] == "mnist-cvae", r.text

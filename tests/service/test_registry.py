@@ -20,6 +20,7 @@ from service.metrics import Metrics
 from service.registry import ModelRegistry, load_registry
 from service.settings import Settings
 
+from .asgi import serve
 from .tiny_models import build_model
 
 
@@ -188,6 +189,69 @@ def test_default_is_the_generative_model_with_the_best_held_out_bound(tmp_path):
     build_model(tmp_path / "b", name="b-vae", iw_bound=95.0)
     build_model(tmp_path / "c", name="c-ae", kind="ae", iw_bound=None)
     assert load(tmp_path).default == "b-vae"
+
+
+DIGITS = [str(i) for i in range(10)]
+
+
+def _digits_and_a_colour_model(root: Path) -> None:
+    """Two Bernoulli digit models and two Gaussian colour models whose bounds and names would win if compared."""
+    build_model(root / "mnist-vae", name="mnist-vae", dataset="mnist", iw_bound=93.9, seed=1)
+    build_model(root / "mnist-cvae", name="mnist-cvae", kind="cvae", labels=DIGITS, dataset="mnist", iw_bound=89.0)
+    colour = {"channels": 3, "likelihood": "gaussian", "dataset": "cifar10", "iw_bound": -2452.0}
+    build_model(root / "cifar-cvae", name="cifar-cvae", kind="cvae", labels=["cat", "dog"], seed=2, **colour)
+
+
+def test_a_colour_model_beside_the_digits_takes_neither_default(tmp_path):
+    # The Gaussian model's bound (a density on continuous pixels, -2452 nats) is not compared with the Bernoulli
+    # models' (89 nats): the dataset with more models keeps both defaults, so /generate?label=7 still works.
+    _digits_and_a_colour_model(tmp_path)
+    registry = load(tmp_path)
+    assert registry.default == "mnist-vae"
+    assert registry.default_conditional == "mnist-cvae"
+    assert registry.get_conditional().name == "mnist-cvae"
+    assert registry.conditional_names == ["mnist-cvae", "cifar-cvae"]
+
+
+def test_between_equal_groups_the_dataset_name_decides_never_the_bound(tmp_path):
+    build_model(tmp_path / "z", name="z-cvae", kind="cvae", labels=DIGITS, dataset="b-digits", iw_bound=89.0)
+    build_model(
+        tmp_path / "a",
+        name="a-cvae",
+        kind="cvae",
+        labels=["cat", "dog"],
+        channels=3,
+        likelihood="gaussian",
+        dataset="z-colours",
+        iw_bound=-2452.0,
+    )
+    assert load(tmp_path).default_conditional == "z-cvae"
+
+
+def test_within_comparable_models_the_lowest_bound_decides(tmp_path):
+    for name, bound in (("a-cvae", 120.0), ("b-cvae", 95.0)):
+        build_model(tmp_path / name, name=name, kind="cvae", labels=DIGITS, iw_bound=bound)
+    assert load(tmp_path).default_conditional == "b-cvae"
+
+
+def test_the_conditional_default_can_be_configured(tmp_path):
+    _digits_and_a_colour_model(tmp_path)
+    assert load(tmp_path, default_conditional_model="cifar-cvae").get_conditional().name == "cifar-cvae"
+    with pytest.raises(StartupError, match="VAE_DEFAULT_CONDITIONAL_MODEL='nope' is not loaded"):
+        load(tmp_path, default_conditional_model="nope")
+    with pytest.raises(StartupError, match="VAE_DEFAULT_CONDITIONAL_MODEL='mnist-vae' is kind 'vae'"):
+        load(tmp_path, default_conditional_model="mnist-vae")
+
+
+@pytest.mark.anyio
+async def test_generate_with_a_digit_label_works_beside_a_colour_model(tmp_path):
+    _digits_and_a_colour_model(tmp_path)
+    async with serve(Settings(models_dir=tmp_path)) as c:
+        r = await c.get("/generate", params={"label": "7", "n": 2})
+        assert r.status_code == 200, r.text
+        assert r.headers["x-model"] == "mnist-cvae"
+        listed = (await c.get("/models")).json()
+        assert (listed["default"], listed["default_conditional"]) == ("mnist-vae", "mnist-cvae")
 
 
 # --- a model repository confined to its folder (issue 9, defects 7 and 8) -------------------------------------

@@ -100,6 +100,13 @@ async def test_the_configured_default_and_the_last_model_stay_loaded(zoo):
         assert r.status_code == 404
 
 
+async def test_the_configured_conditional_default_stays_loaded(zoo):
+    async with serve(Settings(models_dir=zoo, model_control="explicit", default_conditional_model="tiny-cvae")) as c:
+        r = await c.post("/v2/repository/models/tiny-cvae/unload")
+        assert r.status_code == 409 and "VAE_DEFAULT_CONDITIONAL_MODEL" in r.json()["error"]
+        assert (await c.get("/models")).json()["default_conditional"] == "tiny-cvae"
+
+
 async def test_the_last_model_stays_loaded(models_dir):
     for name in ("tiny-ae", "tiny-cvae"):
         shutil.rmtree(models_dir / name)

@@ -53,8 +53,14 @@ def build_model(
     encoder_conditioned: bool = False,
     iw_bound: float | None = 100.0,
     seed: int = 0,
+    likelihood: str = "bernoulli",
+    dataset: str = "none",
+    reports: dict[str, str] | None = None,
 ) -> Manifest:
-    """Write encoder.onnx, decoder.onnx and manifest.json (with true sha256s) into `folder`."""
+    """Write encoder.onnx, decoder.onnx and manifest.json (with true sha256s) into `folder`.
+
+    `reports` is the manifest's list of report files (name -> path); the files themselves are the caller's.
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -134,7 +140,9 @@ def build_model(
             "latent_dim": d,
             "labels": labels,
             "encoder_conditioned": encoder_conditioned,
-            "likelihood": "bernoulli",
+            "likelihood": likelihood,
+            "gaussian_sigma": 0.1 if likelihood == "gaussian" else None,
+            "reports": reports or {},
             "files": {
                 "encoder": {
                     "path": "encoder.onnx",
@@ -150,7 +158,7 @@ def build_model(
                 },
             },
             "training": {
-                "dataset": "none",
+                "dataset": dataset,
                 "seed": seed,
                 "epochs": 0,
                 "best_epoch": 0,
