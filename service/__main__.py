@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from pydantic import ValidationError
@@ -40,13 +39,7 @@ def main(argv: list[str] | None = None) -> None:
     except ValidationError as e:
         sys.exit(f"invalid settings: {e}")
     # Worker processes get the settings themselves (pickled with uvicorn's config), options included.
-    serve(settings, process_count(settings))
-
-
-def process_count(settings: Settings) -> int:
-    """VAE_PROCESSES, or with 0 one process per two cores (each process's event loop and onnxruntime threads
-    want about that much)."""
-    return settings.processes or max(1, (os.cpu_count() or 1) // 2)
+    serve(settings, settings.process_count())
 
 
 if __name__ == "__main__":

@@ -6,6 +6,10 @@ shapes, dtypes and requested outputs (up to `max_rows` rows), pads the batch wit
 (powers of two, and `max_rows` itself, so warm-up can run every shape that occurs), runs it, and slices each
 chunk's rows back out. Scheduling follows Triton's dynamic batcher: a batch goes at once when the graph is idle;
 while it is busy, waiting chunks gather until the batch is full or the oldest has waited `max_delay` seconds.
+
+When the graph is idle and nothing is queued, a request does not go through the queue at all: it runs at once,
+from its own task, all its chunks in one worker-thread hop (`_run_now`). The queue, the dispatcher task and a
+task per batch cost more than a null graph's run; they are paid only when there is something to batch with.
 """
 
 from __future__ import annotations
@@ -22,6 +26,11 @@ from .runner import Feeds, GraphRunner
 
 # (outputs, ((input name, trailing shape, dtype), ...)): chunks with equal keys can be concatenated.
 Key = tuple[tuple[str, ...], tuple[tuple[str, tuple[int, ...], str], ...]]
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def bucket_sizes(max_rows: int) -> tuple[int, ...]:
@@ -59,6 +68,8 @@ class _LoopState:
         self.loop = loop
         self.queue: deque[_Chunk] = deque()
         self.waiting = 0  # requests with chunks in the queue
+        self.rows = 0  # rows in the queue
+        self.filled: asyncio.Future[None] | None = None  # set once `rows` reaches a full batch, while one waits
         self.running = 0  # batches inside onnxruntime
         self.arrived = asyncio.Event()
         self.slots = asyncio.Semaphore(max_in_flight)
@@ -116,11 +127,12 @@ class MicroBatcher:
         if rows == 0:
             return await self.runner(outputs, feeds)
         state = self._loop_state()
-        where = f"model {self.runner.model!r} graph {self.runner.graph!r}"
+        if not state.queue and not state.slots.locked():  # idle: nothing to wait for, nothing to batch with
+            return await self._run_now(state, outputs, feeds, rows)
         if state.waiting >= self.capacity:
             raise Overloaded(
-                f"{where} has {state.waiting} requests queued, its capacity (VAE_QUEUE_CAPACITY={self.capacity}); "
-                "the service is saturated, retry after the Retry-After delay"
+                f"{self._where} has {state.waiting} requests queued, its capacity "
+                f"(VAE_QUEUE_CAPACITY={self.capacity}); the service is saturated, retry after the Retry-After delay"
             )
         now = time.monotonic()
         request = _Request(arrival=now, deadline=now + self.deadline, queued=0)
@@ -138,17 +150,20 @@ class MicroBatcher:
         ]
         request.queued = len(chunks)
         state.waiting += 1
+        state.rows += rows
+        if not state.queue:
+            state.arrived.set()  # the dispatcher waits for this only while the queue is empty
         state.queue.extend(chunks)
-        state.arrived.set()
+        if state.filled is not None and state.rows >= self.max_rows and not state.filled.done():
+            state.filled.set_result(None)
         futures = [c.future for c in chunks]
+        # One timer for the deadline rather than asyncio.wait(timeout=...), which costs a waiter and a callback
+        # per future: a request with chunks still queued at its deadline fails with 503.
+        timer = state.loop.call_later(self.deadline, self._expire, request, futures)
         try:
-            _, pending = await asyncio.wait(futures, timeout=self.deadline)
-            if pending and request.queued:
-                raise self._late(request, where)
-            if pending:  # every chunk is running: the result is on its way
-                await asyncio.wait(pending)
-            results = [f.result() for f in futures]
+            results = [await f for f in futures]
         finally:
+            timer.cancel()
             for f in futures:
                 f.cancel()  # no-op when done; a cancelled chunk is skipped by the dispatcher
             self._release(state, request)
@@ -179,6 +194,17 @@ class MicroBatcher:
         if state.dispatcher is None or state.dispatcher.done():
             state.dispatcher = loop.create_task(self._dispatch(state), name=f"batcher-{self.runner.graph}")
         return state
+
+    @property
+    def _where(self) -> str:
+        return f"model {self.runner.model!r} graph {self.runner.graph!r}"
+
+    def _expire(self, request: _Request, futures: list[asyncio.Future[list[np.ndarray]]]) -> None:
+        if request.queued:  # rows not yet running; those running finish, but the request has failed
+            error = self._late(request, self._where)
+            for f in futures:
+                if not f.done():
+                    f.set_exception(error)
 
     def _late(self, request: _Request, where: str) -> DeadlineExceeded:
         waited = 1000 * (time.monotonic() - request.arrival)
@@ -212,17 +238,19 @@ class MicroBatcher:
             task.add_done_callback(state.batches.discard)
 
     async def _fill(self, state: _LoopState) -> None:
-        while state.queue:
-            head = state.queue[0]
-            rows = sum(c.rows for c in state.queue if c.key == head.key)
-            remaining = head.request.arrival + self.max_delay - time.monotonic()
-            if rows >= self.max_rows or remaining <= 0:
+        # One wait until the queue holds a full batch or the oldest chunk's delay is over; arrivals do not wake it
+        # one by one (`__call__` resolves `filled` when the rows reach a batch).
+        while state.queue and state.rows < self.max_rows:
+            remaining = state.queue[0].request.arrival + self.max_delay - time.monotonic()
+            if remaining <= 0:
                 return
-            state.arrived.clear()
+            filled = state.filled = state.loop.create_future()
+            timer = state.loop.call_later(remaining, _resolve, filled)
             try:
-                await asyncio.wait_for(state.arrived.wait(), remaining)
-            except TimeoutError:
-                return
+                await filled
+            finally:
+                timer.cancel()
+                state.filled = None
 
     def _take(self, state: _LoopState) -> list[_Chunk]:
         """Up to `max_rows` rows of chunks sharing the first live chunk's key; expired chunks are dropped."""
@@ -236,8 +264,7 @@ class MicroBatcher:
                 self._unqueue(state, chunk)
                 continue
             if now > chunk.request.deadline:
-                where = f"model {self.runner.model!r} graph {self.runner.graph!r}"
-                chunk.future.set_exception(self._late(chunk.request, where))
+                chunk.future.set_exception(self._late(chunk.request, self._where))
                 self._unqueue(state, chunk)
                 continue
             if (batch and chunk.key != batch[0].key) or rows + chunk.rows > self.max_rows:
@@ -251,23 +278,46 @@ class MicroBatcher:
         return batch
 
     def _unqueue(self, state: _LoopState, chunk: _Chunk) -> None:
+        state.rows -= chunk.rows
         chunk.request.queued -= 1
         if chunk.request.queued == 0:
             self._release(state, chunk.request)
 
+    def _padded(self, feeds: Feeds, rows: int) -> Feeds:
+        """`feeds` of `rows` rows, with zero rows up to their bucket (label 0 is a valid class)."""
+        size = bucket_for(rows, self.max_rows)
+        if size == rows:
+            return feeds
+        return {n: np.concatenate([a, np.zeros((size - rows, *a.shape[1:]), a.dtype)]) for n, a in feeds.items()}
+
+    async def _run_now(self, state: _LoopState, outputs: list[str], feeds: Feeds, rows: int) -> list[np.ndarray]:
+        """Run one request on the idle graph, from the caller's task: its chunks in one hop, no queue."""
+        batches = [
+            (self._padded({n: a[start : start + self.max_rows] for n, a in feeds.items()}, part), part)
+            for start in range(0, rows, self.max_rows)
+            for part in (min(self.max_rows, rows - start),)
+        ]
+        await state.slots.acquire()  # free (checked by the caller, with no await between): does not wait
+        state.running += 1
+        try:
+            results = await self.runner.run_many(outputs, batches)
+        finally:
+            state.running -= 1
+            state.slots.release()
+        if len(results) == 1:
+            return [o[:rows] for o in results[0]]
+        return [
+            np.concatenate([r[i][:part] for r, (_, part) in zip(results, batches, strict=True)])
+            for i in range(len(outputs))
+        ]
+
     async def _run(self, state: _LoopState, batch: list[_Chunk]) -> None:
         try:
             rows = sum(c.rows for c in batch)
-            size = bucket_for(rows, self.max_rows)
-            if len(batch) == 1 and size == rows:
-                feeds = batch[0].feeds
+            if len(batch) == 1:
+                feeds = self._padded(batch[0].feeds, rows)
             else:
-                feeds = {}
-                for name, first in batch[0].feeds.items():
-                    parts = [c.feeds[name] for c in batch]
-                    if size > rows:  # zero rows up to the bucket (label 0 is a valid class)
-                        parts.append(np.zeros((size - rows, *first.shape[1:]), first.dtype))
-                    feeds[name] = np.concatenate(parts)
+                feeds = self._padded({n: np.concatenate([c.feeds[n] for c in batch]) for n in batch[0].feeds}, rows)
             try:
                 outputs = await self.runner(batch[0].outputs, feeds, rows=rows)
             except asyncio.CancelledError:

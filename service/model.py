@@ -23,6 +23,9 @@ from .reports import report_url
 from .runner import Runner
 
 Label = int | str
+# Labels as a request gives them (class names or indices; one for all rows, or one per row), or int64 indices
+# [N] that `labels_for` already resolved.
+Labels = Sequence[Label] | np.ndarray | None
 PriorName = Literal["fitted", "standard"]
 
 # A label index as text: ASCII digits only (str.isdigit() also takes '²' and '①', which int() refuses) and few of
@@ -34,6 +37,13 @@ _INDEX = re.compile(r"[0-9]{1,9}")
 class Encoding:
     mu: np.ndarray  # [N, D]
     logvar: np.ndarray | None  # [N, D]; None for a deterministic encoder
+    z: np.ndarray | None = None  # [N, k, D] draws from q(z|x), when asked for
+
+
+@dataclass(frozen=True)
+class Decoding:
+    images: np.ndarray  # [N, C, H, W] in [0, 1]
+    labels: np.ndarray | None  # int64 [N] label indices; None for an unconditional decoder
 
 
 class ServedModel:
@@ -98,16 +108,23 @@ class ServedModel:
             )
         return index
 
-    def labels_for(self, labels: Sequence[Label] | None, n: int, *, required: bool) -> np.ndarray | None:
+    def labels_for(self, labels: Labels, n: int, *, required: bool) -> np.ndarray | None:
         """Resolve labels to int64 [n] (one label is repeated for every row); None when not conditional."""
+        if isinstance(labels, np.ndarray) and labels.dtype == np.int64 and labels.shape == (n,) and self.conditional:
+            if n == 0 or (labels.min() >= 0 and labels.max() < len(self.class_names)):
+                return labels  # indices already (from this method, or built from its result): checked in one pass
+        if isinstance(labels, np.ndarray):
+            labels = labels.tolist()  # indices from a caller: checked as any label is
+        if labels is not None and not len(labels):
+            labels = None
         if not self.conditional:
-            if labels:
+            if labels is not None:
                 raise NotConditional(
                     f"model {self.name!r} is unconditional (kind {self.manifest.kind!r}): it takes no label; "
                     "drop the label, or use a conditional model (see GET /models)"
                 )
             return None
-        if not labels:
+        if labels is None:
             if required:
                 raise LabelRequired(
                     f"model {self.name!r} is conditional: give a label (an index 0..{len(self.class_names) - 1} "
@@ -124,33 +141,47 @@ class ServedModel:
 
     # --- graph calls --------------------------------------------------------------------------------------
 
-    async def encode(self, images: np.ndarray, labels: np.ndarray | None = None) -> Encoding:
-        """q(z|x) for images [N, C, H, W] (+ label indices [N] from `labels_for`): mu (and logvar) [N, D]."""
+    async def encode(
+        self, images: np.ndarray, labels: Labels = None, *, samples: int = 0, rng: np.random.Generator | None = None
+    ) -> Encoding:
+        """q(z|x) for images [N, C, H, W]: mu (and logvar) [N, D], and `samples` draws of z [N, k, D] from `rng`.
+
+        Checked before the graph runs: labels (required when the encoder takes them; 409 for a model that takes
+        none), and that q(z|x) is a distribution when draws are asked for (409 for an ae).
+        """
+        if samples:
+            self.require_posterior()
+        resolved = self.labels_for(labels, len(images), required=self.encoder_takes_label)
         feeds = {"image": np.ascontiguousarray(images, dtype=np.float32)}
         if self.encoder_takes_label:
-            feeds["label"] = self._need(labels)
+            assert resolved is not None
+            feeds["label"] = resolved
         names = ["mu", "logvar"] if self.has_posterior else ["mu"]
         out = await self.encoder(names, feeds)
-        return Encoding(mu=out[0], logvar=out[1] if self.has_posterior else None)
+        encoding = Encoding(mu=out[0], logvar=out[1] if self.has_posterior else None)
+        if not samples:
+            return encoding
+        z = self.posterior_draws(encoding, samples, rng or np.random.default_rng())
+        return Encoding(encoding.mu, encoding.logvar, z)
 
-    async def decode(self, z: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
-        """Mean of p(x|z) for latents [N, D] (+ label indices [N]): images [N, C, H, W] in [0, 1]."""
+    async def decode(self, z: np.ndarray, labels: Labels = None) -> np.ndarray:
+        """Mean of p(x|z) for latents [N, D] (+ labels, required for a conditional decoder): images in [0, 1]."""
+        return (await self.decode_labelled(z, labels)).images
+
+    async def decode_labelled(self, z: np.ndarray, labels: Labels = None) -> Decoding:
+        """As `decode`, with the label indices the images were decoded at (what a response names)."""
+        resolved = self.labels_for(labels, len(z), required=True)
         feeds = {"z": np.ascontiguousarray(z, dtype=np.float32)}
-        if self.decoder_takes_label:
-            feeds["label"] = self._need(labels)
+        if resolved is not None:
+            feeds["label"] = resolved
         (images,) = await self.decoder(["image"], feeds)
-        return self._produced(images)
+        return Decoding(self._produced(images), resolved)
 
     def _produced(self, images: np.ndarray) -> np.ndarray:
-        """The decoder's output as served: counted, and clipped to [0, 1]."""
+        """The decoder's output as served: counted, and clipped to [0, 1] in place (the rows are this request's
+        own: a batch's output is sliced, never shared, between requests)."""
         self._images.inc(len(images))
-        return np.clip(images, 0.0, 1.0)
-
-    def _need(self, labels: np.ndarray | None) -> np.ndarray:
-        if labels is None:  # routes resolve labels first; this guards a caller that forgot
-            self.labels_for(None, 0, required=True)
-        assert labels is not None
-        return labels
+        return np.clip(images, 0.0, 1.0, out=images if images.flags.writeable else None)
 
     # --- randomness (drawn here, never inside a graph) ----------------------------------------------------
 

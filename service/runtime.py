@@ -29,13 +29,16 @@ _CUDNN = {"exhaustive": "EXHAUSTIVE", "heuristic": "HEURISTIC", "default": "DEFA
 def session_options(settings: Settings) -> ort.SessionOptions:
     options = ort.SessionOptions()
     options.graph_optimization_level = _LEVELS[settings.graph_optimization]
-    options.intra_op_num_threads = settings.threads
+    # Threads per session follow from cores / processes: with every process owning a pool of one thread per core,
+    # VAE_PROCESSES=2 on 2 cores ran 4 threads per graph call and gained little over one process.
+    options.intra_op_num_threads = settings.session_threads()
     options.inter_op_num_threads = settings.inter_op_threads
     options.enable_cpu_mem_arena = settings.cpu_memory_arena
-    # Spinning keeps intra-op threads hot between a graph's parallel sections (large batches gain most); it
-    # can be turned off where the cores are shared with other busy processes.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if settings.thread_spinning else "0")
-    options.add_session_config_entry("session.inter_op.allow_spinning", "1" if settings.thread_spinning else "0")
+    # Spinning keeps intra-op threads hot between a graph's parallel sections (large batches gain most), but the
+    # spinning threads take the cores the event loop needs under load: off unless VAE_THREAD_SPINNING=true.
+    spin = "1" if settings.thread_spinning else "0"
+    options.add_session_config_entry("session.intra_op.allow_spinning", spin)
+    options.add_session_config_entry("session.inter_op.allow_spinning", spin)
     options.log_severity_level = 3
     return options
 

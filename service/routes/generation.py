@@ -13,6 +13,7 @@ from ..errors import LabelRequired
 from ..inputs import LabelsJSON, merge_labels, parse_json
 from ..model import Label, PriorName, ServedModel
 from ..outputs import Format, Scale, choose_format, images_response
+from .compiled import CompiledRoute
 from .params import (
     ClassLabelQuery,
     FormatQuery,
@@ -26,7 +27,7 @@ from .params import (
     rng_for,
 )
 
-router = APIRouter(tags=["generation"])
+router = APIRouter(tags=["generation"], route_class=CompiledRoute)
 
 ConditionalModelQuery = Annotated[
     str | None,

@@ -11,9 +11,10 @@ from .. import openapi as doc
 from ..deps import Model, Settings
 from ..inputs import decode_images, merge_labels, read_images, read_latents, receive_images
 from ..outputs import choose_format, images_response, json_response, npy_response
+from .compiled import CompiledRoute
 from .params import FormatQuery, LabelQuery, ScaleQuery, SeedQuery, at_most, rng_for
 
-router = APIRouter(tags=["inference"])
+router = APIRouter(tags=["inference"], route_class=CompiledRoute)
 
 
 @router.post(
@@ -36,19 +37,14 @@ async def encode(
     """Encode images to q(z|x): mu and logvar [N, D] per image, and `samples` draws of z [N, k, D]."""
     fmt = choose_format(request, fmt, ("json", "npy"), "json")
     at_most(samples, settings.max_samples, "samples", "VAE_MAX_SAMPLES")
-    if samples:
-        model.require_posterior()  # before any work: an ae has no distribution to draw from
     uploads = await receive_images(request, settings)
-    # Counts and labels are checked on the files as received, before any of them is decoded.
+    # Counts are checked on the files as received, before any of them is decoded.
     at_most(len(uploads.files) * samples, settings.max_latents, "samples x images", "VAE_MAX_LATENTS")
-    given = merge_labels(label, uploads.labels, limit=settings.max_images, setting="VAE_MAX_IMAGES")
-    labels = model.labels_for(given, len(uploads.files), required=model.encoder_takes_label)
+    labels = merge_labels(label, uploads.labels, limit=settings.max_images, setting="VAE_MAX_IMAGES")
     images = await decode_images(uploads, model.manifest.image, settings)
-    encoding = await model.encode(images.array, labels)
-    z, drawn_seed = None, None
-    if samples:
-        rng, drawn_seed = rng_for(seed)
-        z = model.posterior_draws(encoding, samples, rng)  # [N, k, D]
+    rng, drawn_seed = rng_for(seed) if samples else (None, None)
+    encoding = await model.encode(images.array, labels, samples=samples, rng=rng)
+    z = encoding.z
     headers = {"X-Model": model.name, **({"X-Seed": str(drawn_seed)} if drawn_seed is not None else {})}
     if fmt == "npy":
         return npy_response(z if z is not None else encoding.mu, headers)
@@ -84,11 +80,10 @@ async def decode(
     """Decode latent vectors [N, D] (+ labels for a conditional model) to images."""
     fmt = choose_format(request, fmt, ("png", "json", "npy"), "png")
     z, body_labels = await read_latents(request, model.manifest.latent_dim, settings)
-    given = merge_labels(label, body_labels, limit=settings.max_latents, setting="VAE_MAX_LATENTS")
-    labels = model.labels_for(given, len(z), required=True)
-    images = await model.decode(z, labels)
-    fields = {"model": model.name, "labels": model.label_names(labels)}
-    return await images_response(fmt, images, fields=fields, headers={"X-Model": model.name}, scale=scale)
+    labels = merge_labels(label, body_labels, limit=settings.max_latents, setting="VAE_MAX_LATENTS")
+    decoded = await model.decode_labelled(z, labels)
+    fields = {"model": model.name, "labels": model.label_names(decoded.labels)}
+    return await images_response(fmt, decoded.images, fields=fields, headers={"X-Model": model.name}, scale=scale)
 
 
 @router.post(

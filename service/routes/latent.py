@@ -18,9 +18,10 @@ from ..latent import InterpolationPath
 from ..latent_inputs import decode_groups, receive_ends, receive_sets
 from ..model import Label, ServedModel
 from ..outputs import Format, Scale, choose_format, images_response, json_response, npy_response
+from .compiled import CompiledRoute
 from .params import FormatQuery, LabelQuery, ScaleQuery, at_most
 
-router = APIRouter(tags=["latent space"])
+router = APIRouter(tags=["latent space"], route_class=CompiledRoute)
 
 DEFAULT_STRENGTHS = (0.0, 0.5, 1.0, 1.5, 2.0)
 _INDEX = re.compile(r"[0-9]{1,9}")  # a dimension index: ASCII digits, few enough for int() to be instant

@@ -11,8 +11,9 @@ from starlette.concurrency import run_in_threadpool
 from .. import openapi as doc
 from ..deps import Metrics, ReadyRegistry, Registry, Settings, shutting_down
 from ..reports import read_report
+from .compiled import CompiledRoute
 
-router = APIRouter(tags=["service"])
+router = APIRouter(tags=["service"], route_class=CompiledRoute)
 
 _PROVIDERS_EXAMPLE = {"mnist-vae": {"encoder": ["CPUExecutionProvider"], "decoder": ["CPUExecutionProvider"]}}
 _SUMMARY_EXAMPLE = {

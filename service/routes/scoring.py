@@ -11,9 +11,10 @@ from .. import scoring
 from ..deps import Model, Settings
 from ..inputs import decode_images, merge_labels, receive_images
 from ..outputs import json_response
+from .compiled import CompiledRoute
 from .params import LabelQuery, SeedQuery, at_most, rng_for
 
-router = APIRouter(tags=["scoring"])
+router = APIRouter(tags=["scoring"], route_class=CompiledRoute)
 
 DEFAULT_SAMPLES = 64
 _EXAMPLE_SCORE = {

@@ -31,3 +31,12 @@ def test_bad_values_name_the_setting(monkeypatch, key, value):
     monkeypatch.setenv(key, value)
     with pytest.raises(ValidationError, match=key.removeprefix("VAE_").lower()):
         Settings()
+
+
+def test_onnxruntime_threads_share_the_cores_between_processes(monkeypatch):
+    monkeypatch.setattr("os.cpu_count", lambda: 16)
+    assert Settings().session_threads() == 16 and not Settings().thread_spinning
+    assert Settings(processes=4).session_threads() == 4
+    assert Settings(processes=0).process_count() == 8 and Settings(processes=0).session_threads() == 2
+    assert Settings(processes=32).session_threads() == 1  # never zero, which onnxruntime reads as "all cores"
+    assert Settings(processes=4, threads=3).session_threads() == 3
