@@ -1,16 +1,24 @@
 """The README's tables of shipped models and of their priors, printed from the manifests so no figure is typed by hand.
 
-    python -m training.catalog models          # print the tables
+    python -m training.catalog models          # print the tables of the shipped models
+    python -m training.catalog models --all    # every model folder, your own too
     python -m training.catalog models --check README.md   # exit 1 if a README copy is stale
+
+Only the models in SHIPPED are in the README's tables and its check, so a model you train into models/ (as the
+README's training section does) leaves them, and `make test`, as they are.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
-from service.manifest import Manifest, load_manifest
+from service.manifest import Manifest, ManifestError, load_manifest
+
+# The models this repository ships: the ones `make models` retrains (a test checks the Makefile agrees).
+SHIPPED = ("mnist-ae", "mnist-beta-vae", "mnist-cvae", "mnist-vae")
 
 BEGIN, END = "<!-- models-table:begin -->", "<!-- models-table:end -->"
 PRIORS_BEGIN, PRIORS_END = "<!-- priors-table:begin -->", "<!-- priors-table:end -->"
@@ -24,7 +32,7 @@ def _row(m: Manifest) -> str:
     x = m.metrics
     frechet = "–" if x.frechet_distance is None else f"{x.frechet_distance:.1f} (floor {x.frechet_floor:.1f})"
     cells = [
-        f"`{m.name}`", m.kind, str(m.latent_dim), f"{m.training.beta:g}",
+        f"`{m.name}`", m.kind, m.training.dataset, str(m.latent_dim), f"{m.training.beta:g}",
         f"{m.training.best_epoch}/{m.training.epochs}", f"{m.training.train_seconds:.0f} s",
         _fmt(x.iw_bound), _fmt(x.negative_elbo), _fmt(x.reconstruction), _fmt(x.kl),
         f"{x.active_units}/{m.latent_dim}", _fmt(x.recon_squared_error, ".2f"),
@@ -33,10 +41,20 @@ def _row(m: Manifest) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
-def table(models_dir: Path) -> str:
-    manifests = [load_manifest(p) for p in sorted(Path(models_dir).iterdir()) if (p / "manifest.json").is_file()]
-    head = ("| model | kind | latent | beta | best epoch | training | -log p(x) bound (IW) | -ELBO | reconstruction "
-            "| KL | active units | squared error | label agreement | Frechet distance |")
+def _manifests(models_dir: Path, names: Sequence[str] | None) -> list[Manifest]:
+    """The named models' manifests (a missing one is an error), or with names=None every model folder's."""
+    models_dir = Path(models_dir)
+    if names is None:
+        folders = sorted(p for p in models_dir.iterdir() if (p / "manifest.json").is_file())
+    else:
+        folders = [models_dir / name for name in sorted(names)]
+    return [load_manifest(p) for p in folders]
+
+
+def table(models_dir: Path, names: Sequence[str] | None = SHIPPED) -> str:
+    manifests = _manifests(models_dir, names)
+    head = ("| model | kind | dataset | latent | beta | best epoch | training | -log p(x) bound (IW) | -ELBO "
+            "| reconstruction | KL | active units | squared error | label agreement | Frechet distance |")
     rule = "|" + "---|" * (head.count("|") - 1)
     return "\n".join([head, rule, *(_row(m) for m in manifests)])
 
@@ -58,9 +76,9 @@ def _prior_row(m: Manifest) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
-def priors_table(models_dir: Path) -> str:
+def priors_table(models_dir: Path, names: Sequence[str] | None = SHIPPED) -> str:
     """Both priors judged alike, and the held-out scores /score ranks against (median / 99th percentile)."""
-    manifests = [load_manifest(p) for p in sorted(Path(models_dir).iterdir()) if (p / "manifest.json").is_file()]
+    manifests = _manifests(models_dir, names)
     head = ("| model | kind | fitted components (per class) | label agreement, standard | label agreement, fitted "
             "| Frechet, standard | Frechet, fitted | Frechet floor | held-out score: median / 99th percentile |")
     rule = "|" + "---|" * (head.count("|") - 1)
@@ -69,10 +87,19 @@ def priors_table(models_dir: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m training.catalog", description=__doc__.splitlines()[0])
-    p.add_argument("models_dir", type=Path)
+    p.add_argument("models_dir", type=Path, help="the folder of model folders, e.g. models")
     p.add_argument("--check", type=Path, help="a README whose table between the markers must equal this one")
+    p.add_argument("--all", action="store_true", help="every model folder in MODELS_DIR, not only the shipped ones")
     a = p.parse_args(argv)
-    tables = [(BEGIN, END, table(a.models_dir)), (PRIORS_BEGIN, PRIORS_END, priors_table(a.models_dir))]
+    if a.check is not None and a.all:
+        p.error("--check compares the shipped models only; leave out --all")
+    names = None if a.all else SHIPPED
+    try:
+        tables = [(BEGIN, END, table(a.models_dir, names)),
+                  (PRIORS_BEGIN, PRIORS_END, priors_table(a.models_dir, names))]
+    except ManifestError as e:
+        print(f"error: {e} (the shipped models are {', '.join(SHIPPED)})", file=sys.stderr)
+        return 1
     if a.check is None:
         print("\n\n".join(current for _, _, current in tables))
         return 0

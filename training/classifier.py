@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import torch
-from scipy import linalg
 from torch import nn
+from tqdm import tqdm
 
 from .loop import shift
 
@@ -41,7 +39,7 @@ class Classifier(nn.Module):
 
 
 def train_classifier(x: np.ndarray, y: np.ndarray, num_classes: int, epochs: int = 12, seed: int = 0,
-                     device: torch.device | str = "cpu") -> Classifier:
+                     device: torch.device | str = "cpu", progress: bool = False) -> Classifier:
     """Trained on the given (training) rows only, with small shifts; x float32 [N, C, H, W] in [0, 1].
 
     Batches are drawn and shifted on the CPU (one seeded generator, as in training) and then moved to `device`.
@@ -52,7 +50,7 @@ def train_classifier(x: np.ndarray, y: np.ndarray, num_classes: int, epochs: int
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-    for _ in range(epochs):
+    for _ in tqdm(range(epochs), desc="classifier", unit="epoch", disable=not progress, dynamic_ncols=True):
         model.train()
         order = torch.randperm(len(xt), generator=gen)
         for start in range(0, len(order), 64):
@@ -66,13 +64,19 @@ def train_classifier(x: np.ndarray, y: np.ndarray, num_classes: int, epochs: int
     return model.eval()
 
 
+def _sqrt_psd(m: np.ndarray) -> np.ndarray:
+    """Symmetric square root of a symmetric positive semi-definite matrix (rounding's negative eigenvalues -> 0)."""
+    w, v = np.linalg.eigh(m)
+    return (v * np.sqrt(w.clip(min=0))) @ v.T
+
+
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     """Frechet distance between Gaussians fitted to two feature sets [N, F] (the FID formula)."""
     mu_a, mu_b = a.mean(0), b.mean(0)
     cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    # No `disp=`: it is deprecated and gone in newer scipy. A product of two covariances is close to singular in
-    # the directions the features barely use; the tiny imaginary parts that gives are dropped below.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", linalg.LinAlgWarning)
-        covmean = np.asarray(linalg.sqrtm(cov_a @ cov_b)).real
-    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * np.trace(covmean))
+    # tr sqrt(A B) = tr sqrt(A^1/2 B A^1/2): the right side is symmetric, so eigh computes it stably. scipy's
+    # sqrtm(A @ B) of the non-symmetric product warned (LinAlgWarning) whenever the covariances were near singular,
+    # which ReLU features that barely vary make them.
+    root_a = _sqrt_psd(cov_a)
+    cross = np.sqrt(np.linalg.eigvalsh(root_a @ cov_b @ root_a).clip(min=0)).sum()
+    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * cross)

@@ -178,7 +178,8 @@ def load_folder(arg: str | None) -> Dataset:
 
 
 def load_npz(arg: str | None) -> Dataset:
-    """An .npz with `x` (uint8, N x H x W [x C]) and an optional `y` (integer class per image)."""
+    """An .npz with `x` (uint8, N x H x W [x C]), an optional `y` (integer class per image) and an optional `names`
+    (one string per class, in class-index order; without it the classes are called "0", "1", ...)."""
     path = Path(arg or "")
     if not arg or not path.is_file():
         raise DataError(f"npz:{arg}: no such file; expected npz:PATH to a file with arrays 'x' and optional 'y'")
@@ -202,7 +203,25 @@ def load_npz(arg: str | None) -> Dataset:
             raise DataError(f"{path}: 'y' must hold non-negative integer class indices, got {y.dtype}")
         labels = y.astype(np.int64)
         class_names = [str(i) for i in range(int(labels.max()) + 1)]
+    if "names" in arrays:
+        class_names = _class_names(arrays["names"], labels, path)
     return Dataset(f"npz:{arg}", images, labels, class_names)
+
+
+def _class_names(names: np.ndarray, labels: np.ndarray | None, path: Path) -> list[str]:
+    """An npz's `names`: one distinct, non-empty string per class index 0 ... max(y)."""
+    if labels is None:
+        raise DataError(f"{path}: 'names' needs 'y', the class of each image; add 'y' or drop 'names'")
+    if names.ndim != 1 or names.dtype.kind not in "US":
+        raise DataError(f"{path}: 'names' must be a 1-d array of strings, one per class, got {names.dtype} "
+                        f"of shape {names.shape}")
+    found = [n.decode() if isinstance(n, bytes) else str(n) for n in names.tolist()]
+    if len(found) != labels.max() + 1:
+        raise DataError(f"{path}: 'y' uses classes 0 to {int(labels.max())} but 'names' has {len(found)} names; "
+                        "give one name per class, in class-index order")
+    if any(not n.strip() for n in found) or len(set(found)) != len(found):
+        raise DataError(f"{path}: 'names' must be distinct and non-empty, got {found}")
+    return found
 
 
 LOADERS: dict[str, Callable[[str | None], Dataset]] = {

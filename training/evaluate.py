@@ -9,6 +9,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from service.manifest import Manifest, Metrics
 from service.prior import FittedPrior, read_prior
@@ -58,11 +59,13 @@ def _nll(spec: EvalSpec, decoded: dict[str, np.ndarray], target: torch.Tensor) -
 
 
 def _likelihood_terms(pair: OnnxPair, spec: EvalSpec, x: np.ndarray, target: np.ndarray, labels, mu, logvar,
-                      k: int, rng: np.random.Generator) -> dict[str, float]:
+                      k: int, rng: np.random.Generator, progress: bool = True) -> dict[str, float]:
     """Importance-weighted bound with k samples, and the ELBO, reconstruction and KL from the same draws."""
     n, d = mu.shape
     per = max(1, ROWS_PER_DECODE // k)
     iw, elbo, rec = [], [], []
+    # Most of a short run's evaluation time is here (n x k decodes): a bar on stderr shows it moving.
+    bar = tqdm(total=n, desc=f"IW bound, K={k}", unit="image", disable=not progress, dynamic_ncols=True)
     for start in range(0, n, per):
         sl = slice(start, min(n, start + per))
         b = sl.stop - sl.start
@@ -77,6 +80,8 @@ def _likelihood_terms(pair: OnnxPair, spec: EvalSpec, x: np.ndarray, target: np.
         iw.append(importance_weighted_bound(log_px_z, log_pz, log_qz))
         elbo.append((log_px_z + log_pz - log_qz).mean(0))
         rec.append(-log_px_z.mean(0))
+        bar.update(b)
+    bar.close()
     kl_dims = kl_per_dim(torch.from_numpy(mu), torch.from_numpy(logvar))  # [N, D]
     kl = kl_dims.sum(1)
     per_image = -torch.cat(iw)  # [N]: what /score's nll estimates, image by image
@@ -88,7 +93,8 @@ def _likelihood_terms(pair: OnnxPair, spec: EvalSpec, x: np.ndarray, target: np.
 
 def _generation_terms(pair: OnnxPair, spec: EvalSpec, data: Dataset, test: np.ndarray, latent_dim: int,
                       rng: np.random.Generator, log: Callable[[str], None],
-                      device: torch.device | str, prior: FittedPrior | None) -> dict[str, float]:
+                      device: torch.device | str, prior: FittedPrior | None,
+                      progress: bool = True) -> dict[str, float]:
     """Label agreement and Frechet distance of generated images, judged by a classifier trained without test rows.
 
     Both priors are judged the same way: N(0, I) when the model was trained against it (vae, cvae), and the
@@ -101,7 +107,8 @@ def _generation_terms(pair: OnnxPair, spec: EvalSpec, data: Dataset, test: np.nd
 
     log(f"training the independent classifier on {len(others)} non-held-out images ...")
     classes = spec.num_classes or len(data.class_names)
-    clf = train_classifier(floats(others), data.labels[others], classes, seed=EVAL_SEED % 1000, device=device)
+    clf = train_classifier(floats(others), data.labels[others], classes, seed=EVAL_SEED % 1000, device=device,
+                           progress=progress)
     test_feats, test_pred = clf.features(floats(test))
     accuracy = float((test_pred == data.labels[test]).mean())
     # As many generated images per label as the held-out set has, so the two feature sets are comparable.
@@ -129,7 +136,7 @@ def _generation_terms(pair: OnnxPair, spec: EvalSpec, data: Dataset, test: np.nd
 
 
 def evaluate(folder: Path, spec: EvalSpec, iw_samples: int = 500, data: Dataset | None = None,
-             log: Callable[[str], None] = print, device: torch.device | str = "cpu") -> Metrics:
+             log: Callable[[str], None] = print, device: torch.device | str = "cpu", progress: bool = True) -> Metrics:
     """Measure the exported graphs in `folder` on the held-out rows `spec.test_indices`.
 
     The graphs run in onnxruntime on the CPU (what ships); `device` is where the judging classifier trains.
@@ -157,7 +164,7 @@ def evaluate(folder: Path, spec: EvalSpec, iw_samples: int = 500, data: Dataset 
     }
     if spec.stochastic:
         log(f"importance-weighted bound with K={iw_samples} on {len(test)} held-out images ...")
-        values.update(_likelihood_terms(pair, spec, x, target, labels, mu, codes["logvar"], iw_samples, rng))
+        values.update(_likelihood_terms(pair, spec, x, target, labels, mu, codes["logvar"], iw_samples, rng, progress))
         values["iw_samples"] = iw_samples
     else:
         values["reconstruction"] = _nll(spec, recon, torch.from_numpy(target)).mean().item()
@@ -171,7 +178,7 @@ def evaluate(folder: Path, spec: EvalSpec, iw_samples: int = 500, data: Dataset 
                                  for name, v in per_image.items() if v is not None}
     prior = _read_prior(folder, spec)
     if data.labels is not None and (spec.stochastic or prior is not None):
-        values.update(_generation_terms(pair, spec, data, test, mu.shape[1], rng, log, device, prior))
+        values.update(_generation_terms(pair, spec, data, test, mu.shape[1], rng, log, device, prior, progress))
     return Metrics(**values)
 
 

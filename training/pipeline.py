@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import platform
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from importlib.metadata import version as pkg_version
 from pathlib import Path
@@ -41,6 +41,7 @@ class RunOptions:
     limit: int | None = None  # train on a stratified subset of this many images (smoke runs)
     iw_samples: int = 500
     resume: bool = False
+    force: bool = False  # replace the model already in `out`
     device: str = "auto"  # auto | cpu | cuda | cuda:N (distributed.resolve_device)
     precision: str = "fp32"  # fp32 | bf16
     progress: bool = True
@@ -70,11 +71,38 @@ def choose_rows(data: Dataset, limit: int | None, seed: int) -> np.ndarray:
     return np.sort(np.concatenate([rng.choice(g, round(limit * len(g) / len(data)), replace=False) for g in groups]))
 
 
+class OutputExists(Exception):
+    """`--out` already holds a model (and no --force), or files that are not a model's; nothing was trained."""
+
+
+def check_out_folder(out: Path, force: bool) -> None:
+    """Refuse to replace a model unasked, and never replace a folder that is not a model's (run() deletes it)."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise OutputExists(f"--out {out}: a file of that name is there; choose a new folder")
+    if (out / "manifest.json").is_file():
+        if not force:
+            raise OutputExists(f"--out {out}: a model is already there ({out / 'manifest.json'}); choose a new "
+                               "folder, or pass --force to replace it")
+    elif any(out.iterdir()):
+        raise OutputExists(f"--out {out}: the folder holds other files and no manifest.json, so it is not a model "
+                           "folder that could be replaced; choose a new or empty folder")
+
+
+def resolve_likelihood(choice: str, channels: int) -> str:
+    """The likelihood asked for; "auto" is bernoulli for one channel (grey, MNIST-like), gaussian for colour."""
+    if choice != "auto":
+        return choice
+    return "gaussian" if channels == 3 else "bernoulli"
+
+
 def run(opts: RunOptions, log=print) -> Manifest | None:
     """Train, export and evaluate one model into `opts.out`; returns the manifest written there.
 
     Under torchrun every process trains; rank 0 alone then exports, evaluates and writes, and the others return None.
     """
+    check_out_folder(opts.out, opts.force)  # before any work: a refusal costs nothing
     place = start(opts.device, opts.precision)  # joins the torchrun job, if there is one
     if not place.is_main:
         log = lambda *_: None  # noqa: E731  (one voice in the logs: rank 0's)
@@ -82,25 +110,26 @@ def run(opts: RunOptions, log=print) -> Manifest | None:
     if opts.kind == "cvae" and data.labels is None:
         raise DataError(f"{opts.dataset}: a cvae needs class labels; give folder:PATH with one subfolder per class "
                         "or an npz with a 'y' array")
-    rows = choose_rows(data, opts.limit, opts.train.seed)
+    c, h, w = data.shape  # after --image-size and --channels
+    train = replace(opts.train, likelihood=resolve_likelihood(opts.train.likelihood, c))
+    rows = choose_rows(data, opts.limit, train.seed)
     labels = None if data.labels is None else data.labels[rows]
-    local = split_dataset(labels, len(rows), opts.test_fraction, opts.val_fraction, opts.train.seed)
+    local = split_dataset(labels, len(rows), opts.test_fraction, opts.val_fraction, train.seed)
     train_idx, val_idx, test_idx = rows[local.train], rows[local.validation], rows[local.test]
-    c, h, w = data.shape
     log(f"{opts.dataset}: {len(data)} images of {c}x{h}x{w}; train {len(train_idx)}, "
-        f"validation {len(val_idx)}, held-out test {len(test_idx)}")
+        f"validation {len(val_idx)}, held-out test {len(test_idx)}; {train.likelihood} likelihood")
     log(f"training on {place.describe()} in {place.precision}" +
         (f", data-parallel over {place.world_size} processes" if place.distributed else ""))
-    if place.distributed and opts.train.free_bits > 0:
+    if place.distributed and train.free_bits > 0:
         log("note: --free-bits floors each process's batch-mean KL, not the global batch's: with free bits a "
             "data-parallel run is close to, not the same as, one process on the same batches")
 
-    torch.manual_seed(opts.train.seed)
+    torch.manual_seed(train.seed)
     num_classes = len(data.class_names) if opts.kind == "cvae" else None
     net = NetConfig(kind=opts.kind, channels=c, height=h, width=w, num_classes=num_classes, **opts.net)
     model = AutoEncoder(net)
     ckpt_dir = CHECKPOINTS / opts.out.name
-    trainer = Trainer(model, opts.train, data.images, data.labels, train_idx, val_idx, checkpoint_dir=ckpt_dir,
+    trainer = Trainer(model, train, data.images, data.labels, train_idx, val_idx, checkpoint_dir=ckpt_dir,
                       place=place)
     last = ckpt_dir / "last.pt"
     # Rank 0 reads the checkpoint and sends it to the others, so other machines need no copy of checkpoints/.
@@ -122,33 +151,36 @@ def run(opts: RunOptions, log=print) -> Manifest | None:
     # a half-written model where the service would load it.
     staging = ckpt_dir / "export"
     shutil.rmtree(staging, ignore_errors=True)
-    files, worst = export_model(model, opts.train.likelihood, staging)
+    files, worst = export_model(model, train.likelihood, staging)
     log(f"exported encoder.onnx and decoder.onnx; onnxruntime matches PyTorch to {worst:.1e} at batches 1, 7, 64")
-    sigma = float(model.log_sigma.exp()) if opts.train.likelihood == "gaussian" else None
+    sigma = model.log_sigma.detach().exp().item() if train.likelihood == "gaussian" else None
     prior = fit_and_save(staging, data, test_idx.tolist(), num_classes, net.latent_dim, log=log)
-    spec = EvalSpec(opts.dataset, c, h, w, net.stochastic, net.conditional, num_classes, opts.train.likelihood,
-                    sigma, test_idx.tolist(), prior_path=prior.path, corrupt=opts.train.corrupt)
-    metrics = evaluate(staging, spec, iw_samples=opts.iw_samples, data=data, log=log, device=place.device)
+    spec = EvalSpec(opts.dataset, c, h, w, net.stochastic, net.conditional, num_classes, train.likelihood,
+                    sigma, test_idx.tolist(), prior_path=prior.path, corrupt=train.corrupt)
+    log(f"evaluating the exported graphs on {len(test_idx)} held-out images ...")
+    metrics = evaluate(staging, spec, iw_samples=opts.iw_samples, data=data, log=log, device=place.device,
+                       progress=opts.progress)
     log("held-out metrics:\n" + format_metrics(metrics))
     x_test = data.images[test_idx].astype(np.float32) / 255.0
     reports = write_reports(staging, OnnxPair(staging), x_test, data.labels[test_idx] if num_classes else None,
-                            net.latent_dim, num_classes, net.stochastic, result.history, seed=opts.train.seed)
+                            net.latent_dim, num_classes, net.stochastic, result.history, seed=train.seed,
+                            class_names=data.class_names)
     manifest = Manifest(
         name=opts.out.name, version=opts.version, kind=opts.kind, description=opts.description,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         image=ImageSpec(channels=c, height=h, width=w), latent_dim=net.latent_dim,
         labels=data.class_names if num_classes else None, encoder_conditioned=net.conditional,
-        likelihood=opts.train.likelihood, gaussian_sigma=sigma, files=Files(**files),
+        likelihood=train.likelihood, gaussian_sigma=sigma, files=Files(**files),
         training=Training(
             dataset=opts.dataset,
-            split=Split(seed=opts.train.seed, stratified=labels is not None, train_size=len(train_idx),
+            split=Split(seed=train.seed, stratified=labels is not None, train_size=len(train_idx),
                         validation_size=len(val_idx), test_size=len(test_idx), test_indices=test_idx.tolist()),
-            seed=opts.train.seed, epochs=opts.train.epochs, best_epoch=result.best_epoch,
-            batch_size=opts.train.batch_size, learning_rate=opts.train.learning_rate, beta=opts.train.beta,
-            warmup_epochs=opts.train.warmup_epochs, free_bits=opts.train.free_bits,
-            augment_shift=opts.train.augment_shift, train_seconds=round(result.seconds, 1),
+            seed=train.seed, epochs=train.epochs, best_epoch=result.best_epoch,
+            batch_size=train.batch_size, learning_rate=train.learning_rate, beta=train.beta,
+            warmup_epochs=train.warmup_epochs, free_bits=train.free_bits,
+            augment_shift=train.augment_shift, train_seconds=round(result.seconds, 1),
             library_versions=library_versions(), device=place.describe(), precision=place.precision,
-            world_size=place.world_size, corrupt=opts.train.corrupt),
+            world_size=place.world_size, corrupt=train.corrupt),
         metrics=metrics, reports=reports, prior=prior,
     )
     write_manifest(staging, manifest)

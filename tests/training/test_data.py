@@ -103,3 +103,27 @@ def test_unreadable_image_is_named(tmp_path):
     broken.write_bytes(b"not a png at all")
     with pytest.raises(DataError, match=r"broken\.png: unreadable image"):
         load_dataset(f"folder:{root}")
+
+
+def test_npz_names_its_classes(tmp_path):
+    x = np.zeros((12, 4, 4), np.uint8)
+    np.savez(tmp_path / "named.npz", x=x, y=np.arange(12) % 3, names=np.array(["cat", "dog", "owl"]))
+    np.savez(tmp_path / "bytes.npz", x=x, y=np.arange(12) % 2, names=np.array([b"left", b"right"]))
+    assert load_dataset(f"npz:{tmp_path / 'named.npz'}").class_names == ["cat", "dog", "owl"]
+    assert load_dataset(f"npz:{tmp_path / 'bytes.npz'}").class_names == ["left", "right"]
+
+
+@pytest.mark.parametrize(
+    "arrays, message",
+    [
+        ({"names": np.array(["a", "b"])}, "'names' needs 'y'"),
+        ({"y": np.arange(12) % 3, "names": np.array(["a", "b"])}, "uses classes 0 to 2 but 'names' has 2"),
+        ({"y": np.arange(12) % 2, "names": np.array(["a", "b", "c"])}, "uses classes 0 to 1 but 'names' has 3"),
+        ({"y": np.arange(12) % 2, "names": np.array(["a", "a"])}, "distinct and non-empty"),
+        ({"y": np.arange(12) % 2, "names": np.array(["a", " "])}, "distinct and non-empty"),
+        ({"y": np.arange(12) % 2, "names": np.array([0, 1])}, "1-d array of strings"),
+    ],
+)
+def test_bad_npz_names_are_refused(tmp_path, arrays, message):
+    with pytest.raises(DataError, match=message):
+        load_dataset(_bad_npz(tmp_path, x=np.zeros((12, 4, 4), np.uint8), **arrays))

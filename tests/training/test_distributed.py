@@ -99,7 +99,8 @@ def test_torchrun_trains_resumes_and_exports_a_model_the_service_loads(tmp_path)
     first = _torchrun(tmp_path, "--epochs", "1")
     assert "data-parallel over 2 processes" in first.stdout
     assert first.stdout.count("wrote models/ddp-vae/") == 1  # rank 0 alone exports and writes
-    again = _torchrun(tmp_path, "--epochs", "2", "--resume")
+    # A finished run continued for more epochs replaces its model: that takes --force.
+    again = _torchrun(tmp_path, "--epochs", "2", "--resume", "--force")
     assert "resumed from checkpoints/ddp-vae/last.pt at epoch 1" in again.stdout
 
     out = tmp_path / "models" / "ddp-vae"

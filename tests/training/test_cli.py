@@ -1,0 +1,108 @@
+"""The command line: a refused --out, the likelihood chosen from the data, help and defaults for every option."""
+
+import argparse
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+from service.manifest import load_manifest  # noqa: E402
+from training.cli import _parser, main  # noqa: E402
+from training.pipeline import resolve_likelihood  # noqa: E402
+
+QUICK = ["--epochs", "1", "--base-channels", "4", "--hidden", "16", "--latent-dim", "2", "--iw-samples", "4",
+         "--warmup-epochs", "0", "--no-progress"]
+
+
+@pytest.fixture
+def in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # checkpoints/ goes here
+    return tmp_path
+
+
+def _colour_npz(path, n=40):
+    """n RGB 8x8 images in two named classes: colour data that says nothing of --channels."""
+    rng = np.random.default_rng(0)
+    np.savez(path, x=rng.integers(0, 256, (n, 8, 8, 3), dtype=np.uint8), y=np.arange(n) % 2,
+             names=np.array(["red", "blue"]))
+    return f"npz:{path}"
+
+
+# Warnings are errors here: a training run prints none (torch's "converting a tensor with requires_grad=True to a
+# scalar", scipy's LinAlgWarning from the Frechet distance of few, near-singular features were two).
+@pytest.mark.filterwarnings("error::UserWarning", "error::RuntimeWarning")
+def test_colour_data_gets_a_gaussian_likelihood_without_channels_and_its_class_names(in_tmp, capsys):
+    out = in_tmp / "models" / "colour"
+    assert main(["train", "--kind", "cvae", "--dataset", _colour_npz(in_tmp / "c.npz"), "--out", str(out),
+                 *QUICK]) == 0
+    manifest = load_manifest(out)
+    assert manifest.image.channels == 3 and manifest.likelihood == "gaussian" and manifest.gaussian_sigma > 0
+    assert manifest.labels == ["red", "blue"]
+    assert manifest.metrics.frechet_distance is not None
+    printed = capsys.readouterr().out
+    assert "gaussian likelihood" in printed and "evaluating the exported graphs on 8 held-out images" in printed
+
+
+def test_likelihood_auto_follows_the_channels_after_conversion():
+    assert resolve_likelihood("auto", 3) == "gaussian" and resolve_likelihood("auto", 1) == "bernoulli"
+    assert resolve_likelihood("bernoulli", 3) == "bernoulli" and resolve_likelihood("gaussian", 1) == "gaussian"
+
+
+def test_an_existing_model_folder_is_replaced_only_with_force(in_tmp, capsys):
+    out = in_tmp / "models" / "grey"
+    out.mkdir(parents=True)
+    (out / "manifest.json").write_text("{}")  # a model folder, as far as the refusal is concerned
+    (out / "samples.png").write_bytes(b"old")
+    args = ["train", "--kind", "vae", "--dataset", _colour_npz(in_tmp / "c.npz"), "--channels", "1",
+            "--out", str(out), *QUICK]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "a model is already there" in err and "--force" in err
+    assert (out / "manifest.json").read_text() == "{}" and (out / "samples.png").read_bytes() == b"old"
+    assert not (in_tmp / "checkpoints").exists()  # refused before any work
+
+    assert main([*args, "--force"]) == 0
+    manifest = load_manifest(out)  # the new model, whole
+    assert manifest.likelihood == "bernoulli"  # converted to grey, so auto is bernoulli
+    assert (out / "samples.png").read_bytes() != b"old"
+
+
+def test_a_folder_that_is_not_a_model_is_never_replaced(in_tmp, capsys):
+    keep = in_tmp / "documents"
+    keep.mkdir()
+    (keep / "thesis.txt").write_text("mine")
+    assert main(["train", "--kind", "vae", "--dataset", "digits", "--out", str(keep), "--force", *QUICK]) == 2
+    assert "not a model folder" in capsys.readouterr().err
+    assert (keep / "thesis.txt").read_text() == "mine"
+
+
+def _subcommands() -> dict[str, argparse.ArgumentParser]:
+    sub = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(sub.choices)
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "fit-prior", "stamp"])
+def test_every_option_has_help_and_shows_its_default(command, capsys):
+    parser = _subcommands()[command]
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--help"])
+    shown = " ".join(capsys.readouterr().out.split())  # undo the line wrapping
+    for action in parser._actions:
+        if isinstance(action, argparse._HelpAction):
+            continue
+        assert action.help, f"{command} {action.dest}: no help text"
+        flag = isinstance(action.default, bool)
+        if action.required or flag or not action.option_strings:
+            continue
+        if action.default in (None, ""):  # nothing to show: the help says in words what happens
+            assert "(default: " in action.help, f"{command} {action.dest}: default not explained"
+        else:
+            assert f"(default: {action.default})" in shown, f"{command} {action.dest}: default not shown"
+
+
+def test_train_help_lists_defaults_from_the_configs(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "dimensions of the latent code z (default: 32)" in shown and "(default: 70)" in shown
