@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import DeadlineExceeded, Overloaded
+from .providers import GPU_PROVIDERS
 from .runner import Feeds, GraphRunner
 
 # (outputs, ((input name, trailing shape, dtype), ...)): chunks with equal keys can be concatenated.
@@ -97,6 +98,8 @@ class MicroBatcher:
         self.deadline = deadline  # seconds
         self.max_in_flight = max_in_flight  # batches of this graph running at once
         self._state: _LoopState | None = None
+        # An idle graph on a CPU provider runs a request past `max_rows` as one call (`_run_now`).
+        self.whole_requests = runner.providers[0] not in GPU_PROVIDERS
 
     @property
     def providers(self) -> list[str]:
@@ -292,11 +295,17 @@ class MicroBatcher:
 
     async def _run_now(self, state: _LoopState, outputs: list[str], feeds: Feeds, rows: int) -> list[np.ndarray]:
         """Run one request on the idle graph, from the caller's task: its chunks in one hop, no queue."""
-        batches = [
-            (self._padded({n: a[start : start + self.max_rows] for n, a in feeds.items()}, part), part)
-            for start in range(0, rows, self.max_rows)
-            for part in (min(self.max_rows, rows - start),)
-        ]
+        if rows > self.max_rows and self.whole_requests:
+            # One call of all its rows: no per-chunk runs and no concatenation of their outputs (a 256-row null
+            # decoder request took half the time). A shape first met here costs the CPU provider little; on a
+            # GPU provider (new shapes mean an algorithm search) requests keep to the warmed buckets.
+            batches = [(feeds, rows)]
+        else:
+            batches = [
+                (self._padded({n: a[start : start + self.max_rows] for n, a in feeds.items()}, part), part)
+                for start in range(0, rows, self.max_rows)
+                for part in (min(self.max_rows, rows - start),)
+            ]
         await state.slots.acquire()  # free (checked by the caller, with no await between): does not wait
         state.running += 1
         try:

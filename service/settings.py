@@ -162,7 +162,15 @@ class Settings(BaseSettings):
 
     batching: bool = Field(True, description="combine concurrent requests' rows into one onnxruntime call per graph")
     max_batch_rows: int = Field(
-        64, ge=1, description="rows per onnxruntime call; larger requests are split (every bucket is warmed)"
+        64,
+        ge=1,
+        description="rows per onnxruntime call; on a GPU larger requests are split into warmed buckets, on the CPU "
+        "a larger request on an idle graph runs as one call",
+    )
+    warm_buckets: Literal["auto", "all", "none"] = Field(
+        "auto",
+        description="warm every batch-size bucket before /ready: auto warms them on a GPU provider only (a new "
+        "shape costs the CPU provider a few ms, once)",
     )
     max_batch_delay_ms: float = Field(
         2.0, ge=0, description="how long a batch may wait to fill while the graph is busy (none when it is idle)"

@@ -72,7 +72,8 @@ def many_models(tmp_path_factory):
     return root
 
 
-SLOW_WARM_UP = {"VAE_MAX_BATCH_ROWS": "4096"}  # every batch size bucket up to 4096 rows is run before /ready
+# every batch size bucket up to 4096 rows is run before /ready
+SLOW_WARM_UP = {"VAE_MAX_BATCH_ROWS": "4096", "VAE_WARM_BUCKETS": "all"}
 
 
 def test_the_port_answers_while_models_load_with_ready_503(many_models):
