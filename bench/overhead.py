@@ -11,6 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from .load import free_port, server, settle
 from .loadgen import Request
 from .null_model import null_models_dir
@@ -51,6 +53,13 @@ def _single(models_dir: Path, batching: bool, clients: tuple[int, ...], seconds:
         }
 
 
+def same_bytes_row(nbytes: int, seconds: float) -> dict[str, Any]:
+    """The empty endpoint answering `nbytes` prebuilt bytes at 1 client: the ceiling for a bulk body that size."""
+    port = free_port()
+    with server(["-m", "bench.empty", str(port)], port) as s:
+        return {**measure(s, port, Request("GET", f"/bytes?n={nbytes}"), 1, seconds, BULK_N), "bytes": nbytes}
+
+
 def null_figures(seconds: float) -> dict[str, Any]:
     """Every null-model figure; the models folder is written to a temporary directory and removed afterwards."""
     with null_models_dir() as models_dir:
@@ -62,6 +71,7 @@ def null_figures(seconds: float) -> dict[str, Any]:
                 fmt: measure(s, port, Request("GET", f"/sample?n={BULK_N}&format={fmt}"), 1, seconds, BULK_N)
                 for fmt in BULK_FORMATS
             }
+            npy_bytes = len(httpx.get(f"{s.url}/sample?n={BULK_N}&format=npy", timeout=30).content)
             figures["batching on"] = {
                 "encode": [measure(s, port, ENCODE, c, seconds) for c in CLIENTS],
                 "sample1": [measure(s, port, SAMPLE1, c, seconds) for c in CLIENTS],
@@ -71,6 +81,7 @@ def null_figures(seconds: float) -> dict[str, Any]:
                 name: profile(s.pid, lambda r=request, c=clients, n=n: measure(s, port, r, c, profiled, n))
                 for name, (request, clients, n) in PROFILED.items()
             }
+        figures["same bytes"] = same_bytes_row(npy_bytes, seconds)
         figures["batching off"] = _single(models_dir, False, (max(CLIENTS),), seconds)
         figures["processes"] = [processes_row(models_dir, p, seconds) for p in (1, 2)]
     return figures
@@ -110,7 +121,7 @@ def processes_table(rows_by_models: dict[str, list[dict[str, Any]]]) -> list[str
 
 def report(null: dict[str, Any], shipped_processes: list[dict[str, Any]]) -> list[str]:
     """The "serving overhead" section of BENCHMARKS.md."""
-    on, off = null["batching on"], null["batching off"]
+    on, off, same = null["batching on"], null["batching off"], null["same bytes"]
     return [
         "## Serving overhead (null model)",
         "",
@@ -130,6 +141,9 @@ def report(null: dict[str, Any], shipped_processes: list[dict[str, Any]]) -> lis
             f"| {r['p99_ms']:.1f} | {r['server_cpu_ms']:.2f} |"
             for fmt, r in null["bulk"].items()
         ),
+        f"| `GET /bytes?n={same['bytes']}` from the empty endpoint (the npy body's size, prebuilt; counted as "
+        f"{BULK_N} images) | {same['clients']} | {same['images_per_s']:.0f} | {same['p50_ms']:.1f} "
+        f"| {same['p99_ms']:.1f} | {same['server_cpu_ms']:.2f} |",
         "",
         *HEAD,
         *rows("`POST /encode` (1 image), batching on", on["encode"]),

@@ -57,7 +57,7 @@ def raw_runtime(models_dir: Path, batches: tuple[int, ...], seconds: float) -> l
             outputs = [o.name for o in graph.outputs]
             for rows in batches:
                 feeds = feeds_for(graph, rows, len(manifest.labels or []))
-                median = statistics.median(time_runs(lambda: session.run(outputs, feeds), seconds))
+                median = statistics.median(time_runs(lambda s=session, o=outputs, f=feeds: s.run(o, f), seconds))
                 rows_out.append(
                     {
                         "model": manifest.name,

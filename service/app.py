@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 import anyio.to_thread
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi_offline import FastAPIOffline
 from starlette.middleware.cors import CORSMiddleware
 
@@ -70,6 +70,20 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         executor.shutdown(wait=True, cancel_futures=True)
 
 
+def mount_routes(app: FastAPI, routers: Sequence[APIRouter]) -> None:
+    """Put every route of `routers` on the app's own router, in order.
+
+    `include_router` (FastAPI 0.165) keeps each router as an `_IncludedRouter` whose matching rebuilds an
+    effective context per candidate on every request: 13% of a `/health` request's CPU under load. The routers
+    here carry no include-time options (prefix, dependencies, responses: their routes hold their own), so their
+    routes can sit on the app's router directly, where matching is one regex per route.
+    """
+    for router in routers:
+        for route in router.routes:
+            app.router.routes.append(route)
+    app.router._mark_routes_changed()  # FastAPI caches derived route lists per version
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; `Settings()` reads the VAE_* environment when no settings are given."""
     settings = settings or Settings()
@@ -87,8 +101,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.registry = None  # set by the lifespan once every model is loaded and warm
     app.state.in_flight = InFlight()  # OIP requests per model, which an unload waits for (service/repository.py)
     install_error_handlers(app)
-    for router in ROUTERS:
-        app.include_router(router)
+    mount_routes(app, ROUTERS)
     install_openapi(app, settings, api_key=bool(api_keys))
     # Added last = outermost: metrics also count the 401s, 413s and 422s that the middleware answer themselves;
     # CORS sits outside the key check, so that preflights (which carry no key) and 401s get their headers.

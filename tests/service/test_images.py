@@ -177,6 +177,27 @@ def test_a_png_cut_inside_a_chunk_is_still_refused_as_invalid():
             decode_image(data[:cut], GRAY28, max_pixels=10_000, what="file 'cut.png'")
 
 
+def _rotated_exif() -> Image.Exif:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: the stored pixels must be turned 90 degrees clockwise to display
+    return exif
+
+
+def test_exif_orientation_is_applied_for_a_jpeg_and_for_a_png_whose_exif_follows_the_pixels():
+    stored = np.zeros((8, 8), np.uint8)
+    stored[0, :] = 255  # a white top row; displayed after a 90-degree clockwise turn it is the right column
+    buffer = io.BytesIO()
+    Image.fromarray(stored).save(buffer, format="JPEG", quality=100, exif=_rotated_exif())
+    shown = decode_image(buffer.getvalue(), ImageSpec(channels=1, height=8, width=8), max_pixels=10_000)[0]
+    assert shown[:, -1].mean() > 0.9 and shown[0, :-2].mean() < 0.1
+    plain = png_bytes(stored)
+    after_pixels = plain[:-12] + png_chunk(b"eXIf", _rotated_exif().tobytes()) + plain[-12:]  # before IEND
+    shown = decode_image(after_pixels, ImageSpec(channels=1, height=8, width=8), max_pixels=10_000)[0]
+    assert np.array_equal(shown, np.rot90(stored, -1) / np.float32(255.0))
+    unrotated = decode_image(plain, ImageSpec(channels=1, height=8, width=8), max_pixels=10_000)[0]
+    assert np.array_equal(unrotated, stored / np.float32(255.0))
+
+
 def test_malformed_exif_is_invalid_input_naming_the_part():
     with pytest.raises(InvalidInput, match="file 'phone.jpg' could not be decoded"):
         decode_image(bad_exif_jpeg(), GRAY28, max_pixels=10_000, what="file 'phone.jpg'")
