@@ -11,7 +11,15 @@ import pytest
 from PIL import Image
 
 from service.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
-from service.images import decode_image, encode_png, grid, open_image, png_pixel_chunks, sniff
+from service.images import (
+    decode_image,
+    decode_model_sized_png,
+    encode_png,
+    grid,
+    open_image,
+    png_pixel_chunks,
+    sniff,
+)
 from service.manifest import ImageSpec
 
 from .payloads import bad_exif_jpeg, png_chunk, ztxt_bomb_png
@@ -239,3 +247,42 @@ def test_png_of_too_many_chunks_is_refused_but_small_idat_chunks_are_fine():
     np.testing.assert_array_equal(
         decode_image(resplit, GRAY28, max_pixels=100_000), decode_image(data, GRAY28, max_pixels=100_000)
     )
+
+
+def _png(array: np.ndarray, **options) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG", **options)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("options", [{}, {"optimize": True}, {"compress_level": 0}, {"compress_level": 9}])
+def test_a_model_sized_png_decodes_directly_to_the_same_pixels_as_pillow(options):
+    rng = np.random.default_rng(3)
+    gray = (rng.random((28, 28)) ** 3 * 255).astype(np.uint8)  # mostly dark, like a digit: every PNG filter type
+    rgb = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    for pixels, spec in ((gray, GRAY28), (rgb, RGB8)):
+        data = _png(pixels, **options)
+        direct = decode_model_sized_png(data, spec)
+        assert direct is not None and direct.dtype == np.float32
+        assert np.array_equal(direct, decode_image(data, spec, max_pixels=10_000))  # the full path: Pillow's
+    with_text = _png(gray)[:33] + png_chunk(b"tEXt", b"Comment\0hello") + _png(gray)[33:]
+    assert np.array_equal(decode_model_sized_png(with_text, GRAY28), decode_image(with_text, GRAY28, 10_000))
+
+
+def test_anything_but_a_plain_model_sized_png_takes_pillows_full_path():
+    gray = np.random.default_rng(4).integers(0, 256, (28, 28), dtype=np.uint8)
+    plain = _png(gray)
+    transparent = plain[:33] + png_chunk(b"tRNS", b"\0\0") + plain[33:]
+    others = {
+        "another size": _png(gray[:27]),
+        "RGB for a grey model": _png(np.stack([gray] * 3, axis=-1)),
+        "16-bit": _png(gray.astype(np.uint16) * 257),
+        "interlaced": plain[:28] + b"\x01" + plain[29:],  # IHDR's interlace byte (its CRC then fails in Pillow)
+        "transparency": transparent,
+        "cut short": plain[:-20],
+        "corrupt pixels": plain[:45] + bytes(10) + plain[55:],
+        "a JPEG": jpeg_bytes(gray),
+    }
+    for name, data in others.items():
+        assert decode_model_sized_png(data, GRAY28) is None, name
+    assert decode_image(transparent, GRAY28, max_pixels=10_000).shape == (1, 28, 28)
