@@ -9,6 +9,7 @@ import io
 import math
 import struct
 import warnings
+import zlib
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -205,9 +206,37 @@ def _reason(error: Exception) -> str:
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
-    """[C, H, W] floats in [0, 1] -> [H, W] or [H, W, C] uint8 for Pillow."""
-    pixels = (np.clip(np.nan_to_num(image), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    """[C, H, W] floats in [0, 1] -> [H, W] or [H, W, C] uint8 for Pillow (NaN -> 0, out of range clipped)."""
+    # fmax/fmin drop NaN in favour of the bound: NaN -> 0, as numpy.nan_to_num then clip did, at a third the cost.
+    pixels = (np.fmin(np.fmax(image, 0.0), 1.0) * 255.0 + 0.5).astype(np.uint8)
     return pixels[0] if pixels.shape[0] == 1 else pixels.transpose(1, 2, 0)
+
+
+# Up to this many pixels a PNG is written here (unfiltered rows, one zlib call): half of Pillow's time for a 28x28
+# digit, most of which is its encoder set-up. Larger images (grids, scaled ones) keep Pillow's row filters, which
+# make photos' PNGs smaller.
+SMALL_PNG_PIXELS = 64 * 64
+_PNG_COLOUR_TYPES = {2: 0, 3: 2}  # array dimensions -> PNG colour type: grey, RGB
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def _small_png(pixels: np.ndarray) -> bytes:
+    """uint8 [H, W] or [H, W, 3] -> PNG bytes: each row led by filter type 0 (none), deflated in one call."""
+    height, width = pixels.shape[:2]
+    rows = np.zeros((height, 1 + pixels[0].size), np.uint8)
+    rows[:, 1:] = pixels.reshape(height, -1)
+    header = struct.pack(">IIBBBBB", width, height, 8, _PNG_COLOUR_TYPES[pixels.ndim], 0, 0, 0)
+    return b"".join(
+        (
+            b"\x89PNG\r\n\x1a\n",
+            _png_chunk(b"IHDR", header),
+            _png_chunk(b"IDAT", zlib.compress(rows.tobytes(), 6)),
+            _png_chunk(b"IEND", b""),
+        )
+    )
 
 
 def encode_png(image: np.ndarray, scale: int = 1) -> bytes:
@@ -216,11 +245,13 @@ def encode_png(image: np.ndarray, scale: int = 1) -> bytes:
     The enlargement is nearest neighbour (each pixel a scale x scale block), done on the 8-bit image: a quarter of
     the memory the float32 array would take. Callers check the enlarged size against their limit first.
     """
-    picture = Image.fromarray(to_uint8(image))
+    pixels = to_uint8(image)
     if scale > 1:
-        picture = picture.resize((picture.width * scale, picture.height * scale), Image.Resampling.NEAREST)
+        pixels = pixels.repeat(scale, axis=0).repeat(scale, axis=1)
+    if pixels.shape[0] * pixels.shape[1] <= SMALL_PNG_PIXELS:
+        return _small_png(pixels)
     buffer = io.BytesIO()
-    picture.save(buffer, format="PNG")
+    Image.fromarray(pixels).save(buffer, format="PNG")
     return buffer.getvalue()
 
 

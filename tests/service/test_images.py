@@ -286,3 +286,18 @@ def test_anything_but_a_plain_model_sized_png_takes_pillows_full_path():
     for name, data in others.items():
         assert decode_model_sized_png(data, GRAY28) is None, name
     assert decode_image(transparent, GRAY28, max_pixels=10_000).shape == (1, 28, 28)
+
+
+@pytest.mark.parametrize("channels, size", [(1, 28), (3, 8), (1, 64), (3, 65), (1, 300)])  # written here / by Pillow
+@pytest.mark.parametrize("scale", [1, 3])
+def test_encoded_pngs_hold_the_exact_8_bit_pixels_at_any_size_and_scale(channels, size, scale):
+    rng = np.random.default_rng(size)
+    image = rng.random((channels, size, size + 1)).astype(np.float32)
+    image[0, 0, :4] = [np.nan, np.inf, -np.inf, 1.7]  # NaN and below 0 -> black, above 1 -> white
+    picture = Image.open(io.BytesIO(encode_png(image, scale)))
+    picture.load()  # Pillow checks every chunk's CRC and the zlib stream as it reads
+    expected = np.floor(np.nan_to_num(image, posinf=1.0, neginf=0.0).clip(0, 1) * 255 + 0.5).astype(np.uint8)
+    expected = expected.repeat(scale, axis=1).repeat(scale, axis=2)
+    assert picture.mode == ("L" if channels == 1 else "RGB") and picture.size == ((size + 1) * scale, size * scale)
+    got = np.asarray(picture)
+    assert np.array_equal(got if channels == 3 else got[..., None], expected.transpose(1, 2, 0))
