@@ -23,6 +23,7 @@ from .contract import check_contract
 from .errors import NotConditional, StartupError, UnknownModel
 from .graphs import check_io, open_session
 from .manifest import MANIFEST_FILE, ManifestError, confined, load_manifest, shown, verify_files
+from .memory import release_freed_memory
 from .metrics import Metrics
 from .model import ServedModel
 from .prior import load_prior
@@ -374,6 +375,7 @@ def load_registry(settings: Settings, executor: Executor, metrics: Metrics) -> M
         raise StartupError(f"no model could be loaded from {str(root)!r}{why}")
     registry = ModelRegistry(models, min(models), refused, plan)
     registry.choose_defaults(settings)
+    release_freed_memory()  # the graphs' parse buffers and the warm-ups' activations (service/memory.py)
     log.info(
         "serving %d model(s) %s; default %s, conditional default %s",
         len(models),

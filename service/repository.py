@@ -28,6 +28,7 @@ import anyio.to_thread
 
 from .errors import CapabilityMissing, InvalidInput, ServiceError, UnknownModel
 from .manifest import MANIFEST_FILE, ManifestError
+from .memory import release_freed_memory
 from .metrics import Metrics
 from .model import ServedModel
 from .registry import ModelRegistry, Refused, load_model, model_folders, without_root
@@ -172,6 +173,7 @@ class ModelRepository:
             self.registry.remove(old.name)
         self.registry.add(model)
         self.registry.refused = [r for r in self.registry.refused if r.folder != folder.name]
+        release_freed_memory()  # the new graphs' parse buffers (service/memory.py)
         self._unloaded.discard(folder.name)
         self._stamps[folder.name] = _stamp(folder)
         self.registry.choose_defaults(self.settings)
