@@ -6,6 +6,7 @@ import secrets
 from typing import Annotated, Literal
 
 import numpy as np
+import numpy.random  # noqa: F401  numpy 2 imports it on first use: at start-up, not in the first request (~30 ms)
 from fastapi import Depends, Query
 
 from ..deps import Settings
