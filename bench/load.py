@@ -117,15 +117,19 @@ def server(
             time.sleep(0.01)
         yield Server(url, process.pid, time.perf_counter() - start)
     finally:
-        # A server's own processes (LitServe's workers) may outlive it: stop those still running, the same
+        # A server's own processes (LitServe's workers) may outlive it: kill those still running, the same
         # processes (same start time), not others that took their ids since.
         below = {pid: _started(pid) for pid in descendants(process.pid)[1:]}
         process.send_signal(stop)
-        process.wait(timeout=30)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # a server slow to stop (LitServe under load) must not end the run
+            process.kill()
+            process.wait(timeout=30)
         for pid, started in below.items():
             if started is not None and _started(pid) == started:
                 with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGTERM)
+                    os.kill(pid, signal.SIGKILL)
 
 
 def settle(url: str, answers: int = 20, timeout: float = 60) -> None:
