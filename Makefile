@@ -63,7 +63,7 @@ readme-images: setup
 	VAE_WRITE_SCREENSHOTS=1 $(PY) -m pytest -q tests/integration/test_playground.py -k drawn
 
 # Retrains and exports every shipped default model (each a few minutes on 2 CPU cores), on the GPU when present.
-models: mnist-ae mnist-vae mnist-beta-vae mnist-cvae
+models: mnist-ae mnist-vae mnist-beta-vae mnist-cvae mnist-dae
 
 mnist-ae: setup
 	$(TRAIN) --kind ae --out models/mnist-ae $(TRAIN_ARGS)
@@ -74,7 +74,7 @@ mnist-beta-vae: setup
 mnist-cvae: setup
 	$(TRAIN) --kind cvae --out models/mnist-cvae $(TRAIN_ARGS)
 mnist-dae: setup
-	$(TRAIN) --kind ae --corrupt mask:0.3 --out models/mnist-dae $(TRAIN_ARGS)
+	$(TRAIN) --kind ae --corrupt mask:0.3 --hidden 128 --out models/mnist-dae $(TRAIN_ARGS)
 
 clean:
 	rm -rf $(VENV) checkpoints .pytest_cache

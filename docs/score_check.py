@@ -1,11 +1,12 @@
 """Does `POST /score` reproduce the manifest's bound? `python -m docs.score_check` (writes docs/score_check.json).
 
 Scores every held-out digit of each model with a likelihood (the manifest's `training.split.test_indices`, the rows
-the export's evaluation measured) through the service itself (create_app on models/, in-process over httpx's ASGI
-transport), at the default K=64 and at the evaluation's K (`metrics.iw_samples`, 500), and prints the mean `nll`
-beside the manifest's `iw_bound`. The importance-weighted estimate of -log p(x) is biased upwards by Jensen's
-inequality, by less as K grows, so the K=64 mean lies above the K=500 bound; at the evaluation's K the two measure
-the same thing on the same images and must agree within sampling noise. The README's figures come from this.
+the export's evaluation measured; a cvae's with each digit's own label, as its bound is on -log p(x | label)) through
+the service itself (create_app on models/, in-process over httpx's ASGI transport), at the default K=64 and at the
+evaluation's K (`metrics.iw_samples`, 500), and prints the mean `nll` beside the manifest's `iw_bound`. The
+importance-weighted estimate of -log p(x) is biased upwards by Jensen's inequality, by less as K grows, so the K=64
+mean lies above the K=500 bound; at the evaluation's K the two measure the same thing on the same images and must
+agree within sampling noise. The README's figures come from this.
 """
 
 from __future__ import annotations
@@ -38,15 +39,21 @@ def png(pixels: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-async def mean_nll(http: httpx.AsyncClient, model: str, images: list[bytes], k: int) -> float:
-    """The mean `nll` over `images` at K=k, each request seeded by its first row (so a rerun gives the same)."""
+async def mean_nll(http: httpx.AsyncClient, model: str, images: list[bytes], k: int,
+                   labels: list[int] | None = None) -> float:
+    """The mean `nll` over `images` at K=k, each request seeded by its first row (so a rerun gives the same).
+
+    A conditional model scores -log p(x | label): `labels` are the images' own, as the evaluation's bound used."""
     per = max(1, min(64, ROWS_PER_REQUEST // k))
     gate = asyncio.Semaphore(CONCURRENT)
 
     async def one(start: int) -> list[float]:
         files = [("files", (f"{i}.png", b, "image/png")) for i, b in enumerate(images[start : start + per])]
+        params: dict = {"model": model, "samples": k, "seed": start}
+        if labels is not None:
+            params["label"] = ",".join(str(c) for c in labels[start : start + per])
         async with gate:
-            r = await http.post("/score", params={"model": model, "samples": k, "seed": start}, files=files)
+            r = await http.post("/score", params=params, files=files)
         if r.status_code != 200:
             raise SystemExit(f"/score {model} K={k}: {r.status_code} {r.text}")
         return [s["nll"] for s in r.json()["scores"]]
@@ -56,7 +63,7 @@ async def mean_nll(http: httpx.AsyncClient, model: str, images: list[bytes], k: 
 
 
 async def check(models: Path, names: list[str]) -> dict[str, dict[str, float]]:
-    x, _ = mnist_data()
+    x, y = mnist_data()
     digits = x.reshape(-1, 28, 28).astype(np.uint8)
     manifests: dict[str, Manifest] = {n: load_manifest(models / n) for n in names}
     # The default batch rows keep a 500-draw image in one runtime call; the deadline fits a backlog of them.
@@ -67,11 +74,13 @@ async def check(models: Path, names: list[str]) -> dict[str, dict[str, float]]:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://check", timeout=None) as http:
             for name, m in manifests.items():
-                images = [png(d) for d in digits[np.asarray(m.training.split.test_indices)]]
+                test = np.asarray(m.training.split.test_indices)
+                images = [png(d) for d in digits[test]]
+                labels = [int(c) for c in y[test]] if m.labels else None
                 row: dict[str, float] = {"iw_bound": float(m.metrics.iw_bound), "iw_samples": m.metrics.iw_samples}
                 for k in sorted({DEFAULT_K, m.metrics.iw_samples}):
                     start = time.perf_counter()
-                    row[f"nll_k{k}"] = await mean_nll(http, name, images, k)
+                    row[f"nll_k{k}"] = await mean_nll(http, name, images, k, labels)
                     print(f"{name}: K={k}: mean nll {row[f'nll_k{k}']:.2f} over {len(images)} held-out digits "
                           f"vs iw_bound {row['iw_bound']:.2f} ({time.perf_counter() - start:.0f} s)", flush=True)
                 results[name] = row

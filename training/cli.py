@@ -101,8 +101,8 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     f = command("fit-prior", "fit (or refit) an exported model's prior: a Gaussian mixture over the posterior means "
-                "of the non-held-out rows (per class for a cvae), then re-measure the model with it and write "
-                "prior.npz and the figures into the manifest (the weights stay as they are)")
+                "(an ae: its codes) of the non-held-out rows (per class for a cvae), then re-measure the model with it "
+                "and write prior.npz and the figures into the manifest (the weights stay as they are)")
     f.add_argument("folder", type=Path, help="the model folder, e.g. models/my-vae")
     f.add_argument("--iw-samples", type=int, default=500, help="K for the importance-weighted bound")
     f.add_argument("--device", default="auto", metavar="DEVICE",
