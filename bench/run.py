@@ -23,12 +23,12 @@ from typing import Any
 import httpx
 import onnxruntime as ort
 
-from . import overhead, targets
+from . import overhead, targets, workloads
 from .load import free_port, server
-from .loadgen import Request, default_processes, sweep
+from .loadgen import Request, default_processes
 from .peers import litserve_figures
 from .raw import raw_runtime
-from .workloads import CLIENTS, ENCODE, HOST, measure
+from .workloads import CLIENTS, ENCODE, measure, median_sweep
 
 PEER_MODEL = "mnist-vae"  # the service's default model (best unconditional bound), which /sample and /encode use
 
@@ -56,7 +56,7 @@ def machine() -> dict[str, Any]:
 
 
 def _bulk(port: int, path: str, images: int, clients: int, seconds: float) -> dict[str, Any]:
-    result = sweep(HOST, port, Request("GET", path), clients, seconds)
+    result = median_sweep(port, Request("GET", path), clients, seconds)
     return {**result, "images_per_s": images * result["rps"]}
 
 
@@ -74,8 +74,8 @@ def service_figures(models_dir: Path, batching: bool, seconds: float, sweeps: bo
         for fmt in ("npy", "png"):
             figures[f"sample256_{fmt}"] = _bulk(port, f"/sample?n=256&format={fmt}", 256, 1, seconds)
             figures[f"sample64_{fmt}"] = _bulk(port, f"/sample?n=64&format={fmt}", 64, 8, seconds)
-        figures["encode"] = [sweep(HOST, port, ENCODE, c, seconds) for c in CLIENTS]
-        figures["sample1"] = [sweep(HOST, port, Request("GET", "/sample?n=1"), c, seconds) for c in CLIENTS]
+        figures["encode"] = [median_sweep(port, ENCODE, c, seconds) for c in CLIENTS]
+        figures["sample1"] = [median_sweep(port, Request("GET", "/sample?n=1"), c, seconds) for c in CLIENTS]
         figures["rss_after_load_mib"] = s.rss_mib()
     return figures
 
@@ -89,7 +89,7 @@ def peer_figures(models_dir: Path, seconds: float) -> dict[str, Any]:
         for fmt in ("npy", "png"):
             figures[f"sample256_{fmt}"] = _bulk(port, f"/sample?n=256&format={fmt}", 256, 1, seconds)
             figures[f"sample64_{fmt}"] = _bulk(port, f"/sample?n=64&format={fmt}", 64, 8, seconds)
-        figures["encode"] = [sweep(HOST, port, ENCODE, c, seconds) for c in CLIENTS]
+        figures["encode"] = [median_sweep(port, ENCODE, c, seconds) for c in CLIENTS]
     return figures
 
 
@@ -133,7 +133,8 @@ def report(results: dict[str, Any]) -> str:
         f"`{results['json']}`.",
         "",
         f"Machine: {m['cpu']}, {m['cores']} cores, GPU: {m['gpu'] or 'none'}; Python {m['python']}, "
-        f"onnxruntime {m['onnxruntime']}. Every HTTP row is {results['seconds']:g} s of closed-loop load from "
+        f"onnxruntime {m['onnxruntime']}. Every HTTP row is the median (by req/s) of {results['repeats']} run(s) of "
+        f"{results['seconds']:g} s of closed-loop load from "
         f"`bench/loadgen.py` ({m['loadgen_processes']} process(es), raw keep-alive HTTP/1.1 on uvloop) on the same "
         "machine; its CPU use is in each table. Servers are one uvicorn process each, started fresh, unless a "
         "section says otherwise (LitServe runs several processes; the VAE_PROCESSES rows run two). Server CPU and "
@@ -207,12 +208,20 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
     parser.add_argument("--models-dir", type=Path, default=Path("models"))
     parser.add_argument("--seconds", type=float, default=4.0, help="load time per measured row")
-    parser.add_argument("--quick", action="store_true", help="a smoke run: 0.3 s per row, batch sizes 1 and 16")
+    parser.add_argument(
+        "--quick", action="store_true", help="a smoke run: 0.3 s per row, one run each, batch sizes 1 and 16"
+    )
+    parser.add_argument("--repeats", type=int, default=workloads.REPEATS, help="runs per HTTP row, of which the median")
     parser.add_argument("--out", type=Path, default=Path("BENCHMARKS.md"))
     args = parser.parse_args(argv)
     seconds = 0.3 if args.quick else args.seconds
+    workloads.REPEATS = 1 if args.quick else args.repeats
     batches = (1, 16) if args.quick else (1, 16, 256)
-    results: dict[str, Any] = {"argv": sys.argv[1:] if argv is None else argv, "seconds": seconds}
+    results: dict[str, Any] = {
+        "argv": sys.argv[1:] if argv is None else argv,
+        "seconds": seconds,
+        "repeats": workloads.REPEATS,
+    }
     results["json"] = args.out.with_suffix(".json").name
     results["machine"] = machine()
     results["raw"] = raw_runtime(args.models_dir, batches, seconds)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -13,6 +14,10 @@ from .loadgen import Request, sweep
 
 CLIENTS = (1, 8, 64)
 HOST = "127.0.0.1"
+# Each HTTP row is the median (by req/s) of this many runs, back to back: on a shared, noisy machine one run's
+# req/s and p99 move by tens of percent, and a target must not be decided by one. bench/run.py sets it (--repeats;
+# 1 for --quick).
+REPEATS = 3
 BOUNDARY = "vae-bench-boundary"
 
 
@@ -43,11 +48,29 @@ ENCODE_FORM = Request(
 )
 
 
-def measure(server: Server, port: int, request: Request, clients: int, seconds: float, images: int = 1) -> dict:
-    """One sweep, plus the server's CPU time per answered request (utime + stime of its processes, from /proc).
+def median_run(run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """`run()` REPEATS times; the run with the median req/s, and every run's req/s (`runs_rps`)."""
+    runs = [run() for _ in range(REPEATS)]
+    chosen = sorted(runs, key=lambda r: r["rps"])[len(runs) // 2]
+    return {**chosen, "runs_rps": [r["rps"] for r in runs]}
 
-    The CPU window spans the whole sweep, whose one untimed set-up request per connection is counted as a request.
+
+def median_sweep(port: int, request: Request, clients: int, seconds: float) -> dict[str, Any]:
+    """`sweep` on this machine's server at `port`, as the median of REPEATS runs."""
+    return median_run(lambda: sweep(HOST, port, request, clients, seconds))
+
+
+def measure(server: Server, port: int, request: Request, clients: int, seconds: float, images: int = 1) -> dict:
+    """One row (the median of REPEATS runs): load-generator figures, plus the server's CPU time per answered
+    request (utime + stime of its processes, from /proc).
+
+    Each run's CPU window spans its whole sweep, whose one untimed set-up request per connection is counted as a
+    request.
     """
+    return median_run(lambda: _measure_once(server, port, request, clients, seconds, images))
+
+
+def _measure_once(server: Server, port: int, request: Request, clients: int, seconds: float, images: int) -> dict:
     before = server.cpu_seconds()
     result: dict[str, Any] = sweep(HOST, port, request, clients, seconds)
     used = server.cpu_seconds() - before
