@@ -167,11 +167,13 @@ async def decode_images(uploads: Uploads, spec: ImageSpec, settings: Settings) -
     if not is_small(nbytes=nbytes):  # even reading the headers of many bytes may take long: all of it on a thread
         array = await cpu_bound(_open_and_decode, uploads.files, spec, settings.max_pixels, nbytes=nbytes)
         return Images(array, uploads.labels)
-    # The usual upload, PNGs of the model's own size, decodes directly (bounded by that size; service/images.py).
-    direct = [decode_model_sized_png(data, spec) for _, data in uploads.files]
-    arrays = [array for array in direct if array is not None]
-    if arrays and len(arrays) == len(direct):
-        return Images(np.stack(arrays), uploads.labels)
+    # The usual upload, PNGs of the model's own size, decodes directly (service/images.py), here on the loop when
+    # that many pixels are cheap (few bytes can still be many pixels of a large model); else below, on a thread.
+    if is_small(pixels=len(uploads.files) * spec.channels * spec.height * spec.width):
+        direct = [decode_model_sized_png(data, spec) for _, data in uploads.files]
+        arrays = [array for array in direct if array is not None]
+        if arrays and len(arrays) == len(direct):
+            return Images(np.stack(arrays), uploads.labels)
     # Otherwise headers first (cheap for so few bytes, and they refuse oversized images before any pixel is
     # expanded); then decoding and resizing, CPU work up to max_images x max_pixels, inline only when small.
     opened = [(what, open_image(data, settings.max_pixels, what)) for what, data in uploads.files]

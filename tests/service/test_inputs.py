@@ -96,6 +96,29 @@ async def test_many_bytes_are_opened_off_the_event_loop_whatever_their_pixels(mo
     assert all((thread is threading.main_thread()) == on_the_loop for thread in threads)
 
 
+@pytest.mark.parametrize(("size", "copies", "on_the_loop"), [(8, 2, True), (192, 2, False)])
+async def test_model_sized_pngs_decode_on_the_loop_only_when_their_pixels_are_few(
+    monkeypatch, size, copies, on_the_loop
+):
+    """Two 192x192 PNGs of one colour are a few hundred bytes but 73,728 pixels: more than the loop should decode."""
+    threads = []
+    for name in ("decode_model_sized_png", "to_array"):
+        real = getattr(inputs, name)
+
+        def record(*args, real=real, **kwargs):
+            threads.append(threading.current_thread())
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(inputs, name, record)
+    spec = ImageSpec(channels=1, height=size, width=size)
+    flat = png(np.full((size, size), 200, np.uint8))
+    assert copies * len(flat) < INLINE_BYTES  # few bytes: only the pixels can send the work to a thread
+    uploads = inputs.Uploads([(f"file '{i}.png'", flat) for i in range(copies)], None)
+    images = await decode_images(uploads, spec, Settings(max_images=8, max_pixels=size * size))
+    assert images.array.shape == (copies, 1, size, size) and threads
+    assert all((thread is threading.main_thread()) == on_the_loop for thread in threads)
+
+
 def _fail(*args, **kwargs):
     raise AssertionError("an image was opened before the request's counts were checked")
 
