@@ -128,6 +128,15 @@ def decode_model_sized_png(data: bytes, spec: ImageSpec) -> np.ndarray | None:
         image = Image.frombytes(mode, (width, height), b"".join(pixels), "zip", mode, 0)
     except Exception:  # corrupt or short pixel data: Pillow's full path reports it
         return None
+    return _channels_first(image)
+
+
+def _channels_first(image: Image.Image) -> np.ndarray:
+    """A decoded L or RGB image -> float32 [C, H, W] in [0, 1].
+
+    Pillow's uint8 buffer, then float32: asking np.asarray for float32 directly costs more than a 28x28 PNG's
+    decoding. Dividing by a float32 255 gives the same bits as dividing the float32 pixels by 255.0.
+    """
     array = np.asarray(image).astype(np.float32) / np.float32(255.0)
     return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
 
@@ -191,12 +200,9 @@ def to_array(image: Image.Image, spec: ImageSpec, what: str = "image") -> np.nda
             image = _to_mode(image, spec.channels)
         if image.size != (spec.width, spec.height):
             image = image.resize((spec.width, spec.height), Image.Resampling.LANCZOS, reducing_gap=3.0)
-        # Pillow's uint8 buffer, then float32: asking np.asarray for float32 directly costs more than a 28x28 PNG's
-        # decoding. Dividing by a float32 255 gives the same bits as before.
-        array = np.asarray(image).astype(np.float32) / np.float32(255.0)
+        return _channels_first(image)
     except Exception as e:  # corrupt pixels or EXIF: OSError, struct.error (exif_transpose), KeyError...
         raise InvalidInput(f"{what} could not be decoded ({_reason(e)}); send an intact PNG or JPEG file") from None
-    return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
 
 
 def _reason(error: Exception) -> str:

@@ -169,10 +169,14 @@ async def decode_images(uploads: Uploads, spec: ImageSpec, settings: Settings) -
         return Images(array, uploads.labels)
     # The usual upload, PNGs of the model's own size, decodes directly (service/images.py), here on the loop when
     # that many pixels are cheap (few bytes can still be many pixels of a large model); else below, on a thread.
-    if is_small(pixels=len(uploads.files) * spec.channels * spec.height * spec.width):
-        direct = [decode_model_sized_png(data, spec) for _, data in uploads.files]
-        arrays = [array for array in direct if array is not None]
-        if arrays and len(arrays) == len(direct):
+    if uploads.files and is_small(pixels=len(uploads.files) * spec.channels * spec.height * spec.width):
+        arrays: list[np.ndarray] = []
+        for _, data in uploads.files:
+            direct = decode_model_sized_png(data, spec)
+            if direct is None:  # one file of another kind: all of them take the path below
+                break
+            arrays.append(direct)
+        else:
             return Images(np.stack(arrays), uploads.labels)
     # Otherwise headers first (cheap for so few bytes, and they refuse oversized images before any pixel is
     # expanded); then decoding and resizing, CPU work up to max_images x max_pixels, inline only when small.

@@ -4,10 +4,9 @@ A VAE's aggregate posterior is not N(0, I): decoding z drawn from a mixture fitt
 images gives cleaner samples, and lets an `ae` (which has no prior at all) sample. The points are the posterior means
 (an `ae`'s codes) of the dataset's non-held-out rows (the same rows the judging classifier learns from; never a
 held-out row), as in Ghosh et al. 2020's ex-post density estimation. Fitting to a few draws from q(z|x) per image
-instead (the aggregate posterior is the mixture of the q's) was measured and is worse on every shipped model (Frechet
-distance at 4,000 samples, 5 seeds: vae 25.1 -> 27.4, cvae 13.1 -> 14.5, beta-vae 67.6 -> 82.9), so DRAWS is 0; the
-option stays for models where it helps. The covariance type (full or tied) and the number of components are chosen
-by held-out likelihood, with whole images held out (with draws, an image's points are never on both sides).
+instead (the aggregate posterior is the mixture of the q's) was tried and measured worse on every shipped model
+(Frechet distance at 4,000 samples, 5 seeds: vae 25.1 -> 27.4, cvae 13.1 -> 14.5, beta-vae 67.6 -> 82.9), so it
+was removed. The covariance type (full or tied) and the number of components are chosen by held-out likelihood.
 """
 
 from __future__ import annotations
@@ -30,9 +29,8 @@ CANDIDATES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)  # components tried per 
 COVARIANCES = ("full", "tied")  # one covariance per component, or one shared by all of them
 PATIENCE = 2  # stop adding components once this many larger candidates in a row scored below the best so far
 PRIOR_SEED = 0
-HELD_OUT = 0.2  # share of the images whose points score each candidate
-DRAWS = 0  # q(z|x) draws per image for a model with a posterior; 0 fits its posterior means (measured better)
-MAX_FIT_ROWS = 12000  # fitted points (images x draws) at most (EM cost grows with them): fewer draws, then fewer images
+HELD_OUT = 0.2  # share of the images whose codes score each candidate
+MAX_FIT_ROWS = 12000  # a seeded subset beyond this: the choice is stable long before, and EM cost grows with rows
 
 
 def _mixture(k: int, covariance: str, seed: int) -> GaussianMixture:
@@ -40,22 +38,18 @@ def _mixture(k: int, covariance: str, seed: int) -> GaussianMixture:
 
 
 def fit_mixture(points: np.ndarray, seed: int = PRIOR_SEED, candidates=CANDIDATES,
-                covariances=COVARIANCES, groups: np.ndarray | None = None) -> GaussianMixture:
+                covariances=COVARIANCES) -> GaussianMixture:
     """The mixture of `points` [N, D] whose covariance type and component count give the best held-out likelihood.
 
-    Each candidate is fitted on a seeded 80% of the groups (`groups` [N]: the image each point came from; by default
-    every point is its own) and scored on the points of the other 20%; the winner is refitted on all the points.
+    Each candidate is fitted on a seeded 80% of the points and scored on the other 20%; the winner is refitted on
+    all of them.
     Candidates are tried in increasing order and the search stops after PATIENCE in a row that do not beat the best.
     Tied covariances are returned as full ones (one copy per component), so every fit has `covariances_` [K, D, D].
     """
-    ids = np.arange(len(points)) if groups is None else np.unique(groups)
-    order = np.random.default_rng(seed).permutation(len(ids))
-    cut = len(ids) - max(1, int(HELD_OUT * len(ids)))
-    if groups is None:
-        fit, held_out = points[order[:cut]], points[order[cut:]]
-    else:
-        out = np.isin(groups, ids[order[cut:]])
-        fit, held_out = points[~out], points[out]
+    order = np.random.default_rng(seed).permutation(len(points))
+    held = np.zeros(len(points), bool)
+    held[order[len(points) - max(1, int(HELD_OUT * len(points))):]] = True
+    fit, held_out = points[~held], points[held]  # both in the points' own order (the shipped priors were fitted so)
     scored = []
     for covariance in covariances:
         best, worse = -np.inf, 0
@@ -91,17 +85,10 @@ def to_prior(mixtures: list[GaussianMixture]) -> FittedPrior:
     return FittedPrior(weights, means, scales)
 
 
-def posterior_draws(mu: np.ndarray, logvar: np.ndarray, draws: int, seed: int = PRIOR_SEED) -> np.ndarray:
-    """`draws` seeded z ~ q(z|x) per image: mu, logvar [N, D] -> [draws, N, D]."""
-    eps = np.random.default_rng(seed).standard_normal((draws, *mu.shape))
-    return mu + np.exp(0.5 * logvar) * eps
-
-
 def fit_prior(pair: OnnxPair, data: Dataset, test_indices: list[int], num_classes: int | None,
               log: Callable[[str], None] = print) -> tuple[FittedPrior, int, str]:
     """Encode the non-held-out rows and fit a mixture (per class when `num_classes`) to their posterior means (an
-    `ae`'s codes; DRAWS draws from q(z|x) per image when DRAWS > 0); returns the prior, the number of images and
-    what the points were."""
+    `ae`'s codes); returns the prior, the number of images and what the points were."""
     rows = np.setdiff1d(np.arange(len(data)), np.asarray(test_indices))
     if len(rows) > MAX_FIT_ROWS:
         rows = np.sort(np.random.default_rng(PRIOR_SEED).choice(rows, MAX_FIT_ROWS, replace=False))
@@ -109,15 +96,9 @@ def fit_prior(pair: OnnxPair, data: Dataset, test_indices: list[int], num_classe
     labels = data.labels[rows].astype(np.int64) if num_classes else None
     codes = pair.encode(x, labels)
     mu = codes["mu"].astype(np.float64)  # [N, D]
-    if codes.get("logvar") is None or DRAWS == 0:  # an ae: its codes are all there is
-        points, what = mu[None], "codes" if codes.get("logvar") is None else "posterior means"
-    else:
-        draws = max(1, min(DRAWS, MAX_FIT_ROWS // len(rows)))
-        points = posterior_draws(mu, codes["logvar"].astype(np.float64), draws)  # [draws, N, D]
-        what = f"{draws} draw(s) from q(z|x) per image"
-    image = np.broadcast_to(np.arange(len(rows)), points.shape[:2])  # [draws, N]: which image each point is of
-    classes = [np.ones(len(rows), bool)] if labels is None else [labels == c for c in range(num_classes)]
-    mixtures = [fit_mixture(points[:, c].reshape(-1, mu.shape[1]), groups=image[:, c].reshape(-1)) for c in classes]
+    what = "codes" if codes.get("logvar") is None else "posterior means"
+    groups = [mu] if labels is None else [mu[labels == c] for c in range(num_classes)]
+    mixtures = [fit_mixture(g) for g in groups]
     prior = to_prior(mixtures)
     log(f"fitted prior: {prior.components()} component(s) per class, chosen by held-out likelihood, on {what} of "
         f"{len(rows)} images")

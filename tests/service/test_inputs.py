@@ -82,27 +82,17 @@ async def test_json_images_are_counted_before_any_is_decoded(monkeypatch):
 
 @pytest.mark.parametrize(("copies", "on_the_loop"), [(1, True), (INLINE_BYTES // len(png(size=8)) + 1, False)])
 async def test_many_bytes_are_opened_off_the_event_loop_whatever_their_pixels(monkeypatch, copies, on_the_loop):
-    threads = []
-
-    def recording_open(*args, **kwargs):
-        threads.append(threading.current_thread())
-        return real_open(*args, **kwargs)
-
-    real_open = inputs.open_image
-    monkeypatch.setattr(inputs, "open_image", recording_open)
+    threads = _record_threads(monkeypatch, "open_image", "decode_model_sized_png")
     uploads = inputs.Uploads([(f"file '{i}.png'", png(size=8)) for i in range(copies)], None)
     images = await decode_images(uploads, GRAY8, SETTINGS)
-    assert images.array.shape == (copies, 1, 8, 8)
+    assert images.array.shape == (copies, 1, 8, 8) and threads
     assert all((thread is threading.main_thread()) == on_the_loop for thread in threads)
 
 
-@pytest.mark.parametrize(("size", "copies", "on_the_loop"), [(8, 2, True), (192, 2, False)])
-async def test_model_sized_pngs_decode_on_the_loop_only_when_their_pixels_are_few(
-    monkeypatch, size, copies, on_the_loop
-):
-    """Two 192x192 PNGs of one colour are a few hundred bytes but 73,728 pixels: more than the loop should decode."""
-    threads = []
-    for name in ("decode_model_sized_png", "to_array"):
+def _record_threads(monkeypatch, *names: str) -> list[threading.Thread]:
+    """Replace the `inputs` functions `names` with ones that note the thread they run on; the list of threads."""
+    threads: list[threading.Thread] = []
+    for name in names:
         real = getattr(inputs, name)
 
         def record(*args, real=real, **kwargs):
@@ -110,6 +100,15 @@ async def test_model_sized_pngs_decode_on_the_loop_only_when_their_pixels_are_fe
             return real(*args, **kwargs)
 
         monkeypatch.setattr(inputs, name, record)
+    return threads
+
+
+@pytest.mark.parametrize(("size", "copies", "on_the_loop"), [(8, 2, True), (192, 2, False)])
+async def test_model_sized_pngs_decode_on_the_loop_only_when_their_pixels_are_few(
+    monkeypatch, size, copies, on_the_loop
+):
+    """Two 192x192 PNGs of one colour are a few hundred bytes but 73,728 pixels: more than the loop should decode."""
+    threads = _record_threads(monkeypatch, "decode_model_sized_png", "to_array")
     spec = ImageSpec(channels=1, height=size, width=size)
     flat = png(np.full((size, size), 200, np.uint8))
     assert copies * len(flat) < INLINE_BYTES  # few bytes: only the pixels can send the work to a thread

@@ -26,18 +26,6 @@ def test_held_out_likelihood_finds_three_separated_clusters_and_one_for_a_single
     assert fit_mixture(one).n_components == 1
 
 
-def test_points_of_one_image_are_held_out_together():
-    """Draws of one image sit close together: scored against held-out points of images it was fitted to, a mixture
-    with a spike per image looks best; holding out whole images, the one broad Gaussian they came from wins."""
-    rng = np.random.default_rng(0)
-    centres = rng.standard_normal((150, 2))  # [images, D]
-    points = np.repeat(centres, 20, axis=0) + 1e-3 * rng.standard_normal((3000, 2))  # 20 draws per image
-    images = np.repeat(np.arange(150), 20)
-    by_point = fit_mixture(points, candidates=(1, 4, 16, 64), covariances=("full",))
-    by_image = fit_mixture(points, candidates=(1, 4, 16, 64), covariances=("full",), groups=images)
-    assert by_point.n_components >= 16 and by_image.n_components <= 4
-
-
 def test_a_tied_fit_comes_back_with_one_full_covariance_per_component():
     points = clusters(np.array([[0.0, 0.0], [6.0, 6.0]]), 300, 1.0)
     tied = fit_mixture(points, covariances=("tied",))
