@@ -67,8 +67,10 @@ models: mnist-ae mnist-vae mnist-beta-vae mnist-cvae mnist-dae
 
 mnist-ae: setup
 	$(TRAIN) --kind ae --out models/mnist-ae $(TRAIN_ARGS)
+# 16 latent dimensions, not 32: at 32 nine of them collapsed to the prior (KL ~0) and the bound was no better
+# (held-out -log p(x) 93.94 at 32, 93.91 at 16), and the fitted prior has half the dimensions to cover.
 mnist-vae: setup
-	$(TRAIN) --kind vae --out models/mnist-vae $(TRAIN_ARGS)
+	$(TRAIN) --kind vae --latent-dim 16 --out models/mnist-vae $(TRAIN_ARGS)
 mnist-beta-vae: setup
 	$(TRAIN) --kind vae --beta 4 --out models/mnist-beta-vae $(TRAIN_ARGS)
 mnist-cvae: setup

@@ -1,7 +1,8 @@
 """The null model: a valid VAE model folder whose graphs do almost nothing, so that serving costs stand alone.
 
-It has the shipped models' shapes (1x28x28 images, 32 latent dimensions, a Bernoulli decoder with `logits`),
-so requests, rendering and batching cost what they cost on them, but each graph is one MatMul per output:
+It has the shipped models' shapes (1x28x28 images, 32 latent dimensions as four of the five have, a Bernoulli
+decoder with `logits`), so requests, rendering and batching cost what they cost on them, but each graph is one
+MatMul per output:
 encoder `image` [N, 1, 28, 28] -> Flatten -> MatMul -> `mu`, `logvar` [N, 32]; decoder `z` [N, 32] -> MatMul ->
 Reshape -> `logits` [N, 1, 28, 28] -> Sigmoid -> `image`. Built with onnx.helper (no torch) into a folder made at
 run time: it is a benchmark instrument, never a shipped model.
@@ -21,7 +22,7 @@ from onnx import TensorProto, helper, numpy_helper
 from service.manifest import Manifest, sha256_file, write_manifest
 
 NAME = "null-vae"
-CHANNELS, SIZE, LATENT = 1, 28, 32  # the shipped models' image and latent shapes
+CHANNELS, SIZE, LATENT = 1, 28, 32  # the shipped models' image shape, and the latent size of all but mnist-vae (16)
 OPSET = 17
 
 

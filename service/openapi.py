@@ -25,8 +25,10 @@ def _example_digit() -> np.ndarray:
 
 EXAMPLE_PNG_B64 = b64_png(_example_digit())
 _BINARY = {"type": "string", "format": "binary"}
-# One latent vector of the shipped models' latent_dim (32): an example that /decode accepts as it stands.
-_LATENT = [0.12, -1.3, 0.4, 0.9, -0.2, 0.05, 1.1, -0.7, 0.3, -0.9, 0.0, 0.6, -0.4, 0.2, 1.4, -1.0] * 2
+# One latent vector of EXAMPLE_MODEL's latent_dim (16), and one of EXAMPLE_CONDITIONAL_MODEL's (32): examples that
+# /decode accepts as they stand (a test checks them against models/).
+_LATENT = [0.12, -1.3, 0.4, 0.9, -0.2, 0.05, 1.1, -0.7, 0.3, -0.9, 0.0, 0.6, -0.4, 0.2, 1.4, -1.0]
+_CONDITIONAL_LATENT = _LATENT * 2
 # Marks a place in a schema whose bound is a setting: {"maxItems": "max_images"} becomes {"maxItems": 64} in
 # each app's document (service/schema.py), so that the document states the limits that app enforces.
 LIMIT = "x-vae-limit"
@@ -160,7 +162,10 @@ def latents_body() -> dict[str, Any]:
                     ),
                     "examples": {
                         "unconditional": {"summary": "one latent vector", "value": {"z": [_LATENT]}},
-                        "conditional": {"summary": "a cvae: z and a label", "value": {"z": [_LATENT], "labels": [7]}},
+                        "conditional": {
+                            "summary": "a cvae: z and a label",
+                            "value": {"z": [_CONDITIONAL_LATENT], "labels": [7]},
+                        },
                     },
                 },
                 "application/x-npy": {"schema": {**_BINARY, "description": "float array [N, latent_dim] (numpy.save)"}},

@@ -103,10 +103,10 @@ def _generation_terms(pair: OnnxPair, spec: EvalSpec, data: Dataset, test: np.nd
     Each Frechet distance compares GENERATED_PER_HELD_OUT times as many images as the held-out set has, label by
     label (fewer where a label has fewer non-held-out images), against the held-out images, and so does the floor
     (real non-held-out images): with 1,000 images on each side the estimate is mostly its own upward bias and noise
-    (five seeded draws of 1,000 put mnist-vae's fitted figure anywhere from 25.9 to 32.9 and the floor near 6.8; of
-    4,000, from 25.1 to 27.9 and 4.1), and a figure that decides something must not be one noisy draw. The held-out
-    side stays the held-out images: they are all the model never saw. Standard prior, fitted prior and floor are
-    measured at the same size, so they compare.
+    (five seeded draws of 1,000 put the 32-d mnist-vae's fitted figure anywhere from 25.9 to 32.9 and the floor
+    near 6.8; of 4,000, from 25.1 to 27.9 and 4.1), and a figure that decides something must not be one noisy draw.
+    The held-out side stays the held-out images: they are all the model never saw. Standard prior, fitted prior and
+    floor are measured at the same size, so they compare.
     """
     others = np.setdiff1d(np.arange(len(data)), test)
 

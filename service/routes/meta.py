@@ -22,7 +22,7 @@ _SUMMARY_EXAMPLE = {
     "kind": "vae",
     "description": "VAE on MNIST",
     "image": {"channels": 1, "height": 28, "width": 28},
-    "latent_dim": 32,
+    "latent_dim": 16,
     "labels": None,
     "likelihood": "bernoulli",
     "capabilities": {

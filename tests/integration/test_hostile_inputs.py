@@ -129,20 +129,22 @@ def test_labels_that_isdigit_accepts_but_int_does_not_are_422(server, http, labe
 def test_npy_headers_are_checked_before_allocating(server, http):
     process, url = server
     npy = {"content-type": "application/x-npy"}
+    listing = http.get("/models").json()
+    d = next(m["latent_dim"] for m in listing["models"] if m["name"] == listing["default"])  # /decode's model
     with watch(process, url) as seen:
         started = time.perf_counter()
         bodies = [
             npy_header(f"{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}")
-            for shape in ("(1000000000000, 32)", "(1000000000, 32)", "(4, 32)")
+            for shape in (f"(1000000000000, {d})", f"(1000000000, {d})", f"(4, {d})")
         ]
         bodies.append(npy_header("{'descr': '<f4', 'shape': ("))
-        bodies.append(npy_header("{'descr': '|O', 'fortran_order': False, 'shape': (1, 32), }") + b"\0" * 8)
+        bodies.append(npy_header(f"{{'descr': '|O', 'fortran_order': False, 'shape': (1, {d}), }}") + b"\0" * 8)
         responses = [http.post("/decode", headers=npy, content=body) for body in bodies]
         seconds = time.perf_counter() - started
     report(".npy headers", seen, seconds)
     problem(responses[0], 413, "1000000000000 latent vectors", "VAE_MAX_LATENTS")
     problem(responses[1], 413, "1000000000 latent vectors", "VAE_MAX_LATENTS")
-    problem(responses[2], 422, "512 bytes of data", "0 bytes follow")
+    problem(responses[2], 422, f"{4 * d * 4} bytes of data", "0 bytes follow")
     problem(responses[3], 422, "not a readable .npy array")
     problem(responses[4], 422, "dtype 'object'")
     seen.assert_healthy()

@@ -9,9 +9,12 @@ import httpx
 import numpy as np
 import pytest
 
+from service.manifest import load_manifest
+
 from .server import ROOT, running_server
 
 kserve = pytest.importorskip("kserve")
+LATENT_DIM = load_manifest(ROOT / "models" / "mnist-vae").latent_dim
 
 
 @pytest.fixture(scope="module")
@@ -31,14 +34,14 @@ async def _infer(url: str, z: np.ndarray, binary: bool):
         response = await client.infer(url, request, model_name="mnist-vae.decoder")
         wrong = kserve.InferInput("z", [1, 3], "FP32")
         wrong.set_data_from_numpy(np.zeros((1, 3), np.float32), binary_data=binary)
-        with pytest.raises(httpx.HTTPStatusError, match=r"expects \[-1, 32\]"):
+        with pytest.raises(httpx.HTTPStatusError, match=rf"expects \[-1, {LATENT_DIM}\]"):
             await client.infer(url, kserve.InferRequest("mnist-vae.decoder", [wrong]), model_name="mnist-vae.decoder")
         return response
 
 
 @pytest.mark.parametrize("binary", [False, True])
 def test_kserve_client_infers_what_decode_returns(url, binary):
-    z = np.random.default_rng(5).standard_normal((3, 32)).astype(np.float32)
+    z = np.random.default_rng(5).standard_normal((3, LATENT_DIM)).astype(np.float32)
     response = asyncio.run(_infer(url, z, binary))
     assert response.id == "k1" and response.model_name == "mnist-vae.decoder"
     decoded = httpx.post(f"{url}/decode?model=mnist-vae&format=npy", json={"z": z.tolist()})

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from service.app import create_app
-from service.openapi import LIMIT
+from service.openapi import EXAMPLE_CONDITIONAL_MODEL, EXAMPLE_MODEL, LIMIT
 from service.settings import Settings
 
 from .asgi import serve
@@ -74,14 +74,15 @@ async def test_every_status_is_a_problem_detail_not_fastapis_default(document):
 
 
 def test_decode_examples_fit_the_shipped_models():
-    dims = {json.loads(p.read_text())["latent_dim"] for p in SHIPPED.glob("*/manifest.json")}
-    assert dims == {32}, dims
+    dims = {p.parent.name: json.loads(p.read_text())["latent_dim"] for p in SHIPPED.glob("*/manifest.json")}
+    unconditional, conditional = dims[EXAMPLE_MODEL], dims[EXAMPLE_CONDITIONAL_MODEL]
     document = create_app(Settings(models_dir=SHIPPED)).openapi()
     examples = _json_body(document, "/decode")["examples"]
-    for example in examples.values():
-        assert {len(z) for z in example["value"]["z"]} == dims
+    assert [len(z) for z in examples["unconditional"]["value"]["z"]] == [unconditional]
+    assert [len(z) for z in examples["conditional"]["value"]["z"]] == [conditional]
     encode = document["paths"]["/encode"]["post"]["responses"]["200"]["content"]["application/json"]["example"]
-    assert encode["latent_dim"] == len(encode["mu"][0]) == len(encode["logvar"][0]) == 32
+    assert encode["model"] == EXAMPLE_MODEL
+    assert encode["latent_dim"] == len(encode["mu"][0]) == len(encode["logvar"][0]) == unconditional
 
 
 def _swagger_sample(schema: dict) -> object:
