@@ -45,7 +45,10 @@ def fit_mixture(points: np.ndarray, seed: int = PRIOR_SEED, candidates=CANDIDATE
     Candidates are tried in increasing order and the search stops after PATIENCE in a row that do not beat the best.
     Tied covariances are returned as full ones (one copy per component), so every fit has `covariances_` [K, D, D].
     """
-    folds = np.random.default_rng(seed).permutation(len(points)) % FOLDS  # [N]: each point's fold
+    if len(points) < 4:  # too few to hold any out and still fit: one component (a class may be this small)
+        # sklearn needs two rows; one point twice is the same fit, that point with covariance reg_covar.
+        return _fit(np.repeat(points, 2, axis=0) if len(points) == 1 else points, 1, "full", seed)
+    folds = np.random.default_rng(seed).permutation(len(points)) % min(FOLDS, len(points))  # [N]: each point's fold
     smallest_fit = len(points) - np.bincount(folds).max()
     scored = []
     for covariance in covariances:
@@ -54,7 +57,7 @@ def fit_mixture(points: np.ndarray, seed: int = PRIOR_SEED, candidates=CANDIDATE
             if k > smallest_fit // 2 or worse >= PATIENCE:  # at least two points per component; past the peak
                 break
             score = float(np.mean([_fit(points[folds != f], k, covariance, seed).score(points[folds == f])
-                                   for f in range(FOLDS)]))
+                                   for f in np.unique(folds)]))
             scored.append((score, -k, covariance))
             best, worse = (score, 0) if score > best else (best, worse + 1)
     _, minus_k, covariance = max(scored)  # ties go to fewer components

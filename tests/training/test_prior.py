@@ -26,6 +26,13 @@ def test_held_out_likelihood_finds_three_separated_clusters_and_one_for_a_single
     assert fit_mixture(one).n_components == 1
 
 
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 7])
+def test_a_class_with_a_handful_of_images_still_gets_a_mixture(n):
+    points = np.random.default_rng(n).standard_normal((n, 3))
+    mixture = fit_mixture(points)
+    assert mixture.n_components == 1 and np.isfinite(mixture.score(points))
+
+
 def test_a_tied_fit_comes_back_with_one_full_covariance_per_component():
     points = clusters(np.array([[0.0, 0.0], [6.0, 6.0]]), 300, 1.0)
     tied = fit_mixture(points, covariances=("tied",))
