@@ -86,11 +86,11 @@ def jpeg_header_steps(data: bytes) -> int:
     return steps
 
 
-# The chunks a model-sized PNG may carry and still be decoded directly: the pixels' own, plus ancillary ones that
-# Pillow reads into `info` but that never change the pixels (text, gamma, colour space, resolution, time).
-_DIRECT_PNG_CHUNKS = frozenset({b"IHDR", b"IDAT", b"IEND"})
-_DIRECT_PNG_IGNORED = frozenset(
-    {b"tEXt", b"zTXt", b"iTXt", b"gAMA", b"sRGB", b"iCCP", b"cHRM", b"pHYs", b"tIME", b"bKGD", b"sBIT"}
+# Besides IDAT and IEND, the chunks a model-sized PNG may carry and still be decoded directly: its header, and
+# ancillary ones that Pillow reads into `info` but that never change the pixels (text, gamma, colour space,
+# resolution, time).
+_DIRECT_PNG_PASSED = frozenset(
+    {b"IHDR", b"tEXt", b"zTXt", b"iTXt", b"gAMA", b"sRGB", b"iCCP", b"cHRM", b"pHYs", b"tIME", b"bKGD", b"sBIT"}
 )
 _DIRECT_PNG_MODES = {(1, 0): "L", (3, 2): "RGB"}  # (model channels, PNG colour type) -> Pillow mode
 
@@ -119,7 +119,7 @@ def decode_model_sized_png(data: bytes, spec: ImageSpec) -> np.ndarray | None:
             pixels.append(data[position + 8 : position + 8 + length])
         elif kind == b"IEND":
             break
-        elif kind not in _DIRECT_PNG_CHUNKS and kind not in _DIRECT_PNG_IGNORED:
+        elif kind not in _DIRECT_PNG_PASSED:
             return None  # transparency, a palette, orientation, or something unknown: Pillow's full path
         position += 12 + length
     else:
@@ -176,13 +176,16 @@ def open_image(data: bytes, max_pixels: int, what: str = "image") -> Image.Image
 
 
 def _to_mode(image: Image.Image, channels: int) -> Image.Image:
+    mode = "L" if channels == 1 else "RGB"
+    if image.mode == mode:  # the usual case: Pillow's convert would still copy the pixels
+        return image
     if image.mode.startswith("I;16") or image.mode == "I":  # 16-bit PNG: scale to 8 bits, not clip
         image = Image.fromarray((np.asarray(image, dtype=np.float64) / 257.0).round().clip(0, 255).astype(np.uint8))
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         # Transparent pixels become black, the background of the MNIST-style digits the models know.
         image = image.convert("RGBA")
         image = Image.alpha_composite(Image.new("RGBA", image.size, (0, 0, 0, 255)), image)
-    return image.convert("L" if channels == 1 else "RGB")
+    return image.convert(mode)
 
 
 def decode_image(data: bytes, spec: ImageSpec, max_pixels: int, what: str = "image") -> np.ndarray:
@@ -196,8 +199,7 @@ def to_array(image: Image.Image, spec: ImageSpec, what: str = "image") -> np.nda
         image.load()  # the pixels, and a PNG's chunks after them (an eXIf chunk may follow the image data)
         if "exif" in image.info:  # phone JPEGs store rotation in EXIF; most files have none, and the check is free
             image = ImageOps.exif_transpose(image)
-        if image.mode != ("L" if spec.channels == 1 else "RGB"):
-            image = _to_mode(image, spec.channels)
+        image = _to_mode(image, spec.channels)
         if image.size != (spec.width, spec.height):
             image = image.resize((spec.width, spec.height), Image.Resampling.LANCZOS, reducing_gap=3.0)
         return _channels_first(image)

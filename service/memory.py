@@ -2,8 +2,8 @@
 
 Creating an onnxruntime session parses the graph file and copies its weights; the parse buffers are freed once
 the session exists, and warm-up runs free their activations, but glibc's allocator keeps freed memory mapped for
-reuse, so it stays resident. `malloc_trim(0)` returns it: for the four shipped models the server's resident
-memory after warm-up drops by tens of MiB (BENCHMARKS.md), at a cost of a few ms, once per load.
+reuse, so it stays resident. `malloc_trim(0)` returns it: with the shipped models the server's resident memory
+after warm-up drops by tens of MiB, at a cost of a few ms, once per load.
 """
 
 from __future__ import annotations

@@ -28,9 +28,9 @@ GRAY28 = ImageSpec(channels=1, height=28, width=28)
 RGB8 = ImageSpec(channels=3, height=8, width=8)
 
 
-def png_bytes(array: np.ndarray, mode: str | None = None) -> bytes:
+def png_bytes(array: np.ndarray, mode: str | None = None, **options) -> bytes:
     buffer = io.BytesIO()
-    Image.fromarray(array, mode=mode).save(buffer, format="PNG")
+    Image.fromarray(array, mode=mode).save(buffer, format="PNG", **options)
     return buffer.getvalue()
 
 
@@ -249,34 +249,28 @@ def test_png_of_too_many_chunks_is_refused_but_small_idat_chunks_are_fine():
     )
 
 
-def _png(array: np.ndarray, **options) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG", **options)
-    return buffer.getvalue()
-
-
 @pytest.mark.parametrize("options", [{}, {"optimize": True}, {"compress_level": 0}, {"compress_level": 9}])
 def test_a_model_sized_png_decodes_directly_to_the_same_pixels_as_pillow(options):
     rng = np.random.default_rng(3)
     gray = (rng.random((28, 28)) ** 3 * 255).astype(np.uint8)  # mostly dark, like a digit: every PNG filter type
     rgb = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
     for pixels, spec in ((gray, GRAY28), (rgb, RGB8)):
-        data = _png(pixels, **options)
+        data = png_bytes(pixels, **options)
         direct = decode_model_sized_png(data, spec)
         assert direct is not None and direct.dtype == np.float32
         assert np.array_equal(direct, decode_image(data, spec, max_pixels=10_000))  # the full path: Pillow's
-    with_text = _png(gray)[:33] + png_chunk(b"tEXt", b"Comment\0hello") + _png(gray)[33:]
+    with_text = png_bytes(gray)[:33] + png_chunk(b"tEXt", b"Comment\0hello") + png_bytes(gray)[33:]
     assert np.array_equal(decode_model_sized_png(with_text, GRAY28), decode_image(with_text, GRAY28, 10_000))
 
 
 def test_anything_but_a_plain_model_sized_png_takes_pillows_full_path():
     gray = np.random.default_rng(4).integers(0, 256, (28, 28), dtype=np.uint8)
-    plain = _png(gray)
+    plain = png_bytes(gray)
     transparent = plain[:33] + png_chunk(b"tRNS", b"\0\0") + plain[33:]
     others = {
-        "another size": _png(gray[:27]),
-        "RGB for a grey model": _png(np.stack([gray] * 3, axis=-1)),
-        "16-bit": _png(gray.astype(np.uint16) * 257),
+        "another size": png_bytes(gray[:27]),
+        "RGB for a grey model": png_bytes(np.stack([gray] * 3, axis=-1)),
+        "16-bit": png_bytes(gray.astype(np.uint16) * 257),
         "interlaced": plain[:28] + b"\x01" + plain[29:],  # IHDR's interlace byte (its CRC then fails in Pillow)
         "transparency": transparent,
         "cut short": plain[:-20],
