@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
-# The VAE service: the service package, its runtime dependencies and models/; nothing of training (no torch,
-# no compilers). README.md (Container image) says how to build, run and deploy it.
+# The VAE service: the service and vaeformat packages, their runtime dependencies and models/; nothing of training
+# (no torch, no compilers). README.md (Container image) says how to build, run and deploy it.
 #
 #   docker build -t vae-service .                                   # GPU: onnxruntime-gpu + CUDA 13 / cuDNN 9 pip libs
 #   docker build --build-arg VARIANT=cpu -t vae-service:cpu .       # CPU only: onnxruntime-gpu without CUDA libraries
@@ -29,8 +29,9 @@ RUN --mount=type=secret,id=ca \
     python3 requirements.py --variant "$VARIANT" > requirements.txt; \
     /opt/venv/bin/pip install --requirement requirements.txt
 
-# The service package as a wheel, in its own stage so that a code change leaves the deps layer alone.
-# training/ is not in the build context (.dockerignore), so the wheel holds the service only.
+# The service package and the model-folder format it reads, as a wheel, in its own stage so that a code change
+# leaves the deps layer alone. training/ is not in the build context (.dockerignore), so the wheel holds neither it
+# nor torch.
 FROM ${BASE_IMAGE} AS wheel
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -40,6 +41,7 @@ WORKDIR /src
 RUN python3 -m venv /opt/build
 COPY pyproject.toml README.md ./
 COPY service/ service/
+COPY vaeformat/ vaeformat/
 RUN --mount=type=secret,id=ca \
     if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi; \
     /opt/build/bin/pip wheel --no-deps --wheel-dir /dist .

@@ -43,9 +43,9 @@ test: setup lint
 
 # Lint, format and type checks of the service (part of `make test`).
 lint: setup
-	$(VENV)/bin/ruff check service
-	$(VENV)/bin/ruff format --check service
-	$(VENV)/bin/mypy service
+	$(VENV)/bin/ruff check service vaeformat
+	$(VENV)/bin/ruff format --check service vaeformat
+	$(VENV)/bin/mypy service vaeformat
 
 # Raw onnxruntime vs the service (batching on and off) vs an empty endpoint; writes BENCHMARKS.md (+ .json).
 bench: setup $(BENCH_STAMP)

@@ -19,7 +19,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from service.manifest import Manifest, sha256_file, write_manifest
+from vaeformat.files import sha256_file
+from vaeformat.manifest import Manifest, write_manifest
 
 NAME = "null-vae"
 CHANNELS, SIZE, LATENT = 1, 28, 32  # the shipped models' image shape, and the latent size of all but mnist-vae (16)

@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 
 from service.graphs import open_session
-from service.manifest import load_manifest
 from service.providers import probe
 from service.settings import Settings
+from vaeformat.manifest import load_manifest
 
 
 def feeds_for(graph: Any, rows: int, classes: int) -> dict[str, np.ndarray]:

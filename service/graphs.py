@@ -7,8 +7,10 @@ from pathlib import Path
 
 import onnxruntime as ort
 
-from .contract import LABEL_CLASSES_KEY
-from .manifest import GraphFile, ManifestError, TensorSpec
+from vaeformat.contract import LABEL_CLASSES_KEY
+from vaeformat.errors import ManifestError
+from vaeformat.manifest import GraphFile, TensorSpec
+
 from .runtime import provider_options, session_options
 from .settings import Settings
 

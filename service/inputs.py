@@ -16,9 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, Validat
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from vaeformat.manifest import ImageSpec
+
 from .errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from .images import decode_model_sized_png, open_image, to_array
-from .manifest import ImageSpec
 from .npy import read_npy_latents
 from .offload import cpu_bound, is_small
 from .settings import Settings

@@ -12,6 +12,8 @@ import numpy as np
 from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from vaeformat.manifest import ImageSpec
+
 from .errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from .inputs import (
     NPY_TYPE,
@@ -24,7 +26,6 @@ from .inputs import (
     parse_json,
     receive_images,
 )
-from .manifest import ImageSpec
 from .npy import read_npy_latents
 from .settings import Settings
 

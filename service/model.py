@@ -15,10 +15,11 @@ from typing import Any, Literal
 
 import numpy as np
 
+from vaeformat.manifest import Manifest
+from vaeformat.prior import FittedPrior
+
 from .errors import InvalidInput, LabelRequired, NotConditional, NotGenerative
-from .manifest import Manifest
 from .metrics import Metrics
-from .prior import FittedPrior
 from .reports import report_url
 from .runner import Runner
 
@@ -70,7 +71,7 @@ class ServedModel:
         self.decoder_takes_label = files.decoder.input("label") is not None
         self.has_posterior = files.encoder.output("logvar") is not None  # q(z|x) is a distribution
         self.has_prior = manifest.stochastic  # trained against N(0, I), so the prior can be sampled
-        self.fitted_prior = fitted_prior  # a Gaussian mixture over posterior means (service/prior.py), if fitted
+        self.fitted_prior = fitted_prior  # a Gaussian mixture over posterior means (vaeformat/prior.py), if fitted
         self.can_sample = self.has_prior or fitted_prior is not None
         self.default_prior: PriorName = "fitted" if fitted_prior is not None else "standard"
 

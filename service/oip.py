@@ -17,8 +17,9 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
+from vaeformat.manifest import TensorSpec
+
 from .errors import InvalidInput, PayloadTooLarge
-from .manifest import TensorSpec
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 # OIP's datatype names; BYTES (strings) has no use here: every tensor of the graph contract is numeric.

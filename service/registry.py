@@ -18,15 +18,18 @@ from pathlib import Path
 
 import numpy as np
 
+from vaeformat.contract import check_contract
+from vaeformat.errors import ManifestError
+from vaeformat.files import MANIFEST_FILE, confined, shown
+from vaeformat.manifest import load_manifest, verify_files
+from vaeformat.prior import load_prior
+
 from .batching import MicroBatcher
-from .contract import check_contract
 from .errors import NotConditional, StartupError, UnknownModel
 from .graphs import check_io, open_session
-from .manifest import MANIFEST_FILE, ManifestError, confined, load_manifest, shown, verify_files
 from .memory import release_freed_memory
 from .metrics import Metrics
 from .model import ServedModel
-from .prior import load_prior
 from .providers import GPU_PROVIDERS, ProviderPlan, check, probe
 from .runner import ChainRunner, GraphRunner, Runner
 from .settings import Settings

@@ -2,7 +2,7 @@
 
 Only files the manifest lists are served, only PNG and JPEG (an SVG or HTML file could carry script that a
 browser would run on this origin), and only when they resolve to a regular file inside the models folder, by the
-same confinement as the graphs (service/manifest.py). Anything else is a 404 that names the listed reports.
+same confinement as the graphs (vaeformat/files.py). Anything else is a 404 that names the listed reports.
 """
 
 from __future__ import annotations
@@ -11,8 +11,11 @@ import os
 from pathlib import Path, PurePosixPath
 from urllib.parse import quote
 
+from vaeformat.errors import ManifestError
+from vaeformat.files import open_confined, shown
+from vaeformat.manifest import Manifest
+
 from .errors import ServiceError
-from .manifest import Manifest, ManifestError, open_confined, shown
 
 MEDIA_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
 # Report images are tens of kilobytes; a larger file is a mistake in the model folder, not a report to send.

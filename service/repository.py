@@ -26,8 +26,10 @@ from pathlib import Path
 
 import anyio.to_thread
 
+from vaeformat.errors import ManifestError
+from vaeformat.files import MANIFEST_FILE
+
 from .errors import CapabilityMissing, InvalidInput, ServiceError, UnknownModel
-from .manifest import MANIFEST_FILE, ManifestError
 from .memory import release_freed_memory
 from .metrics import Metrics
 from .model import ServedModel

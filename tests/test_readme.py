@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from service.manifest import load_manifest, verify_files, verify_prior
 from training.catalog import SHIPPED as SHIPPED_NAMES
 from training.catalog import main as catalog
+from vaeformat.manifest import load_manifest, verify_files, verify_prior
 
 ROOT = Path(__file__).resolve().parents[1]
 # The shipped models only: a folder a user trains into models/ (README, "Training your own models") is not checked.

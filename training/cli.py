@@ -6,12 +6,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from service.manifest import ManifestError, load_manifest, sha256_file, verify_files, verify_prior, write_manifest
+from vaeformat.errors import ManifestError
+from vaeformat.files import sha256_file
+from vaeformat.manifest import load_manifest, verify_files, verify_prior, write_manifest
 
+from .corruption import Corruption
 from .data import DataError
 from .distributed import DEVICES, PRECISIONS, DeviceError
 from .export import ExportError
-from .corruption import Corruption
 from .loop import CheckpointMismatch, TrainConfig
 from .networks import KINDS, NetConfig
 from .pipeline import OutputExists, RunOptions, run

@@ -6,9 +6,9 @@ A large folder stays on disk (`FolderImages`): indexing it decodes just the rows
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError

@@ -3,22 +3,29 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from service.manifest import Manifest, Metrics
-from service.prior import FittedPrior, read_prior
+from vaeformat.manifest import Manifest, Metrics
+from vaeformat.prior import FittedPrior, read_prior
 
 from .classifier import frechet_distance, train_classifier
 from .corruption import Corruption
 from .data import Dataset, load_dataset
 from .graphs import OnnxPair
-from .objectives import bernoulli_nll, gaussian_nll, importance_weighted_bound, kl_per_dim, log_normal, log_standard_normal
+from .objectives import (
+    bernoulli_nll,
+    gaussian_nll,
+    importance_weighted_bound,
+    kl_per_dim,
+    log_normal,
+    log_standard_normal,
+)
 
 EVAL_SEED = 20240601  # one fixed binarization and one fixed set of noise draws, so figures are repeatable
 ACTIVE_UNIT_THRESHOLD = 0.01

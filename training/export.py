@@ -11,8 +11,9 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from service.contract import LABEL_CLASSES_KEY
-from service.manifest import GraphFile, TensorSpec, sha256_file
+from vaeformat.contract import LABEL_CLASSES_KEY
+from vaeformat.files import sha256_file
+from vaeformat.manifest import GraphFile, TensorSpec
 
 from .networks import AutoEncoder, DecoderGraph, EncoderGraph
 
@@ -105,7 +106,7 @@ def label_classes(model: onnx.ModelProto) -> int | None:
 
 
 def stamp_label_classes(path: Path) -> int | None:
-    """Write the graph's class count into its metadata (service/contract.py, LABEL_CLASSES_KEY), if it takes a label.
+    """Write the graph's class count into its metadata (vaeformat/contract.py, LABEL_CLASSES_KEY), if it takes a label.
 
     The service refuses a label graph without it: on CUDA an index past the table is not an error, so the manifest's
     class names are checked against the table itself at load. Returns the count (None: no label input).

@@ -5,14 +5,14 @@ from __future__ import annotations
 import platform
 import shutil
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib.metadata import version as pkg_version
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from service.manifest import Files, ImageSpec, Manifest, Split, Training, write_manifest
+from vaeformat.manifest import Files, ImageSpec, Manifest, Split, Training, write_manifest
 
 from .data import DataError, Dataset, load_dataset, split_dataset
 from .distributed import broadcast, finish, start
@@ -20,8 +20,8 @@ from .evaluate import EvalSpec, evaluate, format_metrics
 from .export import export_model
 from .graphs import OnnxPair
 from .loop import TrainConfig, Trainer
-from .prior import fit_and_save
 from .networks import AutoEncoder, NetConfig
+from .prior import fit_and_save
 from .reports import write_reports
 
 CHECKPOINTS = Path("checkpoints")
@@ -167,7 +167,7 @@ def run(opts: RunOptions, log=print) -> Manifest | None:
                             class_names=data.class_names)
     manifest = Manifest(
         name=opts.out.name, version=opts.version, kind=opts.kind, description=opts.description,
-        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
         image=ImageSpec(channels=c, height=h, width=w), latent_dim=net.latent_dim,
         labels=data.class_names if num_classes else None, encoder_conditioned=net.conditional,
         likelihood=train.likelihood, gaussian_sigma=sigma, files=Files(**files),

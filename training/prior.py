@@ -22,8 +22,9 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 
-from service.manifest import PriorFile, sha256_file
-from service.prior import PRIOR_FILE, FittedPrior, write_prior
+from vaeformat.files import sha256_file
+from vaeformat.manifest import PriorFile
+from vaeformat.prior import PRIOR_FILE, FittedPrior, write_prior
 
 from .data import Dataset
 from .graphs import OnnxPair
@@ -75,7 +76,7 @@ def _fit(points: np.ndarray, k: int, covariance: str, seed: int) -> GaussianMixt
 
 
 def to_prior(mixtures: list[GaussianMixture]) -> FittedPrior:
-    """One mixture per class -> the padded arrays of service/prior.py (unused components weigh 0)."""
+    """One mixture per class -> the padded arrays of vaeformat/prior.py (unused components weigh 0)."""
     k = max(g.n_components for g in mixtures)
     d = mixtures[0].means_.shape[1]
     weights = np.zeros((len(mixtures), k))

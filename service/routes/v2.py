@@ -13,9 +13,10 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
+from vaeformat.manifest import GraphFile
+
 from ..deps import ReadyRegistry, Registry, Settings, loaded_registry
 from ..errors import UnknownModel, UnsupportedMediaType
-from ..manifest import GraphFile
 from ..model import ServedModel
 from ..offload import cpu_bound
 from ..oip import HEADER_LENGTH, InvalidTensor, check_labels, metadata_tensor, parse_request, render_response

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from ..service.payloads import png
-from ..service.tiny_models import build_zoo
+from ..tiny_models import build_zoo
 from .hostile import watch
 from .server import running_process
 

@@ -9,7 +9,7 @@ import httpx
 import numpy as np
 import pytest
 
-from service.manifest import load_manifest
+from vaeformat.manifest import load_manifest
 
 from .server import ROOT, running_server
 

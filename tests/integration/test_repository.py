@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ..service.tiny_models import build_model, build_zoo
+from ..tiny_models import build_model, build_zoo
 from .server import run_to_exit, running_server
 
 

@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.manifest import ManifestError, load_manifest
+from vaeformat.errors import ManifestError
+from vaeformat.manifest import load_manifest
 
 from .server import ROOT, running_server
 

@@ -12,7 +12,7 @@ import pytest
 from service.providers import probe
 
 from ..service.payloads import png
-from ..service.tiny_models import build_model, build_zoo
+from ..tiny_models import build_model, build_zoo
 from .server import run_to_exit, running_process, running_server, start
 
 NO_GPU = not probe("auto").gpu

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.manifest import load_manifest
+from vaeformat.manifest import load_manifest
 
 from .. import oip_spec
 from .server import ROOT, running_server

@@ -1,8 +1,7 @@
-"""Fixtures for service tests: tiny model folders, settings, and an httpx client on the ASGI app."""
+"""Fixtures for service tests: settings with small limits, and an httpx client on the ASGI app."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -12,19 +11,6 @@ import pytest
 from service.settings import Settings
 
 from .asgi import serve
-from .tiny_models import build_zoo
-
-
-@pytest.fixture(scope="session")
-def zoo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A read-only folder with tiny-ae, tiny-vae and tiny-cvae (classes 'zero', 'one', 'two')."""
-    return build_zoo(tmp_path_factory.mktemp("zoo"))
-
-
-@pytest.fixture
-def models_dir(zoo: Path, tmp_path: Path) -> Path:
-    """A private copy of the zoo that a test may break."""
-    return Path(shutil.copytree(zoo, tmp_path / "models"))
 
 
 @pytest.fixture(scope="module")

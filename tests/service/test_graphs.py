@@ -3,8 +3,9 @@
 import pytest
 
 from service.graphs import check_io, open_session
-from service.manifest import GraphFile, ManifestError, load_manifest
 from service.settings import Settings
+from vaeformat.errors import ManifestError
+from vaeformat.manifest import GraphFile, load_manifest
 
 
 @pytest.fixture

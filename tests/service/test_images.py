@@ -20,7 +20,7 @@ from service.images import (
     png_pixel_chunks,
     sniff,
 )
-from service.manifest import ImageSpec
+from vaeformat.manifest import ImageSpec
 
 from .payloads import bad_exif_jpeg, png_chunk, ztxt_bomb_png
 

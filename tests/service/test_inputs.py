@@ -11,9 +11,9 @@ from starlette.requests import Request
 from service import inputs
 from service.errors import InvalidInput, PayloadTooLarge
 from service.inputs import decode_images, merge_labels, parse_json, read_latents, receive_images
-from service.manifest import ImageSpec
 from service.offload import INLINE_BYTES
 from service.settings import Settings
+from vaeformat.manifest import ImageSpec
 
 from .payloads import b64, npy, png
 

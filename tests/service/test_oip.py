@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from service.errors import PayloadTooLarge
-from service.manifest import TensorSpec
 from service.oip import HEADER_LENGTH, InvalidTensor, check_labels, metadata_tensor, parse_request, render_response
+from vaeformat.manifest import TensorSpec
 
 from .. import oip_spec
 

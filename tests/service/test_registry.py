@@ -13,15 +13,15 @@ from pathlib import Path
 import onnx
 import pytest
 
-from service.contract import LABEL_CLASSES_KEY
 from service.errors import StartupError, UnknownModel
-from service.manifest import sha256_file
 from service.metrics import Metrics
 from service.registry import ModelRegistry, load_registry
 from service.settings import Settings
+from vaeformat.contract import LABEL_CLASSES_KEY
+from vaeformat.files import sha256_file
 
+from ..tiny_models import build_model
 from .asgi import serve
-from .tiny_models import build_model
 
 
 def load(models_dir: Path, **settings) -> ModelRegistry:

@@ -7,9 +7,9 @@ import pytest
 
 from service.settings import Settings
 
+from ..tiny_models import build_model
 from .asgi import serve
 from .payloads import png
-from .tiny_models import build_model
 
 pytestmark = pytest.mark.anyio
 

@@ -6,9 +6,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from service.manifest import load_manifest  # noqa: E402
 from training.cli import main  # noqa: E402
 from training.corruption import Corruption  # noqa: E402
+from vaeformat.manifest import load_manifest  # noqa: E402
 
 
 def test_parse_accepts_the_three_kinds_and_says_what_it_wants_otherwise():

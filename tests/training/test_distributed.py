@@ -14,12 +14,12 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from service.manifest import load_manifest, verify_files  # noqa: E402
 from tests.integration.server import free_port  # noqa: E402
 from training.cli import main  # noqa: E402
 from training.distributed import finish, start  # noqa: E402
 from training.loop import TrainConfig, Trainer  # noqa: E402
 from training.networks import AutoEncoder, NetConfig  # noqa: E402
+from vaeformat.manifest import load_manifest, verify_files  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 # 45 training rows in batches of 16: 16, 16, then a ragged 13 that two processes split 7 + 6.

@@ -68,9 +68,10 @@ def test_label_graphs_carry_their_class_count_and_stamp_adds_it_to_older_exports
 
     import onnx
 
-    from service.contract import LABEL_CLASSES_KEY
-    from service.manifest import load_manifest, sha256_file
     from training.cli import main
+    from vaeformat.contract import LABEL_CLASSES_KEY
+    from vaeformat.files import sha256_file
+    from vaeformat.manifest import load_manifest
 
     export_model(_tiny("cvae"), "bernoulli", tmp_path)
     for name in ("encoder.onnx", "decoder.onnx"):

@@ -8,10 +8,11 @@ import pytest
 pytest.importorskip("sklearn")
 pytest.importorskip("torch")
 
-from service.manifest import load_manifest, sha256_file, verify_prior  # noqa: E402
-from service.prior import PRIOR_FILE, read_prior, write_prior  # noqa: E402
 from training.cli import main  # noqa: E402
 from training.prior import fit_mixture, to_prior  # noqa: E402
+from vaeformat.files import sha256_file  # noqa: E402
+from vaeformat.manifest import load_manifest, verify_prior  # noqa: E402
+from vaeformat.prior import PRIOR_FILE, read_prior, write_prior  # noqa: E402
 
 
 def clusters(centres: np.ndarray, per: int, spread: float, seed: int = 0) -> np.ndarray:

@@ -10,10 +10,10 @@ import pytest
 
 from service.settings import Settings
 
+from ...prior_models import add_prior
+from ...tiny_models import build_model
 from ..asgi import serve
 from ..payloads import b64, load_npy, png
-from ..prior_models import add_prior
-from ..tiny_models import build_model
 
 pytestmark = pytest.mark.anyio
 QUANTILES = {"nll": list(np.linspace(20.0, 60.0, 101)), "squared_error": list(np.linspace(1.0, 9.0, 101))}

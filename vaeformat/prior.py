@@ -17,7 +17,9 @@ from typing import BinaryIO
 
 import numpy as np
 
-from .manifest import Manifest, ManifestError, open_confined, shown, verify_prior
+from .errors import ManifestError
+from .files import open_confined, shown
+from .manifest import Manifest, verify_prior
 
 PRIOR_FILE = "prior.npz"
 _ARRAYS = ("weights", "means", "scales")

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .manifest import MANIFEST_FILE, GraphFile, Manifest, ManifestError, TensorSpec
+from .errors import ManifestError
+from .files import MANIFEST_FILE
+from .manifest import GraphFile, Manifest, TensorSpec
 
 # ONNX model metadata (metadata_props) written by the export: rows of the graph's label table (its Gather's data).
 LABEL_CLASSES_KEY = "vae.label_classes"

@@ -13,8 +13,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from service.contract import LABEL_CLASSES_KEY
-from service.manifest import Manifest, sha256_file, write_manifest
+from vaeformat.contract import LABEL_CLASSES_KEY
+from vaeformat.files import sha256_file
+from vaeformat.manifest import Manifest, write_manifest
 
 OPSET = 17
 

@@ -1,27 +1,23 @@
 """The model manifest: one pydantic schema shared by training (writes it) and the service (validates it).
 
-This module imports pydantic and the standard library only, so the serving image needs no torch.
-
-The model repository is confined to its folder (the models root): paths in a manifest are relative to the model's
-folder and never climb out of it ('..' and absolute paths fail validation), and every file that is read is first
-resolved (symlinks followed) and refused unless it lies inside the root. A symlink from one place inside the root
-to another is allowed (a `current -> .releases/v3` folder, a graph shared by two models); one that leads out is
-not. Files are opened without blocking and refused unless they are regular files (a FIFO would hang the reader).
+This package imports pydantic, numpy and the standard library only, so the serving image needs no torch. Paths in a
+manifest are relative to the model's folder and never climb out of it ('..' and absolute paths fail validation);
+files are read through vaeformat/files.py, which confines every read to the models folder.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import stat
 from pathlib import Path, PurePosixPath
-from typing import Annotated, BinaryIO, Literal
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from .errors import ManifestError
+from .files import MANIFEST_FILE, open_confined, shown, verified, why
+
 SCHEMA_VERSION: Literal[1] = 1
-MANIFEST_FILE = "manifest.json"
 # The largest part of a manifest is test_indices: 16 KB for the shipped models' 1,000 held-out images, about 120 KB
 # for all 10,000 of MNIST's. 4 MiB refuses only a mistake or an attack, before a byte of it is read.
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
@@ -29,10 +25,6 @@ MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 Kind = Literal["ae", "vae", "cvae"]
 Likelihood = Literal["bernoulli", "gaussian"]
 DType = Literal["float32", "int64"]
-
-
-class ManifestError(Exception):
-    """A model folder whose manifest or files do not match the contract; the message names file and field."""
 
 
 def _inside_the_folder(value: str) -> str:
@@ -91,7 +83,7 @@ class Files(_Strict):
 
 
 class PriorFile(_Strict):
-    """A fitted prior beside the graphs (service/prior.py documents the file), checked at load like them."""
+    """A fitted prior beside the graphs (vaeformat/prior.py documents the file), checked at load like them."""
 
     path: RelativeFile
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
@@ -210,89 +202,6 @@ class Manifest(_Strict):
         return self
 
 
-def sha256_file(path: Path) -> str:
-    with open(path, "rb") as f:
-        return _sha256(f)
-
-
-def _sha256(f: BinaryIO) -> str:
-    digest = hashlib.sha256()
-    for block in iter(lambda: f.read(1 << 20), b""):
-        digest.update(block)
-    return digest.hexdigest()
-
-
-def shown(path: Path, root: Path | None = None) -> str:
-    """`path` as messages show it: relative to the models folder `root` when given, undecodable bytes escaped."""
-    if root is not None and path.is_relative_to(root):
-        path = path.relative_to(root)
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
-
-
-# O_NONBLOCK: opening a FIFO swapped in after the stat() must not wait for a writer. O_NOFOLLOW: `real` has no
-# symlink left, so one found now was swapped in after the check. (Both are POSIX; training may run elsewhere.)
-_READ_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-_KINDS = {stat.S_ISDIR: "directory", stat.S_ISFIFO: "FIFO", stat.S_ISSOCK: "socket", stat.S_ISCHR: "device"}
-
-
-def _not_regular(mode: int) -> str | None:
-    """What a file mode is when it is not a regular file ('directory', 'FIFO', ...), else None."""
-    if stat.S_ISREG(mode):
-        return None
-    return next((kind for test, kind in _KINDS.items() if test(mode)), "device")
-
-
-def _named(field: str) -> str:
-    return f", but manifest field '{field}' names it" if field else ""
-
-
-def confined(path: Path, root: Path, where: str, field: str = "") -> Path:
-    """`path` with every symlink resolved; ManifestError unless it exists and lies inside the resolved `root`.
-
-    Messages name `where` (the path as shown) and the manifest `field` that named the path, if any; they never show
-    where a symlink points, since /models shows them to clients.
-    """
-    named = _named(field)
-    try:
-        real = path.resolve(strict=True)
-    except FileNotFoundError:
-        needed = f"; every model folder needs a {MANIFEST_FILE}" if path.name == MANIFEST_FILE else ""
-        raise ManifestError(f"{where}: missing{named or needed}") from None
-    except (OSError, RuntimeError) as e:  # RuntimeError: a symlink loop (Python < 3.13)
-        raise ManifestError(f"{where}: cannot be resolved ({_why(e)}){named}; fix or remove the symlink") from None
-    if not real.is_relative_to(root):
-        raise ManifestError(
-            f"{where}: a symlink to a place outside the models folder{named}; the service reads only files inside "
-            "the models folder: copy them in instead of linking to them"
-        )
-    return real
-
-
-def open_confined(path: Path, root: Path, where: str, field: str = "") -> tuple[BinaryIO, Path]:
-    """Open `path` for reading if it resolves to a regular file inside the resolved `root`: (file, resolved path).
-
-    Raises ManifestError as `confined` does, and for anything but a regular file. Never blocks: a FIFO or device is
-    refused from stat() before it is opened, and checked again on the descriptor.
-    """
-    real = confined(path, root, where, field)
-    named = _named(field)
-    try:
-        kind = _not_regular(os.stat(real).st_mode)
-        if kind is None:
-            f = os.fdopen(os.open(real, _READ_FLAGS), "rb")
-            kind = _not_regular(os.fstat(f.fileno()).st_mode)
-            if kind is None:
-                return f, real
-            f.close()
-    except OSError as e:
-        raise ManifestError(f"{where}: cannot be read ({_why(e)}){named}; make it readable by the service") from None
-    raise ManifestError(f"{where}: a {kind}, not a regular file{named}; replace it with the file itself")
-
-
-def _why(error: BaseException) -> str:
-    return error.strerror if isinstance(error, OSError) and error.strerror else str(error)
-
-
 def _describe(error: ValidationError) -> str:
     parts = []
     for e in error.errors():
@@ -319,7 +228,7 @@ def load_manifest(folder: Path, root: Path | None = None) -> Manifest:
                 )
             data = f.read(MAX_MANIFEST_BYTES + 1)
         except OSError as e:
-            raise ManifestError(f"{where}: cannot be read ({_why(e)})") from None
+            raise ManifestError(f"{where}: cannot be read ({why(e)})") from None
     if len(data) > MAX_MANIFEST_BYTES:  # it grew while we looked
         raise ManifestError(f"{where}: over the limit of {MAX_MANIFEST_BYTES} bytes for a manifest")
     try:
@@ -348,7 +257,7 @@ def verify_files(folder: Path, manifest: Manifest, root: Path | None = None) -> 
     real_root = Path(root or folder).resolve()
     for role in ("encoder", "decoder"):
         entry: GraphFile = getattr(manifest.files, role)
-        found[role] = _verified(
+        found[role] = verified(
             Path(folder) / entry.path,
             entry.sha256,
             real_root,
@@ -364,7 +273,7 @@ def verify_prior(folder: Path, manifest: Manifest, root: Path | None = None) -> 
     entry = manifest.prior
     if entry is None:
         return None
-    return _verified(
+    return verified(
         Path(folder) / entry.path,
         entry.sha256,
         Path(root or folder).resolve(),
@@ -372,27 +281,6 @@ def verify_prior(folder: Path, manifest: Manifest, root: Path | None = None) -> 
         "prior",
         "after it was fitted (refit it: python -m training fit-prior MODEL_FOLDER)",
     )
-
-
-def _verified(path: Path, sha256: str, real_root: Path, root: Path | None, field: str, when: str) -> Path:
-    """`path` resolved, once it is a regular file inside `real_root` whose sha256 is the one manifest `field` records.
-
-    Messages show the path relative to `root` and name `{field}.path` / `{field}.sha256`; `when` says when the file
-    should have stopped changing and how to make a new one.
-    """
-    where = shown(path, root)
-    f, real = open_confined(path, real_root, where, f"{field}.path")
-    with f:
-        try:
-            actual = _sha256(f)
-        except OSError as e:
-            raise ManifestError(f"{where}: cannot be read ({_why(e)})") from None
-    if actual != sha256:
-        raise ManifestError(
-            f"{where}: sha256 is {actual}, but manifest field '{field}.sha256' says {sha256}; "
-            f"the file was changed {when}"
-        )
-    return real
 
 
 def write_manifest(folder: Path, manifest: Manifest) -> Path:

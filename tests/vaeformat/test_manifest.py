@@ -1,4 +1,4 @@
-"""manifest.py: reading a manifest and its graph files, confined to the models folder, without ever blocking.
+"""vaeformat/manifest.py and files.py: reading a manifest and its graph files, confined to the models folder, without ever blocking.
 
 Every refusal is a ManifestError that names the file (relative to the models folder) and the manifest field.
 """
@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from service.manifest import MAX_MANIFEST_BYTES, ManifestError, load_manifest, verify_files
+from vaeformat.errors import ManifestError
+from vaeformat.manifest import MAX_MANIFEST_BYTES, load_manifest, verify_files
 
 
 def refused(call: Callable[[], object]) -> str:

@@ -1,4 +1,4 @@
-"""service/prior.py: drawing from the fitted mixture, reading its file safely, and refusing a bad one at load."""
+"""vaeformat/prior.py: drawing from the fitted mixture, reading its file safely, and refusing a bad one at load."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.manifest import ManifestError, load_manifest
-from service.prior import FittedPrior, PriorFormatError, load_prior, read_prior
+from vaeformat.errors import ManifestError
+from vaeformat.manifest import load_manifest
+from vaeformat.prior import FittedPrior, PriorFormatError, load_prior, read_prior
 
-from .prior_models import add_prior, mixture
-from .tiny_models import build_model
+from ..prior_models import add_prior, mixture
+from ..tiny_models import build_model
 
 
 def test_draws_are_seeded_and_follow_the_weights_and_the_classes():

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from service.manifest import PriorFile, load_manifest, sha256_file, write_manifest
-from service.prior import PRIOR_FILE, FittedPrior, write_prior
+from vaeformat.files import sha256_file
+from vaeformat.manifest import PriorFile, load_manifest, write_manifest
+from vaeformat.prior import PRIOR_FILE, FittedPrior, write_prior
 
 
 def mixture(classes: int, latent_dim: int, *, offset: float = 5.0) -> FittedPrior:
