@@ -70,7 +70,7 @@ COPY --from=wheel /dist/ /tmp/dist/
 RUN /opt/venv/bin/pip install --no-cache-dir --no-deps --disable-pip-version-check /tmp/dist/*.whl \
     && rm -rf /tmp/dist \
     && /opt/venv/bin/pip check --disable-pip-version-check \
-    && /opt/venv/bin/python -c "import service.app, onnxruntime as o; print(o.__version__, o.get_available_providers())"
+    && /opt/venv/bin/python -c "import service.http.app, onnxruntime as o; print(o.__version__, o.get_available_providers())"
 
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \

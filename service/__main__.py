@@ -7,7 +7,7 @@ import sys
 
 from pydantic import ValidationError
 
-from .server import serve
+from .http.server import serve
 from .settings import Settings
 
 
@@ -25,21 +25,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--require-gpu", action="store_true", default=None, help="refuse to start without a GPU")
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     parser.add_argument(
-        "--processes", type=int, help="uvicorn worker processes, each with every model (0: one per two cores)"
+        "--processes", help="server processes, each with every model (auto: one per two cores, within memory)"
     )
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Read options and environment into Settings, then serve them with uvicorn (service/server.py)."""
+    """Read options and environment into Settings, then serve them with uvicorn (service/http/server.py)."""
     args = parse_args(argv)
     overrides = {k: v for k, v in vars(args).items() if v is not None}
     try:
         settings = Settings(**overrides)
     except ValidationError as e:
         sys.exit(f"invalid settings: {e}")
-    # Worker processes get the settings themselves (pickled with uvicorn's config), options included.
-    serve(settings, settings.process_count())
+    # Server processes get the settings themselves (pickled), options included.
+    serve(settings)
 
 
 if __name__ == "__main__":

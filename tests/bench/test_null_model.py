@@ -10,9 +10,10 @@ from bench.load import free_port, server
 from bench.null_model import LATENT, NAME, SIZE, null_models_dir, write_null_model
 from bench.workloads import digit_png
 from service.metrics import Metrics
-from service.registry import load_registry
 from service.settings import Settings
 from vaeformat.manifest import load_manifest, verify_files
+
+from ..registries import load_registry
 
 
 def test_the_registry_serves_the_null_model_as_its_default(tmp_path):

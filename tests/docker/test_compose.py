@@ -52,8 +52,11 @@ def test_paths_resolve_from_the_compose_file(name):
 def test_the_env_file_sets_only_known_settings():
     from service.settings import Settings
 
-    names = [line.split("=", 1)[0] for line in (DOCKER / "vae.env").read_text().splitlines()
-             if line.strip() and not line.startswith("#")]
+    names = [
+        line.split("=", 1)[0]
+        for line in (DOCKER / "vae.env").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     known = {f"VAE_{field.upper()}" for field in Settings.model_fields}
     assert names and set(names) <= known, set(names) - known
 
@@ -61,6 +64,9 @@ def test_the_env_file_sets_only_known_settings():
 @pytest.mark.parametrize("name", ["vae", "vae-cpu"])
 def test_the_api_key_comes_from_the_shell_and_is_off_by_default(name):
     assert SERVICES[name]["environment"]["VAE_API_KEY"] == "${VAE_API_KEY:-}"
-    settings = [line.split("=", 1)[0].strip() for line in (DOCKER / "vae.env").read_text().splitlines()
-                if line.strip() and not line.lstrip().startswith("#")]
+    settings = [
+        line.split("=", 1)[0].strip()
+        for line in (DOCKER / "vae.env").read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
     assert "VAE_API_KEY" not in settings, "a key belongs in the shell or a secret, not in a committed file"

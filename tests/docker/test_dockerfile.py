@@ -27,7 +27,9 @@ def hadolint() -> str:
 def test_hadolint_finds_nothing():
     result = subprocess.run(
         [hadolint(), "--no-color", "--failure-threshold", "style", str(DOCKERFILE)],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert (result.returncode, result.stdout + result.stderr) == (0, "")
 

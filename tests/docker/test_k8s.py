@@ -22,8 +22,13 @@ def test_manifests_validate_strictly(path):
 
 def test_apply_needs_no_custom_resources():
     """`kubectl apply -f docker/k8s/` works on any cluster: KServe's resource lives in a subfolder."""
-    assert {kind for kind, _ in RESOURCES} == {"ConfigMap", "Deployment", "Service", "HorizontalPodAutoscaler",
-                                              "PodDisruptionBudget"}
+    assert {kind for kind, _ in RESOURCES} == {
+        "ConfigMap",
+        "Deployment",
+        "Service",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+    }
 
 
 def test_each_pod_asks_for_a_gpu():

@@ -26,13 +26,15 @@ def free_port() -> int:
 def start(models_dir: Path, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str, Path]:
     port = free_port()
     log = Path(tempfile.mkstemp(prefix="vae-serve-", suffix=".log")[1])
-    process = subprocess.Popen(
-        [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(port), "--models-dir", str(models_dir)],
-        cwd=ROOT,
-        env={**os.environ, **(env or {})},
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-    )
+    with log.open("w") as out:  # the server writes to its own copy of the descriptor
+        process = subprocess.Popen(
+            [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(port)]
+            + ["--models-dir", str(models_dir)],
+            cwd=ROOT,
+            env={**os.environ, **(env or {})},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     return process, f"http://127.0.0.1:{port}", log
 
 

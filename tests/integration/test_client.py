@@ -1,4 +1,4 @@
-"""service.client against a real uvicorn process serving the shipped models, with real MNIST digits.
+"""vae_client against a real uvicorn process serving the shipped models, with real MNIST digits.
 
 The server needs an API key (VAE_API_KEY), so every test also checks that the client sends it.
 """
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.client import AsyncClient, Client, Encoding, Generated, Reconstruction, Scores, ServiceError, to_images
+from vae_client import AsyncClient, Client, Encoding, Generated, Reconstruction, Scores, ServiceError, to_images
 from tests.tolerance import assert_close
 
 from .server import ROOT, running_server

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.client import Client
+from vae_client import Client
 from tests.tolerance import assert_close
 
 from .server import running_server

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.providers import probe
+from service.engine.providers import probe
 
 from ..service.payloads import png
 from ..tiny_models import build_model, build_zoo

@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 import httpx
 
-from service.app import create_app
+from service.http.app import create_app
 from service.settings import Settings
 
 
@@ -15,7 +15,7 @@ from service.settings import Settings
 async def serve(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """An httpx client on a new app, with its lifespan run (models loaded and warm) around the block."""
     app = create_app(settings)
-    async with app.router.lifespan_context(app):
+    async with app.lifespan():
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
             yield c

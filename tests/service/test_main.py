@@ -1,5 +1,5 @@
 """__main__.py: command-line options override the VAE_* environment; bad settings exit with a message; the
-settings reach uvicorn (and its worker processes) through service/server.py."""
+settings reach uvicorn (and every server process) through service/http/server.py."""
 
 import pickle
 import subprocess
@@ -8,8 +8,8 @@ import sys
 import pytest
 
 from service.__main__ import main, parse_args
-from service.connection import GuardedHttpProtocol
-from service.server import BackgroundLifespan, ServiceConfig
+from service.http import server
+from service.http.seam import GuardedHttpProtocol
 from service.settings import Settings
 
 
@@ -33,16 +33,23 @@ def test_help_names_the_options():
 
 
 def test_main_serves_the_settings_with_the_process_count(monkeypatch):
-    served = []
-    monkeypatch.setattr("service.__main__.serve", lambda settings, processes: served.append((settings, processes)))
+    supervised, single = [], []
+    monkeypatch.setattr(server, "supervise", lambda settings, processes: supervised.append((settings, processes)) or 0)
+    monkeypatch.setattr(server, "run", lambda settings, sockets=None: single.append(settings) or 0)
     main(["--port", "8123", "--processes", "3"])
-    assert [(s.port, p) for s, p in served] == [(8123, 3)]
+    main(["--port", "8124", "--processes", "1"])
+    assert [(s.port, p) for s, p in supervised] == [(8123, 3)] and [s.port for s in single] == [8124]
 
 
-def test_the_uvicorn_config_carries_the_settings_to_worker_processes(zoo):
-    settings = Settings(models_dir=zoo, port=8123, keep_alive_timeout_s=2, graceful_shutdown_timeout_s=4)
-    config = pickle.loads(pickle.dumps(ServiceConfig(settings, processes=2)))  # what a spawned worker gets
-    config.load()
-    assert config.settings == settings and config.app_instance.state.settings == settings
-    assert (config.port, config.workers, config.timeout_keep_alive, config.timeout_graceful_shutdown) == (8123, 2, 2, 4)
-    assert config.http_protocol_class is GuardedHttpProtocol and config.lifespan_class is BackgroundLifespan
+def test_the_uvicorn_config_carries_the_settings_to_every_server_process(zoo, monkeypatch):
+    settings = pickle.loads(pickle.dumps(Settings(models_dir=zoo, port=8123, keep_alive_timeout_s=2)))  # as spawned
+    configs = []
+
+    def capture(self, sockets=None):
+        configs.append(self.config)
+
+    monkeypatch.setattr(server.SignalledServer, "run", capture)
+    assert server.run(settings) == 0
+    (config,) = configs
+    assert config.app.settings == settings and (config.port, config.timeout_keep_alive) == (8123, 2)
+    assert issubclass(config.http, GuardedHttpProtocol) and config.http.limits == settings.http

@@ -12,7 +12,7 @@ import service
 for m in pkgutil.walk_packages(service.__path__, "service."):
     if m.name != "service.__main__":
         importlib.import_module(m.name)
-from service.app import create_app
+from service.http.app import create_app
 from service.settings import Settings
 create_app(Settings(models_dir="models"))
 import service.__main__

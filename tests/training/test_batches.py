@@ -46,8 +46,14 @@ def test_a_folder_on_disk_trains_bit_for_bit_as_the_same_images_in_memory(folder
     def train(dataset):
         torch.manual_seed(0)
         model = AutoEncoder(NetConfig("cvae", 1, 8, 8, latent_dim=2, num_classes=2, base_channels=4, hidden=8))
-        trainer = Trainer(model, TrainConfig(epochs=2, batch_size=16), dataset.images, dataset.labels,
-                          np.arange(32), np.arange(32, 40))
+        trainer = Trainer(
+            model,
+            TrainConfig(epochs=2, batch_size=16),
+            dataset.images,
+            dataset.labels,
+            np.arange(32),
+            np.arange(32, 40),
+        )
         return trainer.fit(progress=False), model.state_dict()
 
     (memory_run, memory_state), (disk_run, disk_state) = train(folder[0]), train(folder[1])

@@ -11,8 +11,21 @@ from training.cli import _parser, main  # noqa: E402
 from training.pipeline import resolve_likelihood  # noqa: E402
 from vaeformat.manifest import load_manifest  # noqa: E402
 
-QUICK = ["--epochs", "1", "--base-channels", "4", "--hidden", "16", "--latent-dim", "2", "--iw-samples", "4",
-         "--warmup-epochs", "0", "--no-progress"]
+QUICK = [
+    "--epochs",
+    "1",
+    "--base-channels",
+    "4",
+    "--hidden",
+    "16",
+    "--latent-dim",
+    "2",
+    "--iw-samples",
+    "4",
+    "--warmup-epochs",
+    "0",
+    "--no-progress",
+]
 
 
 @pytest.fixture
@@ -24,8 +37,9 @@ def in_tmp(tmp_path, monkeypatch):
 def _colour_npz(path, n=40):
     """n RGB 8x8 images in two named classes: colour data that says nothing of --channels."""
     rng = np.random.default_rng(0)
-    np.savez(path, x=rng.integers(0, 256, (n, 8, 8, 3), dtype=np.uint8), y=np.arange(n) % 2,
-             names=np.array(["red", "blue"]))
+    np.savez(
+        path, x=rng.integers(0, 256, (n, 8, 8, 3), dtype=np.uint8), y=np.arange(n) % 2, names=np.array(["red", "blue"])
+    )
     return f"npz:{path}"
 
 
@@ -34,8 +48,7 @@ def _colour_npz(path, n=40):
 @pytest.mark.filterwarnings("error::UserWarning", "error::RuntimeWarning")
 def test_colour_data_gets_a_gaussian_likelihood_without_channels_and_its_class_names(in_tmp, capsys):
     out = in_tmp / "models" / "colour"
-    assert main(["train", "--kind", "cvae", "--dataset", _colour_npz(in_tmp / "c.npz"), "--out", str(out),
-                 *QUICK]) == 0
+    assert main(["train", "--kind", "cvae", "--dataset", _colour_npz(in_tmp / "c.npz"), "--out", str(out), *QUICK]) == 0
     manifest = load_manifest(out)
     assert manifest.image.channels == 3 and manifest.likelihood == "gaussian" and manifest.gaussian_sigma > 0
     assert manifest.labels == ["red", "blue"]
@@ -54,8 +67,18 @@ def test_an_existing_model_folder_is_replaced_only_with_force(in_tmp, capsys):
     out.mkdir(parents=True)
     (out / "manifest.json").write_text("{}")  # a model folder, as far as the refusal is concerned
     (out / "samples.png").write_bytes(b"old")
-    args = ["train", "--kind", "vae", "--dataset", _colour_npz(in_tmp / "c.npz"), "--channels", "1",
-            "--out", str(out), *QUICK]
+    args = [
+        "train",
+        "--kind",
+        "vae",
+        "--dataset",
+        _colour_npz(in_tmp / "c.npz"),
+        "--channels",
+        "1",
+        "--out",
+        str(out),
+        *QUICK,
+    ]
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "a model is already there" in err and "--force" in err

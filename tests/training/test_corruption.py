@@ -35,9 +35,30 @@ def test_each_corruption_is_seeded_and_does_what_it_says():
 def test_a_denoising_ae_records_its_corruption_and_its_denoising_error(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "models" / "tiny-dae"
-    args = ["train", "--kind", "ae", "--dataset", "digits", "--limit", "100", "--corrupt", "mask:0.3", "--out",
-            str(out), "--epochs", "1", "--base-channels", "4", "--hidden", "32", "--latent-dim", "4", "--no-progress",
-            "--device", "cpu"]
+    args = [
+        "train",
+        "--kind",
+        "ae",
+        "--dataset",
+        "digits",
+        "--limit",
+        "100",
+        "--corrupt",
+        "mask:0.3",
+        "--out",
+        str(out),
+        "--epochs",
+        "1",
+        "--base-channels",
+        "4",
+        "--hidden",
+        "32",
+        "--latent-dim",
+        "4",
+        "--no-progress",
+        "--device",
+        "cpu",
+    ]
     assert main(args) == 0
     m = load_manifest(out)
     assert m.training.corrupt == "mask:0.3"

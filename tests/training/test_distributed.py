@@ -33,26 +33,40 @@ def _trainer(kind: str, likelihood: str, place=None) -> Trainer:
     torch.manual_seed(0)
     net = NetConfig(kind, 1, 8, 8, latent_dim=2, num_classes=3 if kind == "cvae" else None, base_channels=4, hidden=8)
     cfg = TrainConfig(epochs=EPOCHS, batch_size=BATCH, warmup_epochs=1, likelihood=likelihood)
-    return Trainer(AutoEncoder(net), cfg, images, labels, np.arange(TRAIN_ROWS),
-                   np.arange(TRAIN_ROWS, TRAIN_ROWS + VAL_ROWS), place=place)
+    return Trainer(
+        AutoEncoder(net),
+        cfg,
+        images,
+        labels,
+        np.arange(TRAIN_ROWS),
+        np.arange(TRAIN_ROWS, TRAIN_ROWS + VAL_ROWS),
+        place=place,
+    )
 
 
 def _train_recording_gradients(trainer: Trainer) -> dict:
     """Fit, keeping every step's gradients as the optimizer is about to apply them (after DDP's all-reduce)."""
     grads = []
     trainer.opt.register_step_pre_hook(
-        lambda opt, args, kwargs: grads.append({n: p.grad.clone() for n, p in trainer.model.named_parameters()
-                                                if p.grad is not None}))
+        lambda opt, args, kwargs: grads.append(
+            {n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.grad is not None}
+        )
+    )
     result = trainer.fit(progress=False)
-    return {"grads": grads, "state": trainer.model.state_dict(), "train_loss": result.history.train_loss,
-            "val_loss": result.history.val_loss}
+    return {
+        "grads": grads,
+        "state": trainer.model.state_dict(),
+        "train_loss": result.history.train_loss,
+        "val_loss": result.history.val_loss,
+    }
 
 
 def _rank_main(rank: int, world: int, port: int, out: str, kind: str, likelihood: str) -> None:
     """One process of a torchrun-like job (the environment torchrun would set), writing what it saw to `out`."""
     torch.set_num_threads(1)
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
-                      WORLD_SIZE=str(world))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world)
+    )
     place = start("cpu")
     seen = _train_recording_gradients(_trainer(kind, likelihood, place))
     finish(place)
@@ -71,8 +85,9 @@ def test_two_processes_take_the_same_steps_as_one_on_the_same_global_batches(tmp
         for step, (ours, theirs) in enumerate(zip(seen["grads"], single["grads"], strict=True)):
             assert ours.keys() == theirs.keys(), step
             for name in theirs:
-                torch.testing.assert_close(ours[name], theirs[name],
-                                           msg=lambda m, n=name, i=step: f"gradient of {n} at step {i}: {m}")
+                torch.testing.assert_close(
+                    ours[name], theirs[name], msg=lambda m, n=name, i=step: f"gradient of {n} at step {i}: {m}"
+                )
         for name, value in single["state"].items():
             torch.testing.assert_close(seen["state"][name], value, msg=lambda m, n=name: f"{n} after training: {m}")
         assert seen["train_loss"] == pytest.approx(single["train_loss"], rel=1e-5)  # summed over both processes
@@ -82,9 +97,31 @@ def test_two_processes_take_the_same_steps_as_one_on_the_same_global_batches(tmp
 
 
 def _torchrun(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-               "-m", "training", "train", "--kind", "vae", "--dataset", "digits", "--limit", "300",
-               "--iw-samples", "10", "--device", "cpu", "--no-progress", "--out", "models/ddp-vae", *args]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "training",
+        "train",
+        "--kind",
+        "vae",
+        "--dataset",
+        "digits",
+        "--limit",
+        "300",
+        "--iw-samples",
+        "10",
+        "--device",
+        "cpu",
+        "--no-progress",
+        "--out",
+        "models/ddp-vae",
+        *args,
+    ]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -93,8 +130,9 @@ def _torchrun(cwd: Path, *args: str) -> subprocess.CompletedProcess:
 
 def test_torchrun_trains_resumes_and_exports_a_model_the_service_loads(tmp_path):
     from service.metrics import Metrics
-    from service.registry import load_registry
     from service.settings import Settings
+
+    from ..registries import load_registry
 
     first = _torchrun(tmp_path, "--epochs", "1")
     assert "data-parallel over 2 processes" in first.stdout
@@ -120,12 +158,18 @@ def test_help_documents_device_and_precision(capsys):
     assert "--precision {fp32,bf16} fp32, or bf16: bf16 autocast" in text
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--device", "tpu"], "--device 'tpu': expected one of auto | cpu | cuda | cuda:N"),
-    (["--device", "cpu", "--precision", "bf16"], "--precision bf16: bf16 autocast is for CUDA GPUs"),
-    pytest.param(["--device", "cuda"], "--device cuda: ", marks=pytest.mark.skipif(
-        torch.cuda.is_available(), reason="this machine has a GPU")),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--device", "tpu"], "--device 'tpu': expected one of auto | cpu | cuda | cuda:N"),
+        (["--device", "cpu", "--precision", "bf16"], "--precision bf16: bf16 autocast is for CUDA GPUs"),
+        pytest.param(
+            ["--device", "cuda"],
+            "--device cuda: ",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU"),
+        ),
+    ],
+)
 def test_a_device_this_machine_cannot_give_is_a_message_and_exit_2(tmp_path, monkeypatch, capsys, args, message):
     monkeypatch.chdir(tmp_path)
     code = main(["train", "--kind", "vae", "--dataset", "digits", "--epochs", "1", "--out", "m", *args])

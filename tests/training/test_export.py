@@ -12,8 +12,9 @@ from training.networks import AutoEncoder, DecoderGraph, NetConfig  # noqa: E402
 
 def _tiny(kind, channels=1, size=12):
     torch.manual_seed(0)
-    cfg = NetConfig(kind, channels, size, size, latent_dim=3, num_classes=4 if kind == "cvae" else None,
-                    base_channels=4, hidden=16)
+    cfg = NetConfig(
+        kind, channels, size, size, latent_dim=3, num_classes=4 if kind == "cvae" else None, base_channels=4, hidden=16
+    )
     return AutoEncoder(cfg)
 
 
@@ -50,7 +51,9 @@ def test_parity_check_fails_loudly_when_the_graph_differs_from_pytorch(tmp_path)
     with torch.no_grad():
         model.decoder.deconvs[0].bias.add_(0.01)  # PyTorch now computes something the file does not
     with pytest.raises(ExportError, match="differs from PyTorch"):
-        _check_parity(DecoderGraph(model, True).eval(), tmp_path / "decoder.onnx", model, "decoder", ["image", "logits"])
+        _check_parity(
+            DecoderGraph(model, True).eval(), tmp_path / "decoder.onnx", model, "decoder", ["image", "logits"]
+        )
 
 
 def test_exported_files_carry_no_machine_specific_debug_records(tmp_path):

@@ -66,8 +66,21 @@ def test_padded_per_class_arrays_survive_a_round_trip_without_pickle(tmp_path):
     assert np.allclose(z.mean(0), [3.0, -3.0], atol=0.05)  # class 1 draws from class 1's mixture
 
 
-QUICK = ["--epochs", "1", "--base-channels", "4", "--hidden", "32", "--latent-dim", "4", "--iw-samples", "8",
-         "--no-progress", "--device", "cpu"]
+QUICK = [
+    "--epochs",
+    "1",
+    "--base-channels",
+    "4",
+    "--hidden",
+    "32",
+    "--latent-dim",
+    "4",
+    "--iw-samples",
+    "8",
+    "--no-progress",
+    "--device",
+    "cpu",
+]
 
 
 def test_export_fits_a_prior_and_fit_prior_refits_the_same_one_on_a_model_folder(tmp_path, monkeypatch, capsys):

@@ -10,8 +10,19 @@ pytest.importorskip("torch")
 from training.cli import main  # noqa: E402
 from vaeformat.manifest import load_manifest, verify_files  # noqa: E402
 
-QUICK = ["--epochs", "1", "--base-channels", "4", "--hidden", "32", "--latent-dim", "4", "--iw-samples", "8",
-         "--no-progress"]
+QUICK = [
+    "--epochs",
+    "1",
+    "--base-channels",
+    "4",
+    "--hidden",
+    "32",
+    "--latent-dim",
+    "4",
+    "--iw-samples",
+    "8",
+    "--no-progress",
+]
 
 
 @pytest.fixture

@@ -1,0 +1,302 @@
+"""Client and AsyncClient: one method per route, each a `Call` from client/vae_client/calls.py sent over httpx."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+import numpy as np
+from numpy.typing import ArrayLike
+
+from . import calls
+from .calls import API_KEY_HEADER, Call, Labels
+from .results import Encoding, Generated, Reconstruction, Scores
+from .wire import Images
+
+T = TypeVar("T")
+DEFAULT_TIMEOUT_S = 30.0
+
+
+def _options(url: str, api_key: str | None, timeout: float | None) -> dict[str, Any]:
+    return {"base_url": url, "headers": {API_KEY_HEADER: api_key} if api_key else {}, "timeout": timeout}
+
+
+class Client:
+    """The VAE service over HTTP: numpy arrays in and out, `.npy` on the wire where the route takes it.
+
+    `api_key` is sent as X-API-Key (for a service started with VAE_API_KEY). Every error status raises
+    ServiceError with the service's problem detail. Use it as a context manager, or call `close()`.
+    """
+
+    def __init__(self, url: str, api_key: str | None = None, timeout: float | None = DEFAULT_TIMEOUT_S) -> None:
+        self._http = httpx.Client(**_options(url, api_key, timeout))
+
+    def _send(self, call: Call[T]) -> T:
+        return call.result(self._http.send(call.request(self._http)))
+
+    def encode(
+        self,
+        images: Images,
+        *,
+        samples: int | None = None,
+        seed: int | None = None,
+        label: Labels = None,
+        model: str | None = None,
+    ) -> Encoding:
+        """q(z|x) of each image: mu and logvar [N, D]; with samples=k, also k draws of z per image [N, k, D]."""
+        return self._send(calls.encode(images, samples, seed, label, model))
+
+    def decode(self, z: ArrayLike, *, label: Labels = None, model: str | None = None) -> np.ndarray:
+        """Images [N, C, H, W] in [0, 1] decoded from latent vectors [N, D] (a conditional model needs label)."""
+        return self._send(calls.decode(z, label, model))
+
+    def sample(
+        self,
+        n: int | None = None,
+        *,
+        seed: int | None = None,
+        temperature: float | None = None,
+        label: Labels = None,
+        prior: str | None = None,
+        model: str | None = None,
+    ) -> Generated:
+        """n images from the model's prior (`prior`: "fitted" or "standard"; the service's default when None)."""
+        return self._send(calls.sample(n, seed, temperature, label, prior, model))
+
+    def generate(
+        self,
+        labels: Labels,
+        n: int | None = None,
+        *,
+        seed: int | None = None,
+        temperature: float | None = None,
+        prior: str | None = None,
+        model: str | None = None,
+    ) -> Generated:
+        """n images of each label, label after label [len(labels) * n, C, H, W], from a conditional model."""
+        return self._send(calls.generate(labels, n, seed, temperature, prior, model))
+
+    def reconstruct(self, images: Images, *, label: Labels = None, model: str | None = None) -> Reconstruction:
+        """Each image encoded and decoded at z = mu, with its squared error."""
+        return self._send(calls.reconstruct(images, label, model))
+
+    def score(
+        self,
+        images: Images,
+        *,
+        samples: int | None = None,
+        seed: int | None = None,
+        label: Labels = None,
+        model: str | None = None,
+    ) -> Scores:
+        """Importance-weighted -log p(x) of each image, its ELBO terms and its percentile among held-out images."""
+        return self._send(calls.score(images, samples, seed, label, model))
+
+    def interpolate(
+        self,
+        images: Images | None = None,
+        *,
+        z: ArrayLike | None = None,
+        steps: int | None = None,
+        path: str | None = None,
+        label: Labels = None,
+        model: str | None = None,
+    ) -> np.ndarray:
+        """`steps` images [steps, C, H, W] between two images or two latent vectors (z [2, D]), ends included."""
+        return self._send(calls.interpolate(images, z, steps, path, label, model))
+
+    def attribute(
+        self, with_images: Images, without_images: Images, *, label: Labels = None, model: str | None = None
+    ) -> np.ndarray:
+        """An attribute vector [D]: mean posterior mean of the images with it minus that of those without."""
+        return self._send(calls.attribute(with_images, without_images, label, model))
+
+    def edit(
+        self,
+        images: Images,
+        vector: ArrayLike | None = None,
+        *,
+        with_images: Images | None = None,
+        without_images: Images | None = None,
+        strengths: Sequence[float] | None = None,
+        label: Labels = None,
+        model: str | None = None,
+    ) -> np.ndarray:
+        """Each image moved along an attribute vector (or one from the two sets): [N, strengths, C, H, W]."""
+        return self._send(calls.edit(images, vector, with_images, without_images, strengths, label, model))
+
+    def traverse(
+        self,
+        image: Images | None = None,
+        *,
+        dims: Sequence[int] | None = None,
+        steps: int | None = None,
+        extent: float | None = None,
+        label: Labels = None,
+        model: str | None = None,
+    ) -> np.ndarray:
+        """[dims, steps, C, H, W]: each dimension moved from -extent to +extent (query `range`) around the prior
+        mean, or around `image`'s posterior mean. Rows follow `dims`; without it, the service's ranking."""
+        return self._send(calls.traverse(image, dims, steps, extent, label, model))
+
+    def models(self, name: str | None = None) -> dict[str, Any]:
+        """GET /models (every loaded model), or GET /models/{name} (one in detail), as the JSON document."""
+        return self._send(calls.models(name))
+
+    def health(self) -> dict[str, Any]:
+        """GET /health: liveness, readiness and the execution providers in use."""
+        return self._send(calls.health())
+
+    def ready(self) -> bool:
+        """Whether every model is loaded and warmed up (GET /ready answers 200, not 503)."""
+        return self._send(calls.ready())
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class AsyncClient:
+    """Client for asyncio: the same methods, awaited. Use it with `async with`, or call `aclose()`."""
+
+    def __init__(self, url: str, api_key: str | None = None, timeout: float | None = DEFAULT_TIMEOUT_S) -> None:
+        self._http = httpx.AsyncClient(**_options(url, api_key, timeout))
+
+    async def _send(self, call: Call[T]) -> T:
+        return call.result(await self._http.send(call.request(self._http)))
+
+    async def encode(
+        self,
+        images: Images,
+        *,
+        samples: int | None = None,
+        seed: int | None = None,
+        label: Labels = None,
+        model: str | None = None,
+    ) -> Encoding:
+        """Client.encode."""
+        return await self._send(calls.encode(images, samples, seed, label, model))
+
+    async def decode(self, z: ArrayLike, *, label: Labels = None, model: str | None = None) -> np.ndarray:
+        """Client.decode."""
+        return await self._send(calls.decode(z, label, model))
+
+    async def sample(
+        self,
+        n: int | None = None,
+        *,
+        seed: int | None = None,
+        temperature: float | None = None,
+        label: Labels = None,
+        prior: str | None = None,
+        model: str | None = None,
+    ) -> Generated:
+        """Client.sample."""
+        return await self._send(calls.sample(n, seed, temperature, label, prior, model))
+
+    async def generate(
+        self,
+        labels: Labels,
+        n: int | None = None,
+        *,
+        seed: int | None = None,
+        temperature: float | None = None,
+        prior: str | None = None,
+        model: str | None = None,
+    ) -> Generated:
+        """Client.generate."""
+        return await self._send(calls.generate(labels, n, seed, temperature, prior, model))
+
+    async def reconstruct(self, images: Images, *, label: Labels = None, model: str | None = None) -> Reconstruction:
+        """Client.reconstruct."""
+        return await self._send(calls.reconstruct(images, label, model))
+
+    async def score(
+        self,
+        images: Images,
+        *,
+        samples: int | None = None,
+        seed: int | None = None,
+        label: Labels = None,
+        model: str | None = None,
+    ) -> Scores:
+        """Client.score."""
+        return await self._send(calls.score(images, samples, seed, label, model))
+
+    async def interpolate(
+        self,
+        images: Images | None = None,
+        *,
+        z: ArrayLike | None = None,
+        steps: int | None = None,
+        path: str | None = None,
+        label: Labels = None,
+        model: str | None = None,
+    ) -> np.ndarray:
+        """Client.interpolate."""
+        return await self._send(calls.interpolate(images, z, steps, path, label, model))
+
+    async def attribute(
+        self, with_images: Images, without_images: Images, *, label: Labels = None, model: str | None = None
+    ) -> np.ndarray:
+        """Client.attribute."""
+        return await self._send(calls.attribute(with_images, without_images, label, model))
+
+    async def edit(
+        self,
+        images: Images,
+        vector: ArrayLike | None = None,
+        *,
+        with_images: Images | None = None,
+        without_images: Images | None = None,
+        strengths: Sequence[float] | None = None,
+        label: Labels = None,
+        model: str | None = None,
+    ) -> np.ndarray:
+        """Client.edit."""
+        return await self._send(calls.edit(images, vector, with_images, without_images, strengths, label, model))
+
+    async def traverse(
+        self,
+        image: Images | None = None,
+        *,
+        dims: Sequence[int] | None = None,
+        steps: int | None = None,
+        extent: float | None = None,
+        label: Labels = None,
+        model: str | None = None,
+    ) -> np.ndarray:
+        """Client.traverse."""
+        return await self._send(calls.traverse(image, dims, steps, extent, label, model))
+
+    async def models(self, name: str | None = None) -> dict[str, Any]:
+        """Client.models."""
+        return await self._send(calls.models(name))
+
+    async def health(self) -> dict[str, Any]:
+        """Client.health."""
+        return await self._send(calls.health())
+
+    async def ready(self) -> bool:
+        """Client.ready."""
+        return await self._send(calls.ready())
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        await self.aclose()

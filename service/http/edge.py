@@ -1,0 +1,184 @@
+"""The edge: one ASGI callable in front of both planes, so that every request meets the same rules.
+
+For every request: the API key (when one is set), the declared body size, the method and the query parameters the
+document declares, problem details for every refusal, and the request counted in /metrics by route template,
+method and status. Then a data-plane route (found by its path, service/http/dataplane/) answers with a `Reply`, or
+the control plane (FastAPI) answers itself. Everything here is public ASGI and Starlette API.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qsl
+
+from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..errors import InvalidInput, PayloadTooLarge, ServiceError
+from ..settings import LimitSettings
+from .dataplane.routing import Match, RouteTable
+from .document import PathTable
+from .problems import error_reply, problem, unexpected
+from .reply import Reply
+from .request import DataRequest, too_large
+from .security import is_open, key_matches, presented_key, unauthorized
+from .state import ServiceState
+
+log = logging.getLogger(__name__)
+
+# nginx's "client closed request": counted, never sent (there is nobody left to send it to).
+CLIENT_CLOSED_REQUEST = 499
+
+
+class Edge:
+    """ASGI app: the shared rules, then the data plane's route or the control plane."""
+
+    def __init__(
+        self,
+        state: ServiceState,
+        routes: RouteTable,
+        control: ASGIApp,
+        documented: Callable[[], PathTable],
+        api_keys: tuple[bytes, ...],
+        limits: LimitSettings,
+    ) -> None:
+        self.state = state
+        self.routes = routes
+        self.control = control
+        self.documented = documented  # read once, on the first control request (the document is made then)
+        self._paths: PathTable | None = None
+        self.api_keys = api_keys
+        self.max_body = limits.max_body_bytes
+        self.requests = state.metrics.requests
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.control(scope, receive, send)
+            return
+        start = time.perf_counter()
+        path = scope["path"]
+        found = self.routes.match(path)
+        template = found.template if found is not None else None
+        status = 500
+        try:
+            if found is not None:
+                status = await self._data(scope, receive, send, found)
+            else:
+                status, template = await self._control(scope, receive, send)
+        finally:
+            self.requests.record(template or "unmatched", scope["method"], status, time.perf_counter() - start)
+
+    def _refusal(self, scope: Scope, length: bytes | None) -> Reply | None:
+        """What every request is refused for before it is read: no or a wrong key, a body declared too large."""
+        path = scope["path"]
+        if self.api_keys and not is_open(path):
+            key = presented_key(scope["headers"])
+            if key is None or not key_matches(key, self.api_keys):
+                return unauthorized(path, key)
+        if length is not None and length.isdigit() and int(length) > self.max_body:
+            reply = error_reply(too_large(f"{int(length)} bytes", self.max_body), path)
+            reply.headers = {**reply.headers, "Connection": "close"}  # the unread body is not a request
+            return reply
+        return None
+
+    async def _data(self, scope: Scope, receive: Receive, send: Send, found: Match) -> int:
+        path, method = scope["path"], scope["method"]
+        length = content_type = accept = None
+        for name, value in scope["headers"]:  # one pass for what the edge and every route read
+            if name == b"content-length":
+                length = value
+            elif name == b"content-type":
+                content_type = value
+            elif name == b"accept":
+                accept = value
+        reply = self._refusal(scope, length)
+        if reply is None:
+            route = found.methods.get(method)
+            if route is None:
+                reply = _not_allowed(method, path, found.methods)
+            else:
+                try:
+                    request = DataRequest(scope, receive, self.state, found.params, content_type, accept)
+                    reply = await route.handler(request)
+                except ServiceError as e:
+                    reply = error_reply(e, path)
+                    if isinstance(e, PayloadTooLarge):
+                        reply.headers = {**reply.headers, "Connection": "close"}
+                except ClientDisconnect:
+                    # The client hung up before its body was read (or its upload stalled): not a failure of the
+                    # service, so no traceback, and nothing to answer.
+                    log.info("%s %s: the client disconnected before sending its whole body", method, path)
+                    return CLIENT_CLOSED_REQUEST
+                except Exception:  # a defect: logged with its traceback; the client learns nothing internal
+                    log.exception("unhandled error in %s %s", method, path)
+                    reply = unexpected(path)
+        await reply.send(send, head=method == "HEAD")
+        return reply.status
+
+    async def _control(self, scope: Scope, receive: Receive, send: Send) -> tuple[int, str | None]:
+        path, method = scope["path"], scope["method"]
+        if self._paths is None:
+            self._paths = self.documented()
+        documented = self._paths.find(path)
+        template = documented[0] if documented is not None else None
+        length = next((value for name, value in scope["headers"] if name == b"content-length"), None)
+        reply = self._refusal(scope, length)
+        if reply is None and documented is not None:
+            reply = self._undeclared(scope, documented[1])
+        if reply is not None:
+            await reply.send(send, head=method == "HEAD")
+            return reply.status, template
+        status = 500
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_body:  # raised inside the route's body read: its error handler answers 413
+                raise too_large(f"over {self.max_body} bytes", self.max_body)
+            return message
+
+        async def record_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.control(scope, limited, record_status)
+        except ClientDisconnect:
+            log.info("%s %s: the client disconnected before sending its whole body", method, path)
+            status = CLIENT_CLOSED_REQUEST
+        # Undocumented routes (the OIP's, the playground) are named by the route the framework matched.
+        return status, template or getattr(scope.get("route"), "path", None)
+
+    def _undeclared(self, scope: Scope, methods: dict[str, frozenset[str]]) -> Reply | None:
+        """405 with every allowed method, or 422 naming unknown query parameters, on a documented control path."""
+        method, path = scope["method"], scope["path"]
+        if method not in methods:
+            return _not_allowed(method, path, methods)
+        unknown = _unknown(scope["query_string"], methods[method])
+        if not unknown:
+            return None
+        names = ", ".join(repr(name) for name in unknown)
+        known = ", ".join(sorted(methods[method])) or "none"
+        error = InvalidInput(f"unknown query parameter {names} on {method} {path}; it accepts: {known} (see /docs)")
+        errors = [{"loc": ["query", name], "msg": "unknown query parameter"} for name in unknown]
+        return problem(error.status, error.title, error.detail, slug=error.slug, instance=path, errors=errors)
+
+
+def _not_allowed(method: str, path: str, methods: dict[str, Any]) -> Reply:
+    allowed = ", ".join(sorted(methods))
+    detail = f"{method} is not allowed on {path}; allowed: {allowed}"
+    return problem(405, "Method not allowed", detail, instance=path, headers={"Allow": allowed})
+
+
+def _unknown(query_string: bytes, known: frozenset[str]) -> list[str]:
+    if not query_string:
+        return []
+    sent = {key for key, _ in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)}
+    return sorted(sent - known)

@@ -1,0 +1,290 @@
+"""Image bytes <-> model arrays: decode PNG/JPEG safely, convert to the model's channels and size, encode PNGs.
+
+Arrays are float32 [C, H, W] (one image) or [N, C, H, W], values in [0, 1].
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import struct
+import warnings
+import zlib
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from vaeformat.manifest import ImageSpec
+
+from ..errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
+
+_SIGNATURES = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG"}
+_OTHER_SIGNATURES = {b"GIF8": "GIF", b"BM": "BMP", b"II*\x00": "TIFF", b"MM\x00*": "TIFF", b"RIFF": "WebP/RIFF"}
+# The PNG chunks that decide the pixels (header, palette, transparency, data, end) and their orientation (eXIf,
+# raw bytes). Text (tEXt, zTXt, iTXt), colour profiles (iCCP) and the rest are never needed, and the compressed
+# ones would be inflated by Pillow as it opens the file: 60 zTXt chunks of 1 KiB become 60 MiB of text.
+_PNG_CHUNKS_KEPT = frozenset({b"IHDR", b"PLTE", b"tRNS", b"IDAT", b"IEND", b"eXIf"})
+# Pillow walks a PNG's chunks, and a JPEG's segments and padding bytes before the image data, one Python step at a
+# time: 4 MB of empty JPEG segments took 5 s, of empty IDAT chunks 1.5 s. Real files need a few dozen steps (and
+# a PNG one IDAT chunk per 8 to 64 KiB), so files needing far more are refused before Pillow sees them.
+MAX_JPEG_HEADER_STEPS = 4096
+_JPEG_NO_LENGTH = frozenset({0x00, 0x01, *range(0xD0, 0xDA)})  # no length field: stuffed 00, TEM, RSTn, SOI, EOI
+
+
+def _max_png_chunks(size: int) -> int:
+    return 4096 + size // 256
+
+
+def sniff(data: bytes, what: str = "image") -> str:
+    """'PNG' or 'JPEG' from the file signature; UnsupportedMediaType (415) for anything else."""
+    for signature, name in _SIGNATURES.items():
+        if data.startswith(signature):
+            return name
+    other = next((n for s, n in _OTHER_SIGNATURES.items() if data.startswith(s)), None)
+    got = f"a {other} file" if other else ("empty data" if not data else f"bytes starting {data[:8]!r}")
+    raise UnsupportedMediaType(f"{what} is {got}; send a PNG or JPEG image")
+
+
+def png_pixel_chunks(data: bytes, what: str = "image") -> bytes:
+    """A PNG file with only the chunks in `_PNG_CHUNKS_KEPT`, copied unread (their CRCs stay valid)."""
+    kept = [data[:8]]
+    position, chunks, limit = 8, 0, _max_png_chunks(len(data))
+    while position + 8 <= len(data):
+        chunks += 1
+        if chunks > limit:
+            raise InvalidInput(
+                f"{what} is a PNG of more than {limit} chunks; real files of {len(data)} bytes have far fewer: "
+                "save it again with an ordinary encoder"
+            )
+        (length,) = struct.unpack_from(">I", data, position)
+        kind = data[position + 4 : position + 8]
+        end = position + 12 + length  # length, type, data, CRC
+        if kind in _PNG_CHUNKS_KEPT:
+            kept.append(data[position:end])  # a chunk cut short is kept as it is, for Pillow to refuse
+        if kind == b"IEND":
+            break
+        position = end
+    else:
+        kept.append(data[position:])  # a partial chunk header at the end: Pillow reports the truncation
+    return b"".join(kept)
+
+
+def jpeg_header_steps(data: bytes) -> int:
+    """The steps Pillow's JPEG header loop takes before the image data (one per segment, padding or junk byte),
+    counted up to MAX_JPEG_HEADER_STEPS + 1."""
+    position, steps = 2, 0  # after the start-of-image marker
+    while position + 1 < len(data) and steps <= MAX_JPEG_HEADER_STEPS:
+        steps += 1
+        marker = data[position + 1]
+        if data[position] != 0xFF or marker == 0xFF:  # junk or padding: Pillow moves on one byte at a time
+            position += 1
+        elif marker == 0xDA:  # start of scan: the compressed pixels follow, read by libjpeg in C
+            break
+        elif marker in _JPEG_NO_LENGTH:
+            position += 2
+        else:
+            position += 2 + int.from_bytes(data[position + 2 : position + 4], "big")
+    return steps
+
+
+# Besides IDAT and IEND, the chunks a model-sized PNG may carry and still be decoded directly: its header, and
+# ancillary ones that Pillow reads into `info` but that never change the pixels (text, gamma, colour space,
+# resolution, time).
+_DIRECT_PNG_PASSED = frozenset(
+    {b"IHDR", b"tEXt", b"zTXt", b"iTXt", b"gAMA", b"sRGB", b"iCCP", b"cHRM", b"pHYs", b"tIME", b"bKGD", b"sBIT"}
+)
+_DIRECT_PNG_MODES = {(1, 0): "L", (3, 2): "RGB"}  # (model channels, PNG colour type) -> Pillow mode
+
+
+def is_model_sized_png(data: bytes, spec: ImageSpec) -> bool:
+    """Whether the PNG header says: 8-bit, not interlaced, grey (or RGB for an RGB model), the model's own size."""
+    if not data.startswith(b"\x89PNG\r\n\x1a\n") or len(data) < 33 or data[12:16] != b"IHDR":
+        return False
+    width, height, depth, colour, _, _, interlace = struct.unpack_from(">IIBBBBB", data, 16)
+    model_sized = (width, height) == (spec.width, spec.height) and depth == 8 and not interlace
+    return model_sized and (spec.channels, colour) in _DIRECT_PNG_MODES
+
+
+def decode_model_sized_png(data: bytes, spec: ImageSpec) -> np.ndarray | None:
+    """The common upload, decoded without Pillow's file machinery: an 8-bit, non-interlaced grey (or RGB, for an
+    RGB model) PNG of exactly the model's size. None for anything else, which `open_image`/`to_array` decode.
+
+    Pillow's PNG opener walks the chunks and builds the image object in Python: 40 us of a 28x28 digit's 45, more
+    than the zlib decoding itself. Here the IDAT data go straight to Pillow's own decoder ("zip", the one its PNG
+    plugin uses), so the pixels are the same; the image is at most the model's size, so nothing can expand.
+    """
+    if not is_model_sized_png(data, spec):
+        return None
+    width, height, _, colour = struct.unpack_from(">IIBB", data, 16)
+    mode = _DIRECT_PNG_MODES[(spec.channels, colour)]
+    pixels, position, limit = [], 8, _max_png_chunks(len(data))
+    for _ in range(limit):
+        if position + 12 > len(data):
+            return None  # cut short: Pillow says how
+        (length,) = struct.unpack_from(">I", data, position)
+        kind = data[position + 4 : position + 8]
+        if kind == b"IDAT":
+            pixels.append(data[position + 8 : position + 8 + length])
+        elif kind == b"IEND":
+            break
+        elif kind not in _DIRECT_PNG_PASSED:
+            return None  # transparency, a palette, orientation, or something unknown: Pillow's full path
+        position += 12 + length
+    else:
+        return None
+    try:
+        image = Image.frombytes(mode, (width, height), b"".join(pixels), "zip", mode, 0)
+    except Exception:  # corrupt or short pixel data: Pillow's full path reports it
+        return None
+    return _channels_first(image)
+
+
+def _channels_first(image: Image.Image) -> np.ndarray:
+    """A decoded L or RGB image -> float32 [C, H, W] in [0, 1].
+
+    Pillow's uint8 buffer, then float32: asking np.asarray for float32 directly costs more than a 28x28 PNG's
+    decoding. Dividing by a float32 255 gives the same bits as dividing the float32 pixels by 255.0.
+    """
+    array = np.asarray(image).astype(np.float32) / np.float32(255.0)
+    return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+
+
+def open_image(data: bytes, max_pixels: int, what: str = "image") -> Image.Image:
+    """Read a PNG/JPEG header (not its pixels) and check its size; `to_array` decodes it."""
+    fmt = sniff(data, what)
+    if fmt == "PNG":
+        data = png_pixel_chunks(data, what)
+    elif jpeg_header_steps(data) > MAX_JPEG_HEADER_STEPS:
+        raise InvalidInput(
+            f"{what} is a JPEG with more than {MAX_JPEG_HEADER_STEPS} segments or padding bytes before its image "
+            "data; real files have a few dozen: save it again with an ordinary encoder"
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=[fmt])  # reads the header only, not the pixels
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise PayloadTooLarge(
+            f"{what} declares more pixels than Pillow's safety limit; the limit here is "
+            f"{max_pixels} pixels (VAE_MAX_PIXELS)"
+        ) from None
+    except UnidentifiedImageError:
+        raise InvalidInput(
+            f"{what} starts like a {fmt} but its header is corrupt; send an intact PNG or JPEG file"
+        ) from None
+    except Exception as e:  # Pillow's parsers raise many types on bad bytes (struct.error, IndexError, KeyError...)
+        raise InvalidInput(f"{what} is not a readable {fmt} ({_reason(e)}); send an intact PNG or JPEG file") from None
+    width, height = image.size
+    if width * height > max_pixels:  # checked on the header, before a decompression bomb is expanded
+        raise PayloadTooLarge(
+            f"{what} is {width}x{height} = {width * height} pixels; the limit is {max_pixels} (VAE_MAX_PIXELS); "
+            "resize it before sending"
+        )
+    return image
+
+
+def _to_mode(image: Image.Image, channels: int) -> Image.Image:
+    mode = "L" if channels == 1 else "RGB"
+    if image.mode == mode:  # the usual case: Pillow's convert would still copy the pixels
+        return image
+    if image.mode.startswith("I;16") or image.mode == "I":  # 16-bit PNG: scale to 8 bits, not clip
+        image = Image.fromarray((np.asarray(image, dtype=np.float64) / 257.0).round().clip(0, 255).astype(np.uint8))
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        # Transparent pixels become black, the background of the MNIST-style digits the models know.
+        image = image.convert("RGBA")
+        image = Image.alpha_composite(Image.new("RGBA", image.size, (0, 0, 0, 255)), image)
+    return image.convert(mode)
+
+
+def decode_image(data: bytes, spec: ImageSpec, max_pixels: int, what: str = "image") -> np.ndarray:
+    """PNG/JPEG bytes -> float32 [C, H, W] in [0, 1], converted to the model's channels and resized to its size."""
+    return to_array(open_image(data, max_pixels, what), spec, what)
+
+
+def to_array(image: Image.Image, spec: ImageSpec, what: str = "image") -> np.ndarray:
+    """An opened image -> float32 [C, H, W] in [0, 1] in the model's channels and size (decodes the pixels)."""
+    try:
+        image.load()  # the pixels, and a PNG's chunks after them (an eXIf chunk may follow the image data)
+        if "exif" in image.info:  # phone JPEGs store rotation in EXIF; most files have none, and the check is free
+            image = ImageOps.exif_transpose(image)
+        image = _to_mode(image, spec.channels)
+        if image.size != (spec.width, spec.height):
+            image = image.resize((spec.width, spec.height), Image.Resampling.LANCZOS, reducing_gap=3.0)
+        return _channels_first(image)
+    except Exception as e:  # corrupt pixels or EXIF: OSError, struct.error (exif_transpose), KeyError...
+        raise InvalidInput(f"{what} could not be decoded ({_reason(e)}); send an intact PNG or JPEG file") from None
+
+
+def _reason(error: Exception) -> str:
+    """Pillow's message, or the exception's name when it has none; cut short, since it may quote the input."""
+    text = str(error) or type(error).__name__
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """[C, H, W] floats in [0, 1] -> [H, W] or [H, W, C] uint8 for Pillow (NaN -> 0, out of range clipped)."""
+    # fmax/fmin drop NaN in favour of the bound: NaN -> 0, as numpy.nan_to_num then clip did, at a third the cost.
+    pixels = (np.fmin(np.fmax(image, 0.0), 1.0) * 255.0 + 0.5).astype(np.uint8)
+    return pixels[0] if pixels.shape[0] == 1 else pixels.transpose(1, 2, 0)
+
+
+# Up to this many pixels a PNG is written here (unfiltered rows, one zlib call): half of Pillow's time for a 28x28
+# digit, most of which is its encoder set-up. Larger images (grids, scaled ones) keep Pillow's row filters, which
+# make photos' PNGs smaller.
+SMALL_PNG_PIXELS = 64 * 64
+_PNG_COLOUR_TYPES = {2: 0, 3: 2}  # array dimensions -> PNG colour type: grey, RGB
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def _small_png(pixels: np.ndarray) -> bytes:
+    """uint8 [H, W] or [H, W, 3] -> PNG bytes: each row led by filter type 0 (none), deflated in one call."""
+    height, width = pixels.shape[:2]
+    rows = np.zeros((height, 1 + pixels[0].size), np.uint8)
+    rows[:, 1:] = pixels.reshape(height, -1)
+    header = struct.pack(">IIBBBBB", width, height, 8, _PNG_COLOUR_TYPES[pixels.ndim], 0, 0, 0)
+    return b"".join(
+        (
+            b"\x89PNG\r\n\x1a\n",
+            _png_chunk(b"IHDR", header),
+            _png_chunk(b"IDAT", zlib.compress(rows.tobytes(), 6)),
+            _png_chunk(b"IEND", b""),
+        )
+    )
+
+
+def encode_png(image: np.ndarray, scale: int = 1) -> bytes:
+    """[C, H, W] in [0, 1] -> PNG bytes (grayscale for one channel, RGB for three), `scale` times larger.
+
+    The enlargement is nearest neighbour (each pixel a scale x scale block), done on the 8-bit image: a quarter of
+    the memory the float32 array would take. Callers check the enlarged size against their limit first.
+    """
+    pixels = to_uint8(image)
+    if scale > 1:
+        pixels = pixels.repeat(scale, axis=0).repeat(scale, axis=1)
+    if pixels.shape[0] * pixels.shape[1] <= SMALL_PNG_PIXELS:
+        return _small_png(pixels)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def grid_size(n: int, height: int, width: int, columns: int | None = None, padding: int = 2) -> tuple[int, int]:
+    """(height, width) of the grid `grid` makes of n images of height x width, without making it."""
+    columns = columns or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / columns)
+    return padding + rows * (height + padding), padding + columns * (width + padding)
+
+
+def grid(images: np.ndarray, columns: int | None = None, padding: int = 2, pad_value: float = 0.5) -> np.ndarray:
+    """[N, C, H, W] -> one [C, H', W'] image, row-major, nearly square unless `columns` is given."""
+    n, c, h, w = images.shape
+    columns = columns or math.ceil(math.sqrt(n))
+    out = np.full((c, *grid_size(n, h, w, columns, padding)), pad_value, np.float32)
+    for i, image in enumerate(images):
+        top = padding + (i // columns) * (h + padding)
+        left = padding + (i % columns) * (w + padding)
+        out[:, top : top + h, left : left + w] = image
+    return out

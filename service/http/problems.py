@@ -1,0 +1,125 @@
+"""Errors as responses: RFC 9457 problem details (`application/problem+json`), the one mapping for both planes.
+
+Domain errors (service/errors.py) carry their status; this module renders them, and the framework's own routing and
+validation errors on the control plane, as problem details. Under /v2 (the Open Inference Protocol) the body is OIP's
+`{"error": detail}` instead: Triton's and KServe's clients read that field. Every caller passes the request's path
+as `instance`, so this is the one place that chooses.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..errors import InvalidInput, ServiceError
+from .reply import Reply
+
+log = logging.getLogger(__name__)
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+
+def problem_type(slug: str) -> str:
+    return f"urn:vae-service:problem:{slug}"
+
+
+def is_oip_path(path: str) -> bool:
+    return path == "/v2" or path.startswith("/v2/")
+
+
+def problem(
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    slug: str | None = None,
+    instance: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    **extra: Any,
+) -> Reply:
+    """One problem-details reply; `type` is about:blank for plain HTTP errors, a URN for the service's own."""
+    if instance is not None and is_oip_path(instance):
+        return Reply(status, "application/json", orjson.dumps({"error": detail}), dict(headers or {}))
+    body: dict[str, Any] = {
+        "type": problem_type(slug) if slug else "about:blank",
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    if instance:
+        body["instance"] = instance
+    body.update(extra)
+    return Reply(status, PROBLEM_MEDIA_TYPE, orjson.dumps(body), dict(headers or {}))
+
+
+def error_reply(error: ServiceError, path: str) -> Reply:
+    """A domain error as the reply to the request at `path`."""
+    if error.status >= 500:
+        log.warning("%s: %s", path, error.detail)
+    return problem(
+        error.status, error.title, error.detail, slug=error.slug, instance=path, headers=error.headers, **error.extra
+    )
+
+
+def unexpected(path: str) -> Reply:
+    """A defect, not bad input: the client learns nothing internal (the caller logs the traceback)."""
+    return problem(500, "Internal error", "the service failed on this request; the error is in its log", instance=path)
+
+
+def location(loc: tuple[Any, ...]) -> str:
+    """A validation error's location as text: ("query", "n") is "query parameter 'n'"."""
+    where, *rest = loc or ("request",)
+    name = ".".join(str(p) for p in rest)
+    kind = {"query": "query parameter", "path": "path parameter", "header": "header", "body": "body field"}
+    return f"{kind.get(str(where), str(where))} '{name}'" if name else str(where)
+
+
+def invalid(errors: list[dict[str, Any]], path: str) -> Reply:
+    """422 for validation errors (pydantic's shape: `loc` and `msg`), each named where it was."""
+    listed = [{"loc": [str(p) for p in e.get("loc", ())], "msg": e.get("msg", "")} for e in errors]
+    detail = "; ".join(f"{location(tuple(e.get('loc', ())))}: {e.get('msg', '')}" for e in errors)
+    return problem(
+        422, InvalidInput.title, detail or "invalid request", slug=InvalidInput.slug, instance=path, errors=listed
+    )
+
+
+def _response(reply: Reply) -> Response:
+    return Response(reply.body, status_code=reply.status, headers=dict(reply.headers), media_type=reply.media_type)
+
+
+async def _service_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ServiceError)
+    return _response(error_reply(exc, request.url.path))
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    return _response(invalid(list(exc.errors()), request.url.path))
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+    if exc.status_code == 404 and detail == "Not Found":
+        detail = f"no route {request.method} {request.url.path}; see /docs for the API"
+    title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "HTTP error")
+    return _response(problem(exc.status_code, title, detail, instance=request.url.path, headers=exc.headers))
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error in %s %s", request.method, request.url.path)
+    return _response(unexpected(request.url.path))
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map every error the control plane can raise to a problem-details response."""
+    app.add_exception_handler(ServiceError, _service_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

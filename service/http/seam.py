@@ -1,0 +1,286 @@
+"""The one seam with uvicorn's internals: the HTTP/1.1 connection limits uvicorn lacks, and its exit signal.
+
+uvicorn is pinned to one minor version in pyproject.toml; tests/service/http/test_seam.py checks every name used
+here and fails with a clear message when a new uvicorn moves one. Nothing else in the service touches uvicorn's
+internals (service/http/server.py uses its documented `Config` and `Server`).
+
+uvicorn caps neither the size of the headers (httptools buffers a header of any length, and concatenating it costs
+seconds of event loop per 100 MB) nor the time a client may take to send them or its body; an idle connection
+with no request is kept forever. `GuardedHttpProtocol` adds, from `HttpSettings`:
+
+- a cap on the request line plus headers (`max_header_bytes`): 431, counted on the bytes as they arrive;
+- a deadline for the headers (`header_timeout_s`), running from the connection's opening (so a silent connection
+  is closed too) or from the first byte of a later request on it: 408;
+- for the body, an idle timeout (`body_timeout_s`) and, after that long, a minimum average rate
+  (`min_body_bytes_per_s`), so a body sent a byte at a time is cut off too: 408;
+- a cap on open connections (`max_connections`): the one past it is answered 503 and closed at once.
+
+Timers are armed only when a request is still incomplete after the bytes at hand are parsed: a request that
+arrives whole (the usual case on a keep-alive connection) costs no timer. At shutdown an idle keep-alive connection
+is kept while other requests are still in flight (at most until its keep-alive timeout), so that a load balancer's
+pooled health check reads `/ready` 503 rather than a reset; its next request is its last.
+
+`SignalledServer` tells the app the moment SIGTERM (or SIGINT) arrives, before uvicorn starts closing connections,
+so that `/ready` says 503 while requests in flight finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable
+from types import FrameType
+from typing import Any, ClassVar
+
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+from ..settings import HttpSettings
+from .problems import PROBLEM_MEDIA_TYPE, problem_type
+
+log = logging.getLogger(__name__)
+
+
+def refusal(status: int, slug: str, title: str, detail: str, headers: dict[str, str] | None = None) -> bytes:
+    """A whole HTTP/1.1 response with a problem-details body, that closes the connection."""
+    body = json.dumps({"type": problem_type(slug), "title": title, "status": status, "detail": detail}).encode()
+    lines = [f"content-type: {PROBLEM_MEDIA_TYPE}", f"content-length: {len(body)}", "connection: close"]
+    lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+    return STATUS_LINE[status] + "".join(f"{line}\r\n" for line in lines).encode("latin-1") + b"\r\n" + body
+
+
+class CoalescedWrites:
+    """A connection's transport whose writes of one event-loop step go out together, at the end of the step.
+
+    uvicorn writes a response's headers and its body separately, two system calls (and on a TCP_NODELAY socket two
+    packets) per response; here they are one `writelines` (a vectored write: no copy of a large body). Everything
+    else is the transport's own.
+    """
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self.transport = transport
+        self.loop = loop
+        self.pending: list[bytes | bytearray | memoryview] = []
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if not self.pending:
+            self.loop.call_soon(self.flush)
+        self.pending.append(data)
+
+    def writelines(self, lines: Any) -> None:
+        for data in lines:
+            self.write(data)
+
+    def flush(self) -> None:
+        pending, self.pending = self.pending, []
+        if not pending or self.transport.is_closing():
+            return
+        if len(pending) == 1:
+            self.transport.write(pending[0])
+        else:
+            self.transport.writelines(pending)
+
+    def close(self) -> None:
+        self.flush()
+        self.transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.transport, name)
+
+
+class GuardedHttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, plus header-size, header-time, body-time and connection-count limits."""
+
+    limits: ClassVar[HttpSettings]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.refused = False  # answered and closing: what the client still sends is neither parsed nor kept
+        self.in_headers = True  # from a request's first byte (or the connection's opening) to its headers' end
+        self.head_open = False  # a request has begun and its headers have not ended
+        self.in_body = False  # from the end of a request's headers to the end of its body
+        self.header_bytes = 0  # bytes of the current request's line and headers so far
+        self.header_tail = b""  # the last bytes of the previous chunk, where a CRLFCRLF may have begun
+        self.header_started = 0.0  # monotonic time the connection opened, or the request's first byte came
+        self.header_timer: asyncio.TimerHandle | None = None
+        self.body_timer: asyncio.TimerHandle | None = None
+        self.body_started = 0.0  # monotonic time the headers ended
+        self.body_last = 0.0  # monotonic time of the body's latest bytes
+        self.body_bytes = 0
+        self.draining = False  # the server is shutting down: this connection's next response is its last
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(CoalescedWrites(transport, self.loop))  # type: ignore[arg-type]
+        if len(self.connections) > self.limits.max_connections:
+            log.warning("refused a connection from %s: %d are open already", self.client, len(self.connections) - 1)
+            detail = f"the server has {self.limits.max_connections} connections open (VAE_MAX_CONNECTIONS)"
+            self.refuse(refusal(503, "too-many-connections", "Too many connections", detail, {"retry-after": "1"}))
+            return
+        self.header_started = time.monotonic()
+        self.header_timer = self.loop.call_later(self.limits.header_timeout_s, self.headers_timed_out)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.cancel_timers()
+        super().connection_lost(exc)
+
+    def refuse(self, response: bytes) -> None:
+        """Answer `response` (unless the app has begun its own) and close the connection."""
+        self.cancel_timers()
+        self.refused = True
+        if not self.transport.is_closing():
+            # Never into or after the app's own answer to the same request.
+            if self.in_headers:
+                answer = self.cycle is None or self.cycle.response_complete
+            else:
+                answer = not self.cycle.response_started
+            if answer:
+                self.transport.write(response)
+            self.transport.close()  # uvicorn then tells the app, if it still reads the body, that the client is gone
+
+    def cancel_timers(self) -> None:
+        for timer in (self.header_timer, self.body_timer):
+            if timer is not None:
+                timer.cancel()
+        self.header_timer = self.body_timer = None
+
+    def data_received(self, data: bytes) -> None:
+        if self.refused:
+            return
+        if self.in_headers:
+            self.header_bytes += len(data)
+            if self.header_bytes > self.limits.max_header_bytes and not self.headers_end_in_time(data):
+                self.headers_too_large()
+                return
+            self.header_tail = data[-3:]
+        super().data_received(data)
+        # What is still incomplete once these bytes are parsed gets its clock.
+        if self.refused or self.transport.is_closing():
+            return
+        if self.head_open and self.header_timer is None:
+            wait = self.header_started + self.limits.header_timeout_s - time.monotonic()
+            self.header_timer = self.loop.call_later(max(0.0, wait), self.headers_timed_out)
+        elif self.in_body and self.body_timer is None:
+            self.body_timer = self.loop.call_later(max(0.0, self.body_deadline() - time.monotonic()), self.check_body)
+
+    def headers_end_in_time(self, data: bytes) -> bool:
+        """Whether the headers end in `data` within the limit (the rest of `data` is body, which does not count)."""
+        end = (self.header_tail + data).find(b"\r\n\r\n")
+        if end < 0:
+            return False
+        self.header_bytes += end + 4 - len(self.header_tail) - len(data)
+        return self.header_bytes <= self.limits.max_header_bytes
+
+    def headers_too_large(self) -> None:
+        limit = self.limits.max_header_bytes
+        log.info("refused a request from %s: headers over %d bytes", self.client, limit)
+        detail = (
+            f"the request line and headers exceed {limit} bytes (VAE_MAX_HEADER_BYTES); send large data in the body"
+        )
+        self.refuse(refusal(431, "headers-too-large", "Request header fields too large", detail))
+
+    def headers_timed_out(self) -> None:
+        self.header_timer = None
+        if self.header_bytes == 0 and self.cycle is None:
+            self.transport.close()  # a connection that never sent a byte gets no answer
+            return
+        timeout = self.limits.header_timeout_s
+        log.info("closed a connection from %s: headers unfinished after %g s", self.client, timeout)
+        detail = f"the request's headers did not arrive within {timeout:g} s (VAE_HEADER_TIMEOUT_S)"
+        self.refuse(refusal(408, "request-timeout", "Request timeout", detail))
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self.in_headers = self.head_open = True
+        if self.header_timer is None:  # a later request's first byte: its deadline runs from now
+            self.header_started = time.monotonic()
+
+    def on_headers_complete(self) -> None:
+        self.head_open = False
+        if self.header_timer is not None:
+            self.header_timer.cancel()
+            self.header_timer = None
+        self.in_headers = False
+        self.in_body = True
+        self.header_bytes = 0
+        self.header_tail = b""
+        super().on_headers_complete()
+        if self.draining:
+            self.cycle.keep_alive = False
+        self.body_started = self.body_last = time.monotonic()
+        self.body_bytes = 0
+
+    def on_body(self, body: bytes) -> None:
+        self.body_bytes += len(body)
+        self.body_last = time.monotonic()
+        super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        if self.body_timer is not None:
+            self.body_timer.cancel()
+            self.body_timer = None
+        self.in_body = False
+        self.in_headers = True  # what comes next on this connection is the next request's headers
+        super().on_message_complete()
+
+    def body_deadline(self) -> float:
+        """When the upload times out: `body_timeout_s` without a byte, or too slow on average after that long."""
+        idle = self.body_last + self.limits.body_timeout_s
+        rate = self.limits.min_body_bytes_per_s
+        if rate == 0:
+            return idle
+        # The average rate since the headers falls below `rate` at body_started + body_bytes / rate.
+        slow = self.body_started + max(self.limits.body_timeout_s, self.body_bytes / rate)
+        return min(idle, slow)
+
+    def check_body(self) -> None:
+        if self.flow.read_paused:
+            # uvicorn stopped reading (the app has not taken the body so far, or a pipelined request waits its
+            # turn): the client cannot be slow while we do not read, so the clock starts again.
+            self.body_started = self.body_last = time.monotonic()
+            self.body_bytes = 0
+        wait = self.body_deadline() - time.monotonic()
+        if wait > 0:
+            self.body_timer = self.loop.call_later(wait, self.check_body)
+            return
+        self.body_timer = None
+        elapsed = time.monotonic() - self.body_started
+        log.info(
+            "closed a connection from %s: upload stalled, %d bytes in %.1f s", self.client, self.body_bytes, elapsed
+        )
+        detail = (
+            f"the request body stalled: {self.body_bytes} bytes in {elapsed:.1f} s; an upload may pause at most "
+            f"{self.limits.body_timeout_s:g} s (VAE_BODY_TIMEOUT_S) and must average at least "
+            f"{self.limits.min_body_bytes_per_s} bytes/s (VAE_MIN_BODY_BYTES_PER_S)"
+        )
+        self.refuse(refusal(408, "request-timeout", "Request timeout", detail))
+
+    def shutdown(self) -> None:
+        """The server stops: finish the request in flight, then close; if idle, stay while others are in flight."""
+        self.draining = True
+        kept_alive = self.cycle is not None and self.cycle.response_complete
+        if kept_alive and self.tasks:
+            return  # closed by its keep-alive timer, or after its next response
+        super().shutdown()
+
+
+def guarded_protocol(limits: HttpSettings) -> type[GuardedHttpProtocol]:
+    """The protocol class for uvicorn's `Config(http=...)`, with these limits."""
+    return type("GuardedHttpProtocol", (GuardedHttpProtocol,), {"limits": limits})
+
+
+class SignalledServer(uvicorn.Server):
+    """uvicorn's Server, calling `on_exit` when SIGTERM or SIGINT arrives (before it starts shutting down)."""
+
+    def __init__(self, config: uvicorn.Config, on_exit: Callable[[], None]) -> None:
+        super().__init__(config)
+        self.on_exit = on_exit
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self.on_exit()
+        super().handle_exit(sig, frame)
+
+    def stop(self) -> None:
+        """Shut down as a signal would (the app could not start)."""
+        self.should_exit = True

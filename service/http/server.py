@@ -1,0 +1,155 @@
+"""Run the app on uvicorn the way the README says: listen at once, load behind /ready, stop cleanly on SIGTERM.
+
+- The app answers the ASGI lifespan's startup at once and loads its models in the background (service/http/app.py),
+  so the port answers meanwhile (`/health` 200, `/ready` 503); when loading fails, the server stops and the process
+  ends with status 3.
+- SIGTERM marks the app as shutting down (`/ready` 503) before uvicorn drains its connections
+  (service/http/seam.py), and a stop that was asked for and carried out ends the process with status 0 (uvicorn
+  re-raises the signal it caught once it has shut down; the handler installed here before it starts takes it).
+- With several processes, a supervisor here starts them on one listening socket, replaces one that dies, and
+  stops (status 3) when one cannot start rather than restarting it forever.
+Connection limits (header size and time, body time and rate, connection cap) are the seam's protocol class.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import multiprocessing.connection
+import signal
+import socket
+import sys
+import threading
+from types import FrameType
+
+import uvicorn
+
+from ..errors import StartupError
+from ..settings import Settings
+from .app import create_app
+from .seam import SignalledServer, guarded_protocol
+
+log = logging.getLogger(__name__)
+
+STARTUP_FAILURE = 3  # the exit status of a service that cannot start: a supervisor must not restart it
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def configure_logging(level: str) -> None:
+    """The service's own loggers beside uvicorn's (which its Config configures)."""
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _ignore(signum: int, frame: FrameType | None) -> None:
+    """Takes the stop signal uvicorn re-raises after a clean shutdown (else SIGTERM would end the process with 143)."""
+
+
+def run(settings: Settings, sockets: list[socket.socket] | None = None) -> int:
+    """Serve in this process until SIGTERM or SIGINT: 0 after a clean stop, STARTUP_FAILURE when it cannot start."""
+    server: SignalledServer | None = None
+
+    def stop() -> None:
+        if server is not None:
+            server.stop()
+
+    try:
+        app = create_app(settings, on_startup_failure=stop)
+    except StartupError as e:  # an API key file that cannot be read, say: every retry would fail the same way
+        configure_logging(settings.log_level)
+        log.error("cannot start: %s", e)
+        return STARTUP_FAILURE
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        lifespan="on",
+        http=guarded_protocol(settings.http),
+        ws="none",  # no WebSocket routes: an Upgrade header is just a header
+        timeout_keep_alive=settings.keep_alive_timeout_s,
+        timeout_graceful_shutdown=settings.graceful_shutdown_timeout_s,
+    )
+    configure_logging(settings.log_level)
+    server = SignalledServer(config, on_exit=app.state.begin_shutdown)
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = {sig: signal.signal(sig, _ignore) for sig in STOP_SIGNALS} if in_main else {}
+    try:
+        server.run(sockets=sockets)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return STARTUP_FAILURE if app.startup_failed else 0
+
+
+def _process(settings: Settings, sock: socket.socket) -> None:
+    sys.exit(run(settings, [sock]))
+
+
+def listening_socket(settings: Settings) -> socket.socket:
+    """The socket every server process accepts on, bound before any of them starts."""
+    sock = socket.create_server((settings.host, settings.port), backlog=2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def supervise(settings: Settings, processes: int) -> int:
+    """Run `processes` server processes on one socket until SIGTERM or SIGINT; replace one that dies."""
+    configure_logging(settings.log_level)
+    sock = listening_socket(settings)
+    context = multiprocessing.get_context("spawn")  # each process loads its own models, nothing inherited
+    stopping = threading.Event()
+
+    def start() -> multiprocessing.process.BaseProcess:
+        process = context.Process(target=_process, args=(settings, sock), name="vae-serve")
+        process.start()
+        return process
+
+    def on_stop(signum: int, frame: FrameType | None) -> None:
+        stopping.set()
+
+    def on_ignored(signum: int, frame: FrameType | None) -> None:
+        log.warning(
+            "%s ignored: restart the service to reload it or to change VAE_PROCESSES", signal.Signals(signum).name
+        )
+
+    previous = {sig: signal.signal(sig, on_stop) for sig in STOP_SIGNALS}
+    previous |= {sig: signal.signal(sig, on_ignored) for sig in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU)}
+    status = 0
+    workers = [start() for _ in range(processes)]
+    log.info("started %d server processes %s", processes, [w.pid for w in workers])
+    try:
+        while not stopping.is_set():
+            multiprocessing.connection.wait([w.sentinel for w in workers], timeout=0.5)
+            for index, worker in enumerate(workers):
+                if worker.is_alive() or stopping.is_set():
+                    continue
+                worker.join()
+                if worker.exitcode == STARTUP_FAILURE:
+                    # Loading failed (the reason is in the log above); every replacement would fail the same way.
+                    log.error("server process [%s] could not start; stopping the service", worker.pid)
+                    status = STARTUP_FAILURE
+                    stopping.set()
+                    break
+                log.info("server process [%s] ended (exit status %s); starting another", worker.pid, worker.exitcode)
+                workers[index] = start()
+    finally:
+        for worker in workers:
+            if worker.is_alive():
+                worker.terminate()  # SIGTERM: each drains its connections and exits 0
+        for worker in workers:
+            worker.join(timeout=settings.graceful_shutdown_timeout_s + 10)
+            if worker.is_alive():
+                worker.kill()
+                worker.join()
+        sock.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return status
+
+
+def serve(settings: Settings) -> None:
+    """Serve until SIGTERM or SIGINT (then return); exit with status 3 when the service cannot start."""
+    processes = settings.process_count()
+    status = run(settings) if processes == 1 else supervise(settings, processes)
+    if status:
+        sys.exit(status)

@@ -1,0 +1,346 @@
+"""The model repository (Triton's model repository API): load every model folder at start, then list the folders,
+load or reload one, unload one, poll.
+
+The registry (service/models/registry.py) looks models up; this module is the only one that changes what it holds.
+`VAE_MODEL_CONTROL` picks the mode, as Triton's `--model-control-mode` does: `none` (the default: every folder is
+loaded at start and the set never changes; load and unload are refused), `explicit` (load and unload on request),
+`poll` (the folder is rescanned every `VAE_MODEL_POLL_S` seconds: new folders load, changed ones reload, removed
+ones unload; load and unload requests are refused, as Triton refuses them while polling).
+
+A load validates and warms the folder on a worker thread before it serves; a broken folder is refused with the
+usual message and changes nothing else (a model it would have replaced keeps serving). An unload takes the model
+out of the registry at once (new requests get 404) and closes its graphs only once its requests in flight are
+done. The model a request names none of must stay loaded: unloading VAE_DEFAULT_MODEL,
+VAE_DEFAULT_CONDITIONAL_MODEL or the last model is a 409.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from vaeformat.errors import ManifestError
+from vaeformat.files import MANIFEST_FILE, shown
+
+from ..engine.memory import release_freed_memory
+from ..errors import CapabilityMissing, InvalidInput, ServiceError, StartupError, UnknownModel
+from ..settings import ModelSettings
+from .folders import model_folders, stamp, without_root
+from .loading import Loader
+from .model import ServedModel
+from .registry import ModelRegistry, Refused
+
+log = logging.getLogger(__name__)
+
+READY, UNAVAILABLE = "READY", "UNAVAILABLE"  # Triton's model states
+
+
+class ControlRefused(CapabilityMissing):
+    """A load or unload that the mode or the registry's state forbids (409)."""
+
+    title = "Model control refused"
+    slug = "model-control-refused"
+
+
+class LoadFailed(ServiceError):
+    """A model folder that was refused (400, as Triton answers a failed load); the reason names file and field."""
+
+    status = 400
+    title = "Model refused"
+    slug = "model-refused"
+
+
+class InFlight:
+    """Requests in progress per served model object (not per name: a reload's old and new model differ)."""
+
+    def __init__(self) -> None:
+        self._counts: dict[int, int] = {}
+
+    @contextmanager
+    def hold(self, model: ServedModel) -> Iterator[None]:
+        key = id(model)
+        self._counts[key] = self._counts.get(key, 0) + 1
+        try:
+            yield
+        finally:
+            self._counts[key] -= 1
+            if not self._counts[key]:
+                del self._counts[key]
+
+    def count(self, model: ServedModel) -> int:
+        return self._counts.get(id(model), 0)
+
+
+@dataclass(frozen=True)
+class FolderState:
+    name: str  # the folder's name under the models folder
+    version: str
+    state: str  # READY or UNAVAILABLE
+    reason: str
+
+
+class ModelRepository:
+    """Load, reload and unload model folders of the models folder in a running registry, one change at a time."""
+
+    def __init__(self, registry: ModelRegistry, loader: Loader, in_flight: InFlight, request_deadline_s: float) -> None:
+        self.registry = registry
+        self.loader = loader
+        self.settings: ModelSettings = loader.settings
+        self.in_flight = in_flight
+        self.request_deadline_s = request_deadline_s  # past it (and a margin) an unloaded model's graphs close
+        self._lock = asyncio.Lock()
+        self._unloaded: set[str] = set()  # folders unloaded on request: listed as UNAVAILABLE, "unloaded"
+        self._stamps: dict[str, tuple[int, ...]] = {}  # folder -> file times when last loaded (poll mode)
+        self._drains: set[asyncio.Task[None]] = set()
+        for folder in model_folders(self.settings.models_dir):  # so that the first poll reloads nothing
+            self._stamps[folder.name] = stamp(folder)
+
+    @classmethod
+    def open(cls, loader: Loader, in_flight: InFlight, request_deadline_s: float) -> ModelRepository:
+        """Load every model folder (blocking: call it off the event loop); StartupError when none can serve."""
+        return cls(load_all(loader), loader, in_flight, request_deadline_s)
+
+    # Folders are named by their directory name (what tritonclient's load_model and unload_model send).
+
+    def _served(self, folder: str) -> ServedModel | None:
+        return next((m for m in self.registry.models.values() if m.folder.name == folder), None)
+
+    def index(self) -> list[FolderState]:
+        """Every model folder, loaded (READY) or not (UNAVAILABLE, with the reason)."""
+        refused = {r.folder: r.reason for r in self.registry.refused}
+        states = []
+        for path in model_folders(self.settings.models_dir):
+            model = self._served(path.name)
+            if model is not None:
+                states.append(FolderState(path.name, model.manifest.version, READY, ""))
+            else:
+                reason = "unloaded" if path.name in self._unloaded else refused.get(path.name, "not loaded")
+                states.append(FolderState(path.name, "", UNAVAILABLE, reason))
+        return states
+
+    def _require_explicit(self, action: str) -> None:
+        if self.settings.model_control != "explicit":
+            raise ControlRefused(
+                f"cannot {action} a model: model control is {self.settings.model_control!r} "
+                "(VAE_MODEL_CONTROL=explicit allows load and unload requests)"
+            )
+
+    def _folder(self, name: str) -> Path:
+        # The name is one path component, so a request cannot reach outside the models folder (loading also
+        # resolves symlinks and refuses anything that leads out of it).
+        if not name or name.startswith((".", "_")) or "/" in name or "\\" in name or "\0" in name:
+            raise InvalidInput(f"{name[:80]!r} is not a model folder name")
+        folder = self.settings.models_dir / name
+        if not folder.is_dir():
+            raise UnknownModel(f"no model folder {name!r} in the models directory")
+        return folder
+
+    async def load(self, name: str) -> ServedModel:
+        """Load (or reload) the folder `name`; LoadFailed (the usual refusal) leaves everything as it was."""
+        self._require_explicit("load")
+        async with self._lock:
+            return await self._load(self._folder(name))
+
+    async def unload(self, name: str) -> None:
+        """Stop serving the folder `name`; its graphs close once its requests in flight are done."""
+        self._require_explicit("unload")
+        async with self._lock:
+            self._unload(name)
+
+    async def _load(self, folder: Path) -> ServedModel:
+        root = self.settings.models_dir
+        try:
+            model = await asyncio.to_thread(self.loader.load, folder)
+        except Exception as e:  # ManifestError, or a defect in loading: never the other models' problem
+            reason = without_root(str(e), root)
+            if not isinstance(e, ManifestError):
+                log.exception("unexpected error loading model folder %s", folder.name)
+                reason = f"{folder.name}: could not be loaded ({type(e).__name__}: {reason})"
+            log.error("refused model folder %s: %s", folder.name, reason)
+            self.registry.refuse(folder.name, reason)
+            raise LoadFailed(reason) from None
+        clash = self.registry.models.get(model.name)
+        if clash is not None and clash.folder.name != folder.name:
+            reason = (
+                f"{folder.name}/{MANIFEST_FILE}: field 'name' is {model.name!r}, already served from "
+                f"{clash.folder.name}; give each model a unique name"
+            )
+            self.registry.refuse(folder.name, reason)
+            self._drain(model)
+            raise LoadFailed(reason)
+        old = self._served(folder.name)
+        if old is not None:
+            self.registry.remove(old.name)
+        self.registry.add(model)
+        self.registry.accept(folder.name)
+        release_freed_memory()  # the new graphs' parse buffers (service/engine/memory.py)
+        self._unloaded.discard(folder.name)
+        self._stamps[folder.name] = stamp(folder)
+        self.registry.choose_defaults(self.settings)
+        if old is not None:
+            self._drain(old)
+        log.info("loaded model %s (version %s) from %s", model.name, model.manifest.version, folder.name)
+        return model
+
+    def _unload(self, name: str) -> None:
+        model = self._served(name)
+        if model is None:
+            raise UnknownModel(f"no model is loaded from folder {name!r}; loaded: {sorted(self.registry.models)}")
+        for setting, configured in (
+            ("VAE_DEFAULT_MODEL", self.settings.default_model),
+            ("VAE_DEFAULT_CONDITIONAL_MODEL", self.settings.default_conditional_model),
+        ):
+            if model.name == configured:
+                raise ControlRefused(f"model {model.name!r} is {setting}: it stays loaded")
+        if len(self.registry.models) == 1:
+            raise ControlRefused(f"model {model.name!r} is the last one loaded: it stays loaded")
+        self.registry.remove(model.name)
+        self.registry.choose_defaults(self.settings)
+        self._unloaded.add(name)
+        self._stamps.pop(name, None)
+        self._drain(model)
+        log.info("unloading model %s from %s once its requests in flight are done", model.name, name)
+
+    def _drain(self, model: ServedModel) -> None:
+        task = asyncio.get_running_loop().create_task(self._close_when_idle(model))
+        self._drains.add(task)
+        task.add_done_callback(self._drains.discard)
+
+    async def _close_when_idle(self, model: ServedModel) -> None:
+        # Requests that already hold the model finish on it; past the request deadline (plus a margin) nothing
+        # legitimate can still be waiting, so the graphs close regardless.
+        deadline = time.monotonic() + self.request_deadline_s + 5
+        while time.monotonic() < deadline and (self.in_flight.count(model) or _busy(model)):
+            await asyncio.sleep(0.01)
+        await model.close()
+        self._forget(model)
+
+    def _forget(self, model: ServedModel) -> None:
+        """Take the model's `vae_model_info` series out of /metrics, unless its successor has the same labels."""
+        m = model.manifest
+        now = self.registry.models.get(model.name)
+        for role, runner in (("encoder", model.encoder), ("decoder", model.decoder)):
+            labels = (m.name, m.kind, m.version, role, runner.providers[0])
+            if now is not None and now.manifest.version == m.version and now.manifest.kind == m.kind:
+                continue
+            try:
+                self.loader.metrics.model_info.remove(*labels)
+            except KeyError:  # never set (a model refused for a name clash) or already gone
+                pass
+
+    async def poll_once(self) -> None:
+        """Poll mode: load new folders, reload changed ones, unload removed ones."""
+        async with self._lock:
+            folders = {p.name: p for p in model_folders(self.settings.models_dir)}
+            for name in [m.folder.name for m in self.registry.models.values()]:
+                if name not in folders:
+                    try:
+                        self._unload(name)
+                    except ControlRefused as e:  # the default or last model: it keeps serving from memory
+                        log.warning("model folder %s is gone, but %s", name, e.detail)
+            for name, folder in folders.items():
+                if self._stamps.get(name) == stamp(folder):
+                    continue
+                try:
+                    await self._load(folder)
+                except LoadFailed:  # refused and listed; retried once its files change again
+                    self._stamps[name] = stamp(folder)
+
+    async def close(self) -> None:
+        """Wait for the unloads in progress to close their graphs, then close every served model."""
+        await asyncio.gather(*self._drains, return_exceptions=True)
+        await self.registry.close()
+
+
+def _busy(model: ServedModel) -> bool:
+    return any(
+        getattr(r, "waiting", 0) or getattr(r, "running", 0) for r in (model.encoder, model.decoder, model.chain)
+    )
+
+
+def start_polling(repository: ModelRepository, interval: float) -> asyncio.Task[None]:
+    """Run `poll_once` every `interval` seconds until the task is cancelled (the app's lifespan, in poll mode)."""
+
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await repository.poll_once()
+            except Exception:  # a poll that fails (folder unreadable...) must not stop the next one
+                log.exception("polling the models directory failed")
+
+    return asyncio.get_running_loop().create_task(loop(), name="model-poll")
+
+
+def load_all(loader: Loader) -> ModelRegistry:
+    """Load every model folder; StartupError when none can serve (or a rule of the operator's is broken).
+
+    A folder that cannot be served is refused with a message naming the file and the field, logged and listed in
+    /models; whatever goes wrong in one folder refuses that folder only.
+    """
+    root = loader.root
+    if not root.is_dir():
+        raise StartupError(f"models directory {str(root)!r} does not exist; set VAE_MODELS_DIR or --models-dir")
+    models: dict[str, ServedModel] = {}
+    refused: list[Refused] = []
+    folders = model_folders(root)
+    # Models load side by side: session creation and warm-up release the GIL, and on a GPU each session has its
+    # own stream, so the warm-ups overlap. Results are taken in folder order, so names and logs do not depend on
+    # which finished first.
+    threads = max(1, min(loader.settings.load_threads, len(folders)))
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="load") as pool:
+        loading = [pool.submit(loader.load, folder) for folder in folders]
+    for folder, future in zip(folders, loading, strict=True):
+        where = shown(folder, root)
+        try:
+            model = future.result()
+            if model.name in models:
+                raise ManifestError(
+                    f"{where}/{MANIFEST_FILE}: field 'name' is {model.name!r}, already served from "
+                    f"{shown(models[model.name].folder, root)}; give each model a unique name"
+                )
+        except StartupError:  # an operator's rule (VAE_REQUIRE_GPU, an explicit provider): not this folder's fault
+            raise
+        except Exception as e:  # ManifestError; anything else is a defect, but it must not cost the other models
+            reason = without_root(str(e), root)
+            if not isinstance(e, ManifestError):
+                log.exception("unexpected error loading model folder %s", where)
+                reason = f"{where}: could not be loaded ({type(e).__name__}: {reason})"
+            log.error("refused model folder %s (in models directory %s): %s", where, root, reason)
+            refused.append(Refused(folder=where, reason=reason))
+            continue
+        models[model.name] = model
+        log.info(
+            "loaded model %s (kind %s, version %s) from %s on encoder=%s decoder=%s",
+            model.name,
+            model.manifest.kind,
+            model.manifest.version,
+            folder,
+            ",".join(model.encoder.providers),
+            ",".join(model.decoder.providers),
+        )
+    if refused and loader.settings.strict_models:
+        raise StartupError(
+            f"VAE_STRICT_MODELS=true and {len(refused)} model folder(s) were refused: "
+            + " | ".join(r.reason for r in refused)
+        )
+    if not models:
+        why = f"; refused: {' | '.join(r.reason for r in refused)}" if refused else ""
+        raise StartupError(f"no model could be loaded from {str(root)!r}{why}")
+    registry = ModelRegistry(models, min(models), refused, loader.plan)
+    registry.choose_defaults(loader.settings)
+    release_freed_memory()  # the graphs' parse buffers and the warm-ups' activations (service/engine/memory.py)
+    log.info(
+        "serving %d model(s) %s; default %s, conditional default %s",
+        len(models),
+        sorted(models),
+        registry.default,
+        registry.default_conditional,
+    )
+    return registry

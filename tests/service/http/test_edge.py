@@ -1,0 +1,60 @@
+"""edge.py: the body-size cap answers 413 whether or not the client declares Content-Length; a client that
+hangs up mid-upload is counted as 499, not raised as a 500."""
+
+import logging
+
+import pytest
+
+from service.http.app import create_app
+
+from ..payloads import png
+
+pytestmark = pytest.mark.anyio
+
+LIMIT = 200_000  # the `settings` fixture's max_body_bytes
+
+
+async def test_declared_oversized_body_is_refused_before_it_is_read(client):
+    r = await client.post("/encode", content=b"\0" * (LIMIT + 1), headers={"content-type": "image/png"})
+    assert r.status_code == 413 and "VAE_MAX_BODY_BYTES" in r.json()["detail"]
+    assert r.headers["content-type"] == "application/problem+json"
+
+
+async def test_streamed_oversized_body_is_refused_while_it_streams(client):
+    async def chunks():
+        for _ in range(30):
+            yield b"\0" * 10_000
+
+    r = await client.post("/encode", content=chunks(), headers={"content-type": "image/png"})
+    assert "content-length" not in r.request.headers
+    assert r.status_code == 413 and "VAE_MAX_BODY_BYTES" in r.json()["detail"]
+
+
+async def test_body_under_the_cap_passes(client):
+    r = await client.post("/encode", content=png(), headers={"content-type": "image/png"})
+    assert r.status_code == 200
+
+
+async def test_service_keeps_serving_after_refusals(client):
+    for _ in range(3):
+        await client.post("/encode", content=b"\0" * (LIMIT + 1), headers={"content-type": "image/png"})
+    assert (await client.get("/ready")).status_code == 200
+
+
+async def test_a_client_gone_mid_upload_is_counted_499_not_raised(settings, caplog):
+    app = create_app(settings)
+
+    async def gone():
+        return {"type": "http.disconnect"}
+
+    async def send(message):
+        raise AssertionError(f"nothing should be sent to a client that has gone: {message}")
+
+    headers = [(b"content-type", b"image/png")]
+    scope = {"type": "http", "method": "POST", "path": "/encode", "headers": headers, "query_string": b""}
+    async with app.lifespan():
+        with caplog.at_level(logging.INFO, logger="service.http.edge"):
+            await app(scope, gone, send)  # the body read finds the client gone: ClientDisconnect
+    labels = {"route": "/encode", "method": "POST", "status": "499"}
+    assert app.metrics.registry.get_sample_value("vae_requests_total", labels) == 1
+    assert [r.levelno for r in caplog.records] == [logging.INFO] and "disconnected" in caplog.text
