@@ -84,6 +84,13 @@ class Server:
         """Resident memory of the server process and its descendants (MiB), from /proc."""
         return sum(_rss_mib(p) for p in descendants(self.pid)) or float("nan")
 
+    def largest_rss_mib(self) -> float:
+        """Resident memory of the largest serving process (MiB): a supervisor that only starts and watches the
+        serving processes is left out when there are any."""
+        pids = descendants(self.pid)
+        serving = pids[1:] or pids
+        return max((_rss_mib(p) for p in serving), default=float("nan"))
+
     def cpu_seconds(self) -> float:
         """CPU time (user + system) the server process and its descendants have used so far, from /proc."""
         return sum(_cpu_seconds(p) for p in descendants(self.pid))

@@ -90,8 +90,9 @@ def mosec_argv(models_dir: Path, model: str, port: int, workers: int, settings: 
     ]
 
 
-def mosec_figures(models_dir: Path, model: str, seconds: float) -> dict[str, Any]:
-    """mosec with one worker per route (/encode, /decode) and with two (/decode), then the service on the same."""
+def mosec_figures(models_dir: Path, model: str, seconds: float, service: bool = True) -> dict[str, Any]:
+    """mosec with one worker per route (/encode, /decode) and with two (/decode), then (unless `service` is False)
+    the service on the same."""
     settings = Settings()
     python = venvs.ensure("mosec")
     folder = models_dir / model
@@ -107,8 +108,10 @@ def mosec_figures(models_dir: Path, model: str, seconds: float) -> dict[str, Any
             gap = max_abs_diff(s.url, [ENCODE, decode], expected)
             encode = ENCODE if workers == 1 else None
             by_workers[str(workers)] = {**_rows(s, port, encode, decode, seconds), "max_abs_diff": gap}
-    mosec = {"pins": list(venvs.PINS["mosec"]), "workers": by_workers}
-    return {"model": model, "mosec": mosec, "service": service_rows(models_dir, model, seconds)}
+    figures: dict[str, Any] = {"model": model, "mosec": {"pins": list(venvs.PINS["mosec"]), "workers": by_workers}}
+    if service:
+        figures["service"] = service_rows(models_dir, model, seconds)
+    return figures
 
 
 def triton_env() -> dict[str, str]:
@@ -127,8 +130,9 @@ def triton_argv(models_dir: Path, model: str, port: int, settings: Settings) -> 
     ]
 
 
-def triton_figures(models_dir: Path, model: str, seconds: float) -> dict[str, Any]:
-    """Triton's encoder (one PNG as BYTES) and decoder (256 rows, binary FP32) over OIP, then the service."""
+def triton_figures(models_dir: Path, model: str, seconds: float, service: bool = True) -> dict[str, Any]:
+    """Triton's encoder (one PNG as BYTES) and decoder (256 rows, binary FP32) over OIP, then (unless `service` is
+    False) the service."""
     settings = Settings()
     python = venvs.ensure("triton")
     folder = models_dir / model
@@ -141,7 +145,10 @@ def triton_figures(models_dir: Path, model: str, seconds: float) -> dict[str, An
     with server(argv, port, triton_env(), TRITON_READY_S, stop=signal.SIGINT, python=python, ready=ready) as s:
         gap = max_abs_diff(s.url, [encode, decode], expected_answers(folder, z))
         triton = {**_rows(s, port, encode, decode, seconds), "max_abs_diff": gap, "pins": list(venvs.PINS["triton"])}
-    return {"model": model, "triton": triton, "service": service_rows(models_dir, model, seconds)}
+    figures: dict[str, Any] = {"model": model, "triton": triton}
+    if service:
+        figures["service"] = service_rows(models_dir, model, seconds)
+    return figures
 
 
 # What each kind of server is sent, as the report names it: (encode, decode).

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnxruntime as ort
 
 from service.engine.providers import probe
 from service.engine.sessions import open_session
@@ -69,3 +70,23 @@ def raw_runtime(models_dir: Path, batches: tuple[int, ...], seconds: float) -> l
                     }
                 )
     return rows_out
+
+
+def default_options_row(models_dir: Path, model: str, graph: str, batch: int, seconds: float) -> dict[str, Any]:
+    """One graph at one batch size with onnxruntime's own default session options (what a user gets from
+    `InferenceSession(path)`): the figure a served model's throughput is held against."""
+    manifest = load_manifest(models_dir / model)
+    spec = getattr(manifest.files, graph)
+    providers = probe(Settings().providers).active
+    session = ort.InferenceSession(str(models_dir / model / spec.path), providers=list(providers))
+    outputs = [o.name for o in spec.outputs]
+    feeds = feeds_for(spec, batch, len(manifest.labels or []))
+    median = statistics.median(time_runs(lambda: session.run(outputs, feeds), seconds))
+    return {
+        "model": model,
+        "graph": graph,
+        "batch": batch,
+        "provider": session.get_providers()[0],
+        "median_ms": 1000 * median,
+        "rows_per_s": batch / median,
+    }

@@ -1,10 +1,12 @@
 """`python -m bench.run [--quick] [--seconds S] [--out BENCHMARKS.md]`: every measurement in one go, and the report.
 
-Raw in-process onnxruntime; the service with batching on and off; an empty FastAPI endpoint on the same uvicorn
-stack; a PyTorch-eager FastAPI server on the same weights (bench/torch_peer.py); a LitServe server on the same
-ONNX encoder (bench/litserve_peer.py); the serving overhead on a null model, VAE_PROCESSES=1 against 2, and
-profiles (bench/overhead.py). Each HTTP row is closed-loop load from bench/loadgen.py, which reports its own CPU.
-The report starts with the issue's targets as ratios (bench/targets.py).
+Raw in-process onnxruntime (the service's session options, and onnxruntime's defaults); the service with batching
+on and off; an empty FastAPI endpoint on the same uvicorn stack; a PyTorch-eager FastAPI server on the same weights
+(bench/torch_peer.py); a LitServe server on the same ONNX encoder (bench/litserve_peer.py); mosec and Triton
+(PyTriton), each in a venv of its own, on the null model (bench/peers.py); the serving overhead on the null model,
+VAE_PROCESSES=1 against 2, and profiles (bench/overhead.py); the shipped models' rows against a baseline run
+(bench/compare.py). Each HTTP row is closed-loop load from bench/loadgen.py, which reports its own CPU, with the
+server's CPU per request. The report starts with the targets as ratios (bench/targets.py).
 Runs unchanged on a GPU machine: the raw runtime and the service use whatever providers `auto` finds.
 """
 
@@ -23,12 +25,16 @@ from typing import Any
 import httpx
 import onnxruntime as ort
 
-from . import overhead, targets, workloads
-from .load import free_port, server
+from service.settings import Settings
+
+from . import compare, overhead, targets, workloads
+from .load import free_port, server, settle
 from .loadgen import Request, default_processes
-from .peers import litserve_figures
-from .raw import raw_runtime
-from .workloads import CLIENTS, ENCODE, measure, median_sweep
+from .null_model import NAME as NULL_MODEL
+from .null_model import null_models_dir
+from .peers import litserve_figures, mosec_figures, peers_report, service_rows, triton_figures
+from .raw import default_options_row, raw_runtime
+from .workloads import CLIENTS, ENCODE, measure
 
 PEER_MODEL = "mnist-vae"  # the service's default model (best unconditional bound), which /sample and /encode use
 
@@ -55,9 +61,8 @@ def machine() -> dict[str, Any]:
     }
 
 
-def _bulk(port: int, path: str, images: int, clients: int, seconds: float) -> dict[str, Any]:
-    result = median_sweep(port, Request("GET", path), clients, seconds)
-    return {**result, "images_per_s": images * result["rps"]}
+def _bulk(s: Any, port: int, path: str, images: int, clients: int, seconds: float) -> dict[str, Any]:
+    return measure(s, port, Request("GET", path), clients, seconds, images)
 
 
 def _providers(url: str) -> dict[str, Any]:
@@ -70,12 +75,15 @@ def service_figures(models_dir: Path, batching: bool, seconds: float, sweeps: bo
     port = free_port()
     argv = ["-m", "service", "--port", str(port), "--models-dir", str(models_dir), "--log-level", "warning"]
     with server(argv, port, {"VAE_BATCHING": str(batching).lower()}) as s:
+        settle(s.url)  # every server process ready, not only the first to answer
         figures: dict[str, Any] = {"ready_s": s.ready_seconds, "rss_mib": s.rss_mib(), "providers": _providers(s.url)}
+        figures["processes"] = Settings().process_count()  # the default, as this machine resolves it
+        figures["rss_per_process_mib"] = s.largest_rss_mib()
         for fmt in ("npy", "png"):
-            figures[f"sample256_{fmt}"] = _bulk(port, f"/sample?n=256&format={fmt}", 256, 1, seconds)
-            figures[f"sample64_{fmt}"] = _bulk(port, f"/sample?n=64&format={fmt}", 64, 8, seconds)
-        figures["encode"] = [median_sweep(port, ENCODE, c, seconds) for c in CLIENTS]
-        figures["sample1"] = [median_sweep(port, Request("GET", "/sample?n=1"), c, seconds) for c in CLIENTS]
+            figures[f"sample256_{fmt}"] = _bulk(s, port, f"/sample?n=256&format={fmt}", 256, 1, seconds)
+            figures[f"sample64_{fmt}"] = _bulk(s, port, f"/sample?n=64&format={fmt}", 64, 8, seconds)
+        figures["encode"] = [measure(s, port, ENCODE, c, seconds) for c in CLIENTS]
+        figures["sample1"] = [measure(s, port, Request("GET", "/sample?n=1"), c, seconds) for c in CLIENTS]
         figures["rss_after_load_mib"] = s.rss_mib()
     return figures
 
@@ -87,9 +95,9 @@ def peer_figures(models_dir: Path, seconds: float) -> dict[str, Any]:
     with server(argv, port) as s:
         figures: dict[str, Any] = {"ready_s": s.ready_seconds, "rss_mib": s.rss_mib()}
         for fmt in ("npy", "png"):
-            figures[f"sample256_{fmt}"] = _bulk(port, f"/sample?n=256&format={fmt}", 256, 1, seconds)
-            figures[f"sample64_{fmt}"] = _bulk(port, f"/sample?n=64&format={fmt}", 64, 8, seconds)
-        figures["encode"] = [median_sweep(port, ENCODE, c, seconds) for c in CLIENTS]
+            figures[f"sample256_{fmt}"] = _bulk(s, port, f"/sample?n=256&format={fmt}", 256, 1, seconds)
+            figures[f"sample64_{fmt}"] = _bulk(s, port, f"/sample?n=64&format={fmt}", 64, 8, seconds)
+        figures["encode"] = [measure(s, port, ENCODE, c, seconds) for c in CLIENTS]
     return figures
 
 
@@ -99,27 +107,13 @@ def empty_figures(seconds: float) -> list[dict[str, Any]]:
         return [measure(s, port, Request("GET", "/empty"), c, seconds) for c in CLIENTS]
 
 
-def _sweep_rows(name: str, results: list[dict[str, Any]]) -> list[str]:
-    return [
-        f"| {name} | {r['clients']} | {r['rps']:.0f} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['p99_ms']:.1f} "
-        f"| {r['errors']} | {r['loadgen_cpu']:.2f} |"
-        for r in results
-    ]
-
-
-SWEEP_HEAD = [
-    "| request | clients | req/s | p50 ms | p95 ms | p99 ms | errors | load generator CPU (cores) |",
-    "|---|---|---|---|---|---|---|---|",
-]
-
-
 def _bulk_rows(figures: dict[str, Any]) -> list[str]:
     return [
-        f"| `/sample?n={n}&format={fmt}` | {figures[f'sample{n}_{fmt}']['clients']} "
-        f"| {figures[f'sample{n}_{fmt}']['images_per_s']:.0f} | {figures[f'sample{n}_{fmt}']['p50_ms']:.1f} "
-        f"| {figures[f'sample{n}_{fmt}']['p99_ms']:.1f} |"
+        f"| `/sample?n={n}&format={fmt}` | {row['clients']} | {row['images_per_s']:.0f} | {row['p50_ms']:.1f} "
+        f"| {row['p99_ms']:.1f} | {row.get('server_cpu_ms', float('nan')):.2f} |"
         for n in (256, 64)
         for fmt in ("npy", "png")
+        for row in (figures[f"sample{n}_{fmt}"],)
     ]
 
 
@@ -146,6 +140,11 @@ def report(results: dict[str, Any]) -> str:
         "",
         "## Raw onnxruntime (in-process, the service's session options)",
         "",
+        f"With onnxruntime's own default options, {results['raw_default']['model']}'s decoder at batch "
+        f"{results['raw_default']['batch']} ran {results['raw_default']['rows_per_s']:.0f} rows/s "
+        f"({results['raw_default']['median_ms']:.1f} ms); the table's sessions have the service's options (one "
+        "intra-op thread, no spinning: the service splits a large batch across threads itself).",
+        "",
         "| model | graph | batch | provider | median ms | rows/s |",
         "|---|---|---|---|---|---|",
         *(
@@ -167,24 +166,28 @@ def report(results: dict[str, Any]) -> str:
             f"Process start to `/ready`: {figures['ready_s']:.2f} s; resident memory after warm-up: "
             f"{figures['rss_mib']:.0f} MiB" + (f" ({after:.0f} MiB after the load below)." if after else ".") + where,
             "",
-            "| bulk request | clients | images/s | p50 ms | p99 ms |",
-            "|---|---|---|---|---|",
+            "| bulk request | clients | images/s | p50 ms | p99 ms | server CPU ms/request |",
+            "|---|---|---|---|---|---|",
             *_bulk_rows(figures),
             "",
-            *SWEEP_HEAD,
-            *_sweep_rows("`POST /encode` (1 image)", figures["encode"]),
-            *(_sweep_rows("`GET /sample?n=1`", figures["sample1"]) if "sample1" in figures else []),
+            *overhead.HEAD,
+            *overhead.rows("`POST /encode` (1 image)", figures["encode"]),
+            *(overhead.rows("`GET /sample?n=1`", figures["sample1"]) if "sample1" in figures else []),
         ]
     lines += [
         "",
         "## Empty FastAPI endpoint (same uvicorn stack: the framework's floor)",
         "",
-        *SWEEP_HEAD,
-        *_sweep_rows("`GET /empty`", results["empty"]),
+        *overhead.HEAD,
+        *overhead.rows("`GET /empty`", results["empty"]),
         "",
         *litserve_report(results["litserve"]),
         "",
+        *peers_report(results["peers"]),
+        "",
         *overhead.report(results["overhead"], results["processes"]),
+        "",
+        *(compare.report(results["compare"]) if results.get("compare") else []),
     ]
     return "\n".join(lines)
 
@@ -225,6 +228,7 @@ def main(argv: list[str] | None = None) -> None:
     results["json"] = args.out.with_suffix(".json").name
     results["machine"] = machine()
     results["raw"] = raw_runtime(args.models_dir, batches, seconds)
+    results["raw_default"] = default_options_row(args.models_dir, PEER_MODEL, "decoder", max(batches), seconds)
     results["service"] = {
         f"batching {'on' if batching else 'off'}": service_figures(args.models_dir, batching, seconds)
         for batching in (True, False)
@@ -232,8 +236,16 @@ def main(argv: list[str] | None = None) -> None:
     results["peer"] = peer_figures(args.models_dir, seconds)
     results["empty"] = empty_figures(seconds)
     results["litserve"] = litserve_figures(args.models_dir, PEER_MODEL, seconds)
+    with null_models_dir() as null_dir:  # mosec and Triton on the null model: the serving stacks themselves
+        results["peers"] = {
+            **mosec_figures(null_dir, NULL_MODEL, seconds, service=False),
+            **triton_figures(null_dir, NULL_MODEL, seconds, service=False),
+            "service": service_rows(null_dir, NULL_MODEL, seconds),
+        }
     results["overhead"] = overhead.null_figures(seconds)
     results["processes"] = [overhead.processes_row(args.models_dir, p, seconds) for p in (1, 2)]
+    baseline = compare.load_baseline()
+    results["compare"] = compare.compare(results, baseline) if baseline is not None else []
     results["targets"] = targets.targets(results, PEER_MODEL)
     text = report(results)
     args.out.write_text(text)

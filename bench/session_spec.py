@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ import onnxruntime as ort
 
 from service.engine.providers import probe
 from service.engine.sessions import provider_options, session_options
-from service.settings import EngineSettings, Settings
+from service.settings import EngineSettings, Settings, cpu_cores
 
 from .peer_runtime import ROLES, read_manifest
 
@@ -37,9 +36,12 @@ CONFIG_KEYS = ("session.intra_op.allow_spinning", "session.inter_op.allow_spinni
 
 
 def peer_engine(workers: int, settings: Settings | None = None) -> EngineSettings:
-    """The service's engine settings, with intra-op threads fixed by its rule, the peer's workers as its processes."""
+    """The service's engine settings, with intra-op threads as a user of the peer would set them: the cores shared
+    among its workers (the service runs one thread a session and splits large batches itself, which a peer cannot),
+    unless VAE_THREADS names a number other than the service's default."""
     settings = settings or Settings()
-    threads = settings.threads or max(1, (os.cpu_count() or 1) // workers)
+    default = type(settings).model_fields["threads"].default
+    threads = settings.threads if settings.threads not in (0, default) else max(1, cpu_cores() // workers)
     return settings.engine.model_copy(update={"threads": threads})
 
 

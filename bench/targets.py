@@ -1,10 +1,11 @@
-"""The issue's targets, each a ratio or figure from one run's results, with its threshold and whether it is met."""
+"""The targets, each a ratio or figure from one run's results, with its threshold and whether it is met."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from .overhead import BULK_N, RAW_BATCHES
+from .peer_requests import DECODE_ROWS
 from .workloads import CLIENTS
 
 
@@ -55,6 +56,7 @@ def targets(results: dict[str, Any], peer_model: str) -> list[dict[str, Any]]:
     null_one, null_two = null["processes"]
     litserve, beside = results["litserve"]["litserve"], results["litserve"]["service"]
     out = [
+        *peer_targets(results, peer_model),
         # The null model: what the service costs by itself.
         at_least(
             f"null model: `/sample?n={BULK_N}&format=npy` images/s over the raw null decoder's rows/s at batch "
@@ -115,9 +117,71 @@ def targets(results: dict[str, Any], peer_model: str) -> list[dict[str, Any]]:
             for key, path in (("encode", "/encode"), ("sample1", "/sample?n=1"))
         ),
         at_most("process start to `/ready`, models warmed (s)", on["ready_s"], 1.5, 1.0),
-        at_most("resident memory after warm-up (MiB)", on["rss_mib"], 200),
+        at_most(
+            f"resident memory after warm-up of a server process (MiB; {on['processes']} process(es), "
+            f"{on['rss_mib']:.0f} MiB in all with the supervisor)",
+            on["rss_per_process_mib"],
+            200,
+        ),
     ]
     return out
+
+
+def peer_targets(results: dict[str, Any], peer_model: str) -> list[dict[str, Any]]:
+    """Against the peers a user would pick instead: mosec and Triton on the null model (the serving stacks alone),
+    PyTorch-eager and LitServe on the shipped model, onnxruntime's default options on the shipped decoder."""
+    top = max(CLIENTS)
+    peers = results["peers"]
+    service, mosec = peers["service"], peers["mosec"]["workers"]
+    encode, mosec_encode = _at(service["encode"], top), _at(mosec["1"]["encode"], top)
+    decode_clients = max(r["clients"] for r in service["decode"])
+    on = results["service"]["batching on"]
+    default = results["raw_default"]
+    # At one client: the service beside each peer on the same model and request.
+    one = {
+        "mosec": (_at(service["encode"], 1), _at(mosec["1"]["encode"], 1)),
+        "Triton": (_at(service["encode"], 1), _at(peers["triton"]["encode"], 1)),
+        "PyTorch-eager": (_at(on["encode"], 1), _at(results["peer"]["encode"], 1)),
+        "LitServe": (
+            _at(results["litserve"]["service"]["encode_form"], 1),
+            _at(results["litserve"]["litserve"]["encode_form"], 1),
+        ),
+    }
+    slowest = min(one, key=lambda peer: one[peer][0]["rps"] / one[peer][1]["rps"])
+    p50 = max(_at(service["encode"], 1)["p50_ms"], _at(on["encode"], 1)["p50_ms"])
+    return [
+        at_most(
+            f"null model: `POST /encode` (one raw PNG) at {top} clients, server CPU ms/request (mosec: "
+            f"{mosec_encode['server_cpu_ms']:.3f})",
+            encode["server_cpu_ms"],
+            0.12,
+        ),
+        at_least(
+            f"null model: `POST /encode` req/s at {top} clients over mosec's (one worker)",
+            encode["rps"] / mosec_encode["rps"],
+            0.8,
+            1.0,
+        ),
+        at_least(
+            f"null model: `POST /decode` of {DECODE_ROWS} latents to npy at {decode_clients} clients, req/s over "
+            "mosec's with two workers",
+            _at(service["decode"], decode_clients)["rps"] / _at(mosec["2"]["decode"], decode_clients)["rps"],
+            1.0,
+        ),
+        at_least(
+            f"one client: `POST /encode` req/s over the peer nearest to it ({slowest}; each on the same model and "
+            "request)",
+            one[slowest][0]["rps"] / one[slowest][1]["rps"],
+            1.0,
+        ),
+        at_most("one client: `POST /encode` p50 ms (the larger of the null and the shipped model)", p50, 1.0),
+        at_least(
+            f"`/sample?n={default['batch']}&format=npy` images/s at one client over onnxruntime's default options "
+            f"({peer_model} decoder, batch {default['batch']}, in-process)",
+            on["sample256_npy"]["images_per_s"] / default["rows_per_s"],
+            0.9,
+        ),
+    ]
 
 
 def rows(targets: list[dict[str, Any]]) -> list[str]:

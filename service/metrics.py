@@ -16,6 +16,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
+from .processes import ProcessGroup
+
 
 class DeviceMemory(Protocol):
     @property
@@ -48,6 +50,7 @@ class Metrics:
     content_type = CONTENT_TYPE_LATEST
 
     def __init__(self) -> None:
+        self.shared: ProcessGroup | None = None
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = RequestStats()
@@ -81,7 +84,13 @@ class Metrics:
         self.registry.register(GpuMemoryCollector(gpu))
         return gpu
 
+    def share(self, shared: ProcessGroup) -> None:
+        """From now on, /metrics shows every process's metrics merged (service/processes.py)."""
+        self.shared = shared
+
     def render(self) -> bytes:
+        if self.shared is not None:
+            return self.shared.render(self.registry)
         return generate_latest(self.registry)
 
 

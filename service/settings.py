@@ -9,6 +9,7 @@ the whole.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Literal, TypeVar
@@ -17,6 +18,38 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ProviderMode = Literal["auto", "cpu", "cuda", "tensorrt"]
+
+
+GIB = 1024**3
+
+
+def cpu_cores() -> int:
+    """The cores this process may use: its CPU affinity, within a cgroup's CPU quota where one is set."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):  # no cgroup v2 quota here
+        pass
+    return max(1, cores)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to new processes (MemAvailable, within a cgroup's limit); None where unknown."""
+    try:
+        lines = Path("/proc/meminfo").read_text().splitlines()
+        available = next(int(line.split()[1]) * 1024 for line in lines if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError):
+        return None
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        used = int(Path("/sys/fs/cgroup/memory.current").read_text())
+        if limit != "max":
+            available = min(available, int(limit) - used)
+    except (OSError, ValueError):
+        pass
+    return max(0, available)
 
 
 class _Slice(BaseModel):
@@ -65,10 +98,12 @@ class EngineSettings(_Slice):
         "all", description="onnxruntime graph optimisation level (constant folding, fusions, layout)"
     )
     threads: int = Field(
-        0,
+        1,
         ge=0,
-        description="onnxruntime intra-op threads per session (0: the cores each process has, cores / processes, "
-        "so that several processes do not fight over the same cores)",
+        description="onnxruntime intra-op threads per session; 1 (the default): a large batch on the CPU is split "
+        "across threads instead (service/engine/split.py: 256 rows of a conv decoder ran 1.2 times faster than "
+        "onnxruntime's own two threads on 2 cores, and no spinning thread took a core from the event loop or the "
+        "other processes); 0: the cores each process has, cores / processes",
     )
     inter_op_threads: int = Field(1, ge=1, description="onnxruntime inter-op threads per session")
     thread_spinning: bool = Field(
@@ -78,9 +113,10 @@ class EngineSettings(_Slice):
         "event loop needs (null model, 64 clients: /encode 770 req/s with it, 1410 without), so it is off",
     )
     cpu_memory_arena: bool = Field(
-        False,
-        description="onnxruntime's CPU memory arena: off by default, since it kept about 70 MiB more resident "
-        "after warm-up for no measured gain (BENCHMARKS.md)",
+        True,
+        description="onnxruntime's CPU memory arena: on by default (the shipped decoders ran 1.5 to 1.7 times faster "
+        "with it); it keeps the activations of a session's largest call, which is bounded by splitting large "
+        "batches (at most 4 x VAE_MAX_BATCH_ROWS rows a call): BENCHMARKS.md states the resident memory after load",
     )
     cuda_device: int = Field(0, ge=0, description="GPU index for the CUDA and TensorRT providers")
     cuda_memory_limit_mb: int | Literal["auto"] = Field(
@@ -173,9 +209,11 @@ class HttpSettings(_Slice):
     port: int = Field(8000, ge=1, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     processes: int | Literal["auto"] = Field(
-        1,
-        description="server processes, each with every model loaded; auto (or 0): one per two CPU cores, as "
-        "many as memory allows",
+        "auto",
+        description="server processes, each with every model loaded and its own event loop (a supervisor starts "
+        "them on one port and replaces one that dies; /metrics merges them all); auto (or 0): one per CPU core the "
+        "service may use (its affinity and cgroup quota), at most one per GiB of available memory, and one with "
+        "VAE_MODEL_CONTROL=explicit",
     )
     api_key: SecretStr | None = Field(
         None,
@@ -246,15 +284,19 @@ class Settings(BaseSettings, ModelSettings, EngineSettings, BatchingSettings, Li
     model_config = SettingsConfigDict(env_prefix="VAE_", extra="ignore", frozen=True)
 
     def process_count(self) -> int:
-        """VAE_PROCESSES, or for auto (0) one process per two cores (each process's event loop and onnxruntime
-        threads want about that much)."""
+        """VAE_PROCESSES, or for auto (0) one per core the service may use, at most one per GiB of available
+        memory (each process loads every model; the shipped ones take about 150 MiB a process)."""
         if self.processes == "auto" or self.processes == 0:
-            return max(1, (os.cpu_count() or 1) // 2)
+            if self.model_control == "explicit":
+                return 1  # a load or unload request reaches one process: the others would not follow
+            memory = available_memory()
+            by_memory = max(1, memory // GIB) if memory is not None else cpu_cores()
+            return max(1, min(cpu_cores(), by_memory))
         return self.processes
 
     def session_threads(self) -> int:
-        """Intra-op threads per onnxruntime session: VAE_THREADS, or the cores each process has."""
-        return self.threads or max(1, (os.cpu_count() or 1) // self.process_count())
+        """Intra-op threads per onnxruntime session: VAE_THREADS, or for 0 the cores each process has."""
+        return self.threads or max(1, cpu_cores() // self.process_count())
 
     @property
     def models(self) -> ModelSettings:

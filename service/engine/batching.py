@@ -28,7 +28,8 @@ import numpy as np
 
 from ..errors import DeadlineExceeded, Overloaded
 from ..settings import BatchingSettings
-from .runner import Done, Feeds, Graph, Job, Outputs, deliver, finish, rows_of
+from .runner import Done, Feeds, Graph, Job, Outputs, deliver, finish, make_feeds, rows_of
+from .split import Splitter
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -65,7 +66,9 @@ class _Queued:
 class MicroBatcher:
     """A `Runner` that queues jobs for one graph and runs them as combined batches (see the module's docstring)."""
 
-    def __init__(self, session: Graph, executor: Executor, settings: BatchingSettings, *, buckets: bool) -> None:
+    def __init__(
+        self, session: Graph, executor: Executor, settings: BatchingSettings, *, splitter: Splitter | None
+    ) -> None:
         self.session = session
         self.executor = executor
         self.max_rows = settings.max_batch_rows
@@ -73,8 +76,9 @@ class MicroBatcher:
         self.capacity = settings.queue_capacity  # requests waiting
         self.deadline = settings.request_deadline_ms / 1000
         # On a GPU provider every call keeps to the warmed bucket shapes (a new shape costs cuDNN's search); the
-        # CPU provider meets a new shape for a few ms once, so there batches run at their own size, unpadded.
-        self.buckets = buckets
+        # CPU provider meets a new shape for a few ms once, so there batches run at their own size, unpadded, a
+        # large one split across threads (service/engine/split.py).
+        self.splitter = splitter
         self._lock = threading.Lock()
         self._more = threading.Condition(self._lock)  # a filling batch is woken when the rows reach a full batch
         self._queue: deque[_Queued] = deque()
@@ -259,11 +263,9 @@ class MicroBatcher:
         """Feeds, one session call per group of jobs whose arrays can be concatenated, and each job's finish."""
         results: list[tuple[asyncio.Future[Any], Done[Any]]] = []
         groups: dict[tuple[tuple[str, tuple[int, ...], str], ...], list[tuple[_Queued, Feeds]]] = {}
-        for queued in batch:
-            try:
-                feeds = queued.job.inputs()
-            except Exception as e:  # a bad upload fails its own request only
-                results.append((queued.future, Done(error=e)))
+        for queued, feeds in zip(batch, make_feeds([queued.job for queued in batch]), strict=True):
+            if isinstance(feeds, Exception):  # a bad upload fails its own request only
+                results.append((queued.future, Done(error=feeds)))
                 continue
             signature = tuple((n, a.shape[1:], a.dtype.str) for n, a in sorted(feeds.items()))
             groups.setdefault(signature, []).append((queued, feeds))
@@ -288,7 +290,9 @@ class MicroBatcher:
     def _forward(self, outputs: list[str], feeds: Feeds) -> Outputs:
         """One call of the concatenated rows; on a GPU, warmed bucket shapes only (padded, or split and padded)."""
         rows = rows_of(feeds)
-        if not self.buckets or rows == 0:
+        if self.splitter is not None:
+            return self.splitter.run(self.session, outputs, feeds)
+        if rows == 0:
             return self.session.run(outputs, feeds)
         parts = []
         for start in range(0, rows, self.max_rows):

@@ -11,7 +11,7 @@ import time
 
 from ..metrics import Metrics
 from .providers import GPU_PROVIDERS
-from .runner import Feeds, Outputs, Session, rows_of
+from .runner import Feeds, Outputs, Session, Timing, rows_of
 
 
 class Chain:
@@ -27,18 +27,20 @@ class Chain:
         self.device_id = device_id if self.device == "cuda" else 0
         self._encoder_inputs = [i.name for i in self.encoder.get_inputs()]
         self._decoder_inputs = [i.name for i in self.decoder.get_inputs() if i.name != "z"]
-        self._seconds = metrics.inference_seconds.labels(model=self.model, graph=self.graph)
-        self._rows = metrics.batch_size.labels(model=self.model, graph=self.graph)
+        self.timing = Timing(metrics, self.model, self.graph)
 
     @property
     def providers(self) -> list[str]:
         return self.decoder.get_providers()
 
+    @property
+    def seconds_per_row(self) -> float | None:
+        return self.timing.seconds_per_row
+
     def run(self, outputs: list[str], feeds: Feeds, rows: int | None = None) -> Outputs:
         start = time.perf_counter()
         result = self.run_untimed(outputs, feeds)
-        self._seconds.observe(time.perf_counter() - start)
-        self._rows.observe(rows_of(feeds) if rows is None else rows)
+        self.timing.record(time.perf_counter() - start, rows_of(feeds) if rows is None else rows)
         return result
 
     def run_untimed(self, outputs: list[str], feeds: Feeds) -> Outputs:

@@ -76,6 +76,35 @@ class Runner(Protocol):
     async def close(self) -> None: ...
 
 
+def make_feeds(jobs: list[Job[Any]]) -> list[Feeds | Exception]:
+    """Each job's feeds, or the error making them raised. Feeds made by objects whose class has a `many` (a
+    function of a list of them) are made in one call for the whole batch (PNGs decoded in one pass); if that call
+    fails, each is made on its own, so that only the request at fault fails."""
+    made: list[Feeds | Exception | None] = [None] * len(jobs)
+    together: dict[Any, list[int]] = {}
+    for index, job in enumerate(jobs):
+        many = getattr(type(job.feeds), "many", None)
+        if many is not None and not isinstance(job.feeds, dict):
+            together.setdefault(many, []).append(index)
+            continue
+        made[index] = _made(job.inputs)
+    for many, indices in together.items():
+        try:
+            for index, feeds in zip(indices, many([jobs[i].feeds for i in indices]), strict=True):
+                made[index] = feeds
+        except Exception:  # one request's bad upload: each on its own, so that the others still run
+            for index in indices:
+                made[index] = _made(jobs[index].inputs)
+    return [feeds if feeds is not None else RuntimeError("no feeds") for feeds in made]
+
+
+def _made(make: Callable[[], Feeds]) -> Feeds | Exception:
+    try:
+        return make()
+    except Exception as e:  # a ServiceError for this request (a damaged upload), or a defect: this job's alone
+        return e
+
+
 def rows_of(feeds: Feeds) -> int:
     return next(iter(feeds.values())).shape[0]
 
@@ -89,9 +118,32 @@ class Graph(Protocol):
     @property
     def providers(self) -> list[str]: ...
 
+    @property
+    def seconds_per_row(self) -> float | None:
+        """What its calls of many rows took per row, lately; None before the first."""
+
     def run(self, outputs: list[str], feeds: Feeds, rows: int | None = None) -> Outputs: ...
 
     def run_untimed(self, outputs: list[str], feeds: Feeds) -> Outputs: ...
+
+
+class Timing:
+    """A graph's calls into the metrics, and its recent time per row (what decides whether a batch is split)."""
+
+    MIN_ROWS = 16  # calls of fewer rows say more about the fixed cost than about the rows
+
+    def __init__(self, metrics: Metrics, model: str, graph: str) -> None:
+        self.seconds = metrics.inference_seconds.labels(model=model, graph=graph)
+        self.rows = metrics.batch_size.labels(model=model, graph=graph)
+        self.seconds_per_row: float | None = None
+
+    def record(self, seconds: float, rows: int) -> None:
+        self.seconds.observe(seconds)
+        self.rows.observe(rows)
+        if rows >= self.MIN_ROWS:
+            now = seconds / rows
+            last = self.seconds_per_row
+            self.seconds_per_row = now if last is None else 0.8 * last + 0.2 * now
 
 
 class Session:
@@ -101,8 +153,11 @@ class Session:
         self.session = session
         self.model = model
         self.graph = graph
-        self._seconds = metrics.inference_seconds.labels(model=model, graph=graph)
-        self._rows = metrics.batch_size.labels(model=model, graph=graph)
+        self.timing = Timing(metrics, model, graph)
+
+    @property
+    def seconds_per_row(self) -> float | None:
+        return self.timing.seconds_per_row
 
     @property
     def providers(self) -> list[str]:
@@ -116,9 +171,9 @@ class Session:
     def run(self, outputs: list[str], feeds: Feeds, rows: int | None = None) -> Outputs:
         """Blocking run; never on the event loop. `rows`: the real rows when the feeds were padded (metrics)."""
         start = time.perf_counter()
-        result = self.session.run(outputs, feeds)
-        self._seconds.observe(time.perf_counter() - start)  # time inside onnxruntime, not the wait for a thread
-        self._rows.observe(rows_of(feeds) if rows is None else rows)
+        result: Outputs = self.session.run(outputs, feeds)
+        # Time inside onnxruntime, not the wait for a thread; real rows, not padding.
+        self.timing.record(time.perf_counter() - start, rows_of(feeds) if rows is None else rows)
         return result
 
 
@@ -144,9 +199,10 @@ def deliver(results: Sequence[tuple[asyncio.Future[Any], Done[Any]]]) -> None:
 class GraphRunner:
     """Runs each job on its own: feeds, session run and finish in one worker-thread hop (batching off)."""
 
-    def __init__(self, session: Graph, executor: Executor) -> None:
+    def __init__(self, session: Graph, executor: Executor, run: Callable[[Graph, list[str], Feeds], Outputs]) -> None:
         self.session = session
         self.executor = executor
+        self.forward = run  # the session call: whole, or split across threads (service/engine/split.py)
 
     @property
     def model(self) -> str:
@@ -185,7 +241,7 @@ class GraphRunner:
     def _work(self, job: Job[T]) -> Done[T]:
         try:
             feeds = job.inputs()
-            outputs = self.session.run(job.outputs, feeds)
+            outputs = self.forward(self.session, job.outputs, feeds)
         except Exception as e:  # a bad upload (ServiceError), or onnxruntime's own error: this request's
             return Done(error=e)
         return finish(job, feeds, outputs)

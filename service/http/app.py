@@ -19,11 +19,13 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..engine.gpu_memory import GpuMemory
+from ..engine.split import Splitter
 from ..errors import StartupError
 from ..metrics import Metrics
 from ..models.loading import Loader
 from ..models.repository import ModelRepository, start_polling
-from ..settings import Settings
+from ..processes import ProcessGroup
+from ..settings import Settings, cpu_cores
 from . import document
 from .control import control_app
 from .dataplane import ROUTES
@@ -34,13 +36,26 @@ from .state import ServiceState
 
 log = logging.getLogger(__name__)
 
+# A CPU call takes at most this many times VAE_MAX_BATCH_ROWS rows (a larger job runs as chunks): onnxruntime's
+# memory arena keeps the activations of its largest call, so this bounds its memory.
+SPLIT_ROWS_PER_BATCH_ROWS = 4
+
 
 class ServiceApp:
     """The ASGI app: the edge for HTTP, the lifespan for loading the models and stopping."""
 
-    def __init__(self, settings: Settings, on_startup_failure: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        on_startup_failure: Callable[[], None] | None = None,
+        group: ProcessGroup | None = None,
+    ) -> None:
         self.settings = settings
         self.metrics = Metrics()
+        # One of several server processes: /metrics merges them all, and only the first listens while it loads.
+        self.group = group
+        if group is not None:
+            self.metrics.share(group)
         self.state = ServiceState(settings.limits, settings.providers, settings.models_dir, self.metrics)
         self.on_startup_failure = on_startup_failure  # the server stops (and exits 3) when loading fails
         self.startup_failed = False
@@ -70,6 +85,7 @@ class ServiceApp:
                 max_age=600,
             )
         self._executor: ThreadPoolExecutor | None = None
+        self._splitter: Splitter | None = None
         self._loading: asyncio.Task[None] | None = None
         self._polling: asyncio.Task[None] | None = None
 
@@ -88,17 +104,62 @@ class ServiceApp:
             await self.app(scope, receive, send)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
-        """The ASGI lifespan protocol: started at once, models loading in the background; stopped cleanly."""
+        """The ASGI lifespan protocol: started at once, models loading in the background; stopped cleanly.
+
+        Of several processes, the first listens at once (/ready 503 while it loads); each of the others takes
+        connections only once its models are loaded and the first's are too, so that once /ready has said 200
+        anywhere, every process that answers is ready."""
         await receive()  # lifespan.startup
-        self._loading = asyncio.get_running_loop().create_task(self._load_in_background())
-        await send({"type": "lifespan.startup.complete"})
+        loop = asyncio.get_running_loop()
+        sharing = loop.create_task(self._share_metrics()) if self.group is not None else None
+        if self.group is None or self.group.first:
+            self._loading = loop.create_task(self._load_in_background())
+            await send({"type": "lifespan.startup.complete"})
+        else:
+            try:
+                await self.load()
+                await self._first_ready()
+            except Exception as e:  # StartupError, or a defect: uvicorn ends the process with status 3
+                log.error("cannot start: %s", e, exc_info=not isinstance(e, StartupError))
+                self.startup_failed = True
+                await send({"type": "lifespan.startup.failed", "message": str(e)})
+                return
+            await send({"type": "lifespan.startup.complete"})
         await receive()  # lifespan.shutdown
         await self._stop()
+        if sharing is not None:
+            sharing.cancel()
+            await asyncio.gather(sharing, return_exceptions=True)
+            self._write_metrics()  # the last requests' counts
         await send({"type": "lifespan.shutdown.complete"})
+
+    async def _first_ready(self, poll: float = 0.05, patience: float = 600.0) -> None:
+        """Wait until the first process has loaded (if it never does, the supervisor stops everything)."""
+        assert self.group is not None
+        for _ in range(int(patience / poll)):
+            if self.group.first_is_ready():
+                return
+            await asyncio.sleep(poll)
+
+    async def _share_metrics(self) -> None:
+        """Write this process's metrics where the other processes' /metrics read them, every interval."""
+        assert self.group is not None
+        while True:
+            self._write_metrics()
+            await asyncio.sleep(self.group.interval)
+
+    def _write_metrics(self) -> None:
+        try:
+            if self.group is not None:
+                self.group.write(self.metrics.registry)
+        except OSError as e:  # the shared folder went away (the supervisor is stopping): nothing to share with
+            log.debug("metrics not shared: %s", e)
 
     async def _load_in_background(self) -> None:
         try:
             await self.load()
+            if self.group is not None:
+                self.group.mark_ready()
         except StartupError as e:
             log.error("cannot start: %s", e)
             self.startup_failed = True
@@ -123,8 +184,15 @@ class ServiceApp:
         """Load and warm every model (blocking work, off the loop); /ready says 503 until this ends."""
         settings = self.settings
         self._executor = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="inference")
+        self._splitter = Splitter(cpu_cores(), max_rows=SPLIT_ROWS_PER_BATCH_ROWS * settings.max_batch_rows)
         loader = await asyncio.to_thread(
-            Loader.probe, settings.models, settings.engine, settings.batcher, self._executor, self.metrics
+            Loader.probe,
+            settings.models,
+            settings.engine,
+            settings.batcher,
+            self._executor,
+            self._splitter,
+            self.metrics,
         )
         deadline_s = settings.request_deadline_ms / 1000
         repository = await asyncio.to_thread(ModelRepository.open, loader, self.state.in_flight, deadline_s)
@@ -147,8 +215,15 @@ class ServiceApp:
         if self._executor is not None:
             self._executor.shutdown(wait=True, cancel_futures=True)
             self._executor = None
+        if self._splitter is not None:
+            self._splitter.close()
+            self._splitter = None
 
 
-def create_app(settings: Settings | None = None, on_startup_failure: Callable[[], None] | None = None) -> ServiceApp:
+def create_app(
+    settings: Settings | None = None,
+    on_startup_failure: Callable[[], None] | None = None,
+    group: ProcessGroup | None = None,
+) -> ServiceApp:
     """Build the app; `Settings()` reads the VAE_* environment when no settings are given."""
-    return ServiceApp(settings or Settings(), on_startup_failure)
+    return ServiceApp(settings or Settings(), on_startup_failure, group)

@@ -1,9 +1,9 @@
 """Errors as responses: RFC 9457 problem details (`application/problem+json`), the one mapping for both planes.
 
-Domain errors (service/errors.py) carry their status; this module renders them, and the framework's own routing and
-validation errors on the control plane, as problem details. Under /v2 (the Open Inference Protocol) the body is OIP's
-`{"error": detail}` instead: Triton's and KServe's clients read that field. Every caller passes the request's path
-as `instance`, so this is the one place that chooses.
+Domain errors (service/errors.py) carry their status; this module renders them as problem details (the control
+plane's framework errors go through the same functions: service/http/control/errors.py). Under /v2 (the Open
+Inference Protocol) the body is OIP's `{"error": detail}` instead: Triton's and KServe's clients read that field.
+Every caller passes the request's path as `instance`, so this is the one place that chooses.
 """
 
 from __future__ import annotations
@@ -13,9 +13,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
-from fastapi import FastAPI, Request, Response
-from fastapi.exceptions import RequestValidationError
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import InvalidInput, ServiceError
 from .reply import Reply
@@ -87,39 +84,3 @@ def invalid(errors: list[dict[str, Any]], path: str) -> Reply:
     return problem(
         422, InvalidInput.title, detail or "invalid request", slug=InvalidInput.slug, instance=path, errors=listed
     )
-
-
-def _response(reply: Reply) -> Response:
-    return Response(reply.body, status_code=reply.status, headers=dict(reply.headers), media_type=reply.media_type)
-
-
-async def _service_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ServiceError)
-    return _response(error_reply(exc, request.url.path))
-
-
-async def _validation_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, RequestValidationError)
-    return _response(invalid(list(exc.errors()), request.url.path))
-
-
-async def _http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, StarletteHTTPException)
-    detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
-    if exc.status_code == 404 and detail == "Not Found":
-        detail = f"no route {request.method} {request.url.path}; see /docs for the API"
-    title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "HTTP error")
-    return _response(problem(exc.status_code, title, detail, instance=request.url.path, headers=exc.headers))
-
-
-async def _unexpected(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error in %s %s", request.method, request.url.path)
-    return _response(unexpected(request.url.path))
-
-
-def install_error_handlers(app: FastAPI) -> None:
-    """Map every error the control plane can raise to a problem-details response."""
-    app.add_exception_handler(ServiceError, _service_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(Exception, _unexpected)

@@ -16,17 +16,21 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import multiprocessing.connection
+import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import threading
+from pathlib import Path
 from types import FrameType
 
 import uvicorn
 
 from ..errors import StartupError
+from ..processes import ProcessGroup
 from ..settings import Settings
-from .app import create_app
 from .seam import SignalledServer, guarded_protocol
 
 log = logging.getLogger(__name__)
@@ -44,8 +48,12 @@ def _ignore(signum: int, frame: FrameType | None) -> None:
     """Takes the stop signal uvicorn re-raises after a clean shutdown (else SIGTERM would end the process with 143)."""
 
 
-def run(settings: Settings, sockets: list[socket.socket] | None = None) -> int:
-    """Serve in this process until SIGTERM or SIGINT: 0 after a clean stop, STARTUP_FAILURE when it cannot start."""
+def run(settings: Settings, sockets: list[socket.socket] | None = None, group: ProcessGroup | None = None) -> int:
+    """Serve in this process until SIGTERM or SIGINT: 0 after a clean stop, STARTUP_FAILURE when it cannot start.
+
+    `group`: this process's place among several (service/processes.py)."""
+    from .app import create_app  # here: a supervisor process never loads the app's dependencies (onnxruntime...)
+
     server: SignalledServer | None = None
 
     def stop() -> None:
@@ -53,7 +61,7 @@ def run(settings: Settings, sockets: list[socket.socket] | None = None) -> int:
             server.stop()
 
     try:
-        app = create_app(settings, on_startup_failure=stop)
+        app = create_app(settings, on_startup_failure=stop, group=group)
     except StartupError as e:  # an API key file that cannot be read, say: every retry would fail the same way
         configure_logging(settings.log_level)
         log.error("cannot start: %s", e)
@@ -81,8 +89,8 @@ def run(settings: Settings, sockets: list[socket.socket] | None = None) -> int:
     return STARTUP_FAILURE if app.startup_failed else 0
 
 
-def _process(settings: Settings, sock: socket.socket) -> None:
-    sys.exit(run(settings, [sock]))
+def _process(settings: Settings, sock: socket.socket, folder: str, index: int) -> None:
+    sys.exit(run(settings, [sock], ProcessGroup(Path(folder), index)))
 
 
 def listening_socket(settings: Settings) -> socket.socket:
@@ -96,16 +104,20 @@ def supervise(settings: Settings, processes: int) -> int:
     """Run `processes` server processes on one socket until SIGTERM or SIGINT; replace one that dies."""
     configure_logging(settings.log_level)
     sock = listening_socket(settings)
+    folder = tempfile.mkdtemp(prefix="vae-serve-")  # what the processes share (service/processes.py)
     context = multiprocessing.get_context("spawn")  # each process loads its own models, nothing inherited
     stopping = threading.Event()
 
-    def start() -> multiprocessing.process.BaseProcess:
-        process = context.Process(target=_process, args=(settings, sock), name="vae-serve")
+    def start(index: int) -> multiprocessing.process.BaseProcess:
+        process = context.Process(target=_process, args=(settings, sock, folder, index), name=f"vae-serve-{index}")
         process.start()
         return process
 
+    wake_read, wake_write = os.pipe()  # a stop signal wakes the wait below at once
+
     def on_stop(signum: int, frame: FrameType | None) -> None:
         stopping.set()
+        os.write(wake_write, b"\0")
 
     def on_ignored(signum: int, frame: FrameType | None) -> None:
         log.warning(
@@ -115,11 +127,11 @@ def supervise(settings: Settings, processes: int) -> int:
     previous = {sig: signal.signal(sig, on_stop) for sig in STOP_SIGNALS}
     previous |= {sig: signal.signal(sig, on_ignored) for sig in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU)}
     status = 0
-    workers = [start() for _ in range(processes)]
+    workers = [start(index) for index in range(processes)]
     log.info("started %d server processes %s", processes, [w.pid for w in workers])
     try:
         while not stopping.is_set():
-            multiprocessing.connection.wait([w.sentinel for w in workers], timeout=0.5)
+            multiprocessing.connection.wait([wake_read, *(w.sentinel for w in workers)], timeout=5)
             for index, worker in enumerate(workers):
                 if worker.is_alive() or stopping.is_set():
                     continue
@@ -131,8 +143,9 @@ def supervise(settings: Settings, processes: int) -> int:
                     stopping.set()
                     break
                 log.info("server process [%s] ended (exit status %s); starting another", worker.pid, worker.exitcode)
-                workers[index] = start()
+                workers[index] = start(index)
     finally:
+        sock.close()  # no new connections from now on (a process that still has its copy closes it as it stops)
         for worker in workers:
             if worker.is_alive():
                 worker.terminate()  # SIGTERM: each drains its connections and exits 0
@@ -141,7 +154,9 @@ def supervise(settings: Settings, processes: int) -> int:
             if worker.is_alive():
                 worker.kill()
                 worker.join()
-        sock.close()
+        shutil.rmtree(folder, ignore_errors=True)
+        os.close(wake_read)
+        os.close(wake_write)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return status
@@ -150,6 +165,16 @@ def supervise(settings: Settings, processes: int) -> int:
 def serve(settings: Settings) -> None:
     """Serve until SIGTERM or SIGINT (then return); exit with status 3 when the service cannot start."""
     processes = settings.process_count()
+    if processes > 1 and settings.model_control == "explicit":
+        # A load or unload request reaches one process; the others would go on serving what they had.
+        configure_logging(settings.log_level)
+        log.error(
+            "cannot start: VAE_MODEL_CONTROL=explicit loads and unloads models in one process, and VAE_PROCESSES=%d "
+            "would leave the others serving what they had; use VAE_PROCESSES=1 (or auto) with explicit control, or "
+            "VAE_MODEL_CONTROL=poll, which every process follows",
+            processes,
+        )
+        sys.exit(STARTUP_FAILURE)
     status = run(settings) if processes == 1 else supervise(settings, processes)
     if status:
         sys.exit(status)

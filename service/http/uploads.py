@@ -23,7 +23,7 @@ from vaeformat.manifest import ImageSpec
 from ..errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from ..models.model import Images
 from ..settings import LimitSettings
-from .images import decode_image, decode_model_sized_png, is_model_sized_png, open_image, to_array
+from .images import decode_image, decode_model_sized_pngs, is_model_sized_png, open_image, to_array
 from .npy import read_npy_latents
 from .offload import cpu_bound, is_small
 from .request import DataRequest
@@ -163,13 +163,21 @@ class Deferred:
         return len(self.files)
 
     def array(self) -> np.ndarray:
-        """float32 [N, C, H, W]: each file straight through the PNG decoder, or Pillow's full path (a tRNS chunk,
-        say), which for an image of the model's own size is just as cheap."""
-        decoded = []
-        for what, data in self.files:
-            direct = decode_model_sized_png(data, self.spec)
-            decoded.append(direct if direct is not None else decode_image(data, self.spec, self.max_pixels, what))
-        return np.stack(decoded)
+        """float32 [N, C, H, W]: the files decoded together (service/http/images.py), or through Pillow's full
+        path where that cannot be (a tRNS chunk, say), which for an image of the model's own size is as cheap."""
+        return Deferred.many([self])[0]
+
+    @staticmethod
+    def many(batch: list[Deferred]) -> list[np.ndarray]:
+        """Every file of a batch's uploads decoded in one pass; each upload's images, in order."""
+        spec, files = batch[0].spec, [file for deferred in batch for file in deferred.files]
+        direct = decode_model_sized_pngs([data for _, data in files], spec)
+        images = [
+            image if image is not None else decode_image(data, spec, batch[0].max_pixels, what)
+            for image, (what, data) in zip(direct, files, strict=True)
+        ]
+        ends = np.cumsum([0] + [len(deferred) for deferred in batch]).tolist()
+        return [np.stack(images[start:stop]) for start, stop in zip(ends, ends[1:], strict=False)]
 
 
 async def images_for(uploads: Uploads, spec: ImageSpec, settings: LimitSettings) -> Images:

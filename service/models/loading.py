@@ -20,8 +20,9 @@ from vaeformat.prior import load_prior
 from ..engine.batching import MicroBatcher
 from ..engine.chain import Chain
 from ..engine.providers import GPU_PROVIDERS, ProviderPlan, check, probe
-from ..engine.runner import Graph, GraphRunner, Runner, Session
+from ..engine.runner import Feeds, Graph, GraphRunner, Outputs, Runner, Session
 from ..engine.sessions import check_io, open_session
+from ..engine.split import Splitter
 from ..metrics import Metrics
 from ..settings import BatchingSettings, EngineSettings, ModelSettings
 from .model import ServedModel
@@ -38,6 +39,7 @@ class Loader:
         batching: BatchingSettings,
         plan: ProviderPlan,
         executor: Executor,
+        splitter: Splitter,
         metrics: Metrics,
     ) -> None:
         self.settings = models
@@ -45,6 +47,7 @@ class Loader:
         self.batching = batching
         self.plan = plan
         self.executor = executor
+        self.splitter = splitter  # large CPU batches across threads (service/engine/split.py)
         self.metrics = metrics
 
     @classmethod
@@ -54,12 +57,13 @@ class Loader:
         engine: EngineSettings,
         batching: BatchingSettings,
         executor: Executor,
+        splitter: Splitter,
         metrics: Metrics,
     ) -> Loader:
         """A loader for the providers a probe session really runs on; ProviderError when they break a rule."""
         plan = probe(engine.providers)
         check(engine.providers, plan.active, require_gpu=engine.require_gpu, what="provider probe")
-        return cls(models, engine, batching, plan, executor, metrics)
+        return cls(models, engine, batching, plan, executor, splitter, metrics)
 
     @property
     def root(self) -> Path:
@@ -113,6 +117,12 @@ class Loader:
         return model
 
     def _runner(self, graph: Graph) -> Runner:
+        # On a GPU provider a batch keeps to the warmed bucket shapes; on the CPU a large one is split (split.py).
+        splitter = None if graph.providers[0] in GPU_PROVIDERS else self.splitter
         if not self.batching.batching:
-            return GraphRunner(graph, self.executor)
-        return MicroBatcher(graph, self.executor, self.batching, buckets=graph.providers[0] in GPU_PROVIDERS)
+            return GraphRunner(graph, self.executor, splitter.run if splitter is not None else _whole)
+        return MicroBatcher(graph, self.executor, self.batching, splitter=splitter)
+
+
+def _whole(graph: Graph, outputs: list[str], feeds: Feeds) -> Outputs:
+    return graph.run(outputs, feeds)

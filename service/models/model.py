@@ -52,6 +52,36 @@ def _pixels(images: Images) -> np.ndarray:
     return images if isinstance(images, np.ndarray) else images.array()
 
 
+class ImageFeeds:
+    """An image graph call's feeds, made on the batch's worker thread: the images decoded, with their labels.
+
+    `many` makes a whole batch's at once, so that pixels that can be decoded together (`many` on their own class:
+    uploaded PNGs, service/http/uploads.py) are, in one pass.
+    """
+
+    def __init__(self, images: Images, label: np.ndarray | None) -> None:
+        self.images = images
+        self.label = label
+        self.names = ("image", "label") if label is not None else ("image",)
+
+    def __call__(self) -> Feeds:
+        return self.with_pixels(_pixels(self.images))
+
+    def with_pixels(self, pixels: np.ndarray) -> Feeds:
+        feeds = {"image": np.ascontiguousarray(pixels, dtype=np.float32)}
+        if self.label is not None:
+            feeds["label"] = self.label
+        return feeds
+
+    @staticmethod
+    def many(items: list[ImageFeeds]) -> list[Feeds]:
+        kinds = {type(item.images) for item in items}
+        decode_many = getattr(kinds.pop(), "many", None) if len(kinds) == 1 else None
+        if decode_many is None:
+            return [item() for item in items]
+        return [item.with_pixels(p) for item, p in zip(items, decode_many([i.images for i in items]), strict=True)]
+
+
 @dataclass(frozen=True)
 class Encoding:
     mu: np.ndarray  # [N, D]
@@ -151,10 +181,7 @@ class ServedModel:
             self.require_posterior()
         n = len(images)
         resolved = self.labels.resolve(labels, n, required=self.encoder_takes_label)
-        label = {"label": resolved} if self.encoder_takes_label and resolved is not None else {}
-
-        def feeds() -> Feeds:
-            return {"image": np.ascontiguousarray(_pixels(images), dtype=np.float32), **label}
+        feeds = ImageFeeds(images, resolved if self.encoder_takes_label else None)
 
         def finish(_: Feeds, out: Outputs) -> T:
             encoding = Encoding(mu=out[0], logvar=out[1] if self.has_posterior else None)
@@ -163,8 +190,7 @@ class ServedModel:
                 encoding = Encoding(encoding.mu, encoding.logvar, z)
             return then(encoding)
 
-        names = ("image", *label)
-        job = Job(n, self.encoder_outputs, feeds() if isinstance(images, np.ndarray) else feeds, finish, names)
+        job = Job(n, self.encoder_outputs, feeds() if isinstance(images, np.ndarray) else feeds, finish, feeds.names)
         return await self.encoder.run(job)
 
     async def decode(self, z: np.ndarray, labels: Labels = None) -> np.ndarray:
@@ -212,18 +238,14 @@ class ServedModel:
         """Decode each image's mu: reconstructions [N, C, H, W] and the sum of squared errors [N] per image."""
         n = len(images)
         resolved = self.labels.resolve(labels, n, required=self.encoder_takes_label or self.decoder_takes_label)
-        label = {"label": resolved} if resolved is not None else {}
-
-        def feeds() -> Feeds:
-            return {"image": np.ascontiguousarray(_pixels(images), dtype=np.float32), **label}
+        feeds = ImageFeeds(images, resolved)
 
         def finish(inputs: Feeds, out: Outputs) -> T:
             recon = self._produced(out[0])
             errors = ((recon - inputs["image"]) ** 2).reshape(len(recon), -1).sum(axis=1)
             return then(Reconstruction(inputs["image"], recon, errors, resolved))
 
-        names = ("image", *label)
-        job = Job(n, ["image"], feeds() if isinstance(images, np.ndarray) else feeds, finish, names)
+        job = Job(n, ["image"], feeds() if isinstance(images, np.ndarray) else feeds, finish, feeds.names)
         return await self.chain.run(job)
 
     def _produced(self, images: np.ndarray) -> np.ndarray:

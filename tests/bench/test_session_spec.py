@@ -1,7 +1,6 @@
 """bench/session_spec.py and bench/peer_runtime.py: a peer's sessions get exactly the service's options."""
 
 import json
-import os
 import re
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from bench.load import ROOT
 from bench.peer_runtime import open_session, session_options
 from bench.session_spec import CONFIG_KEYS, SESSION_FIELDS, config_entry, session_spec
 from service.engine.sessions import session_options as service_options
-from service.settings import Settings
+from service.settings import Settings, cpu_cores
 
 MODEL = ROOT / "models" / "mnist-vae"
 
@@ -28,7 +27,7 @@ def attributes(options: ort.SessionOptions) -> dict:
 @pytest.mark.parametrize("workers", [1, 2])
 def test_the_peers_options_are_the_services_with_threads_per_worker(workers):
     spec = json.loads(json.dumps(session_spec(MODEL, workers)))  # what the peer reads from its command line
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = max(1, cpu_cores() // workers)
     expected = service_options(Settings(threads=threads).engine)
     built = session_options(spec)
     assert attributes(built) == attributes(expected)
@@ -61,9 +60,10 @@ def test_a_venv_with_another_onnxruntime_is_refused():
         session_options(spec)
 
 
-def test_the_thread_count_follows_the_peers_workers_not_the_services_processes():
+def test_the_thread_count_follows_the_peers_workers_not_the_services_sessions():
     settings = Settings(processes=1)
-    assert settings.engine.threads == (os.cpu_count() or 1)  # the service's rule: all cores for one process
-    spec = session_spec(MODEL, workers=(os.cpu_count() or 1) * 4, settings=settings)
+    assert settings.engine.threads == 1  # the service's rule: one a session, large batches split across threads
+    assert session_spec(MODEL, workers=1, settings=settings)["session"]["intra_op_num_threads"] == cpu_cores()
+    spec = session_spec(MODEL, workers=cpu_cores() * 4, settings=settings)
     assert spec["session"]["intra_op_num_threads"] == 1
     assert session_spec(MODEL, workers=2, settings=Settings(threads=3))["session"]["intra_op_num_threads"] == 3

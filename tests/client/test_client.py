@@ -12,7 +12,6 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
-
 from vae_client import ServiceError, to_image, to_images
 from vae_client.calls import edit, interpolate, query, ready
 from vae_client.errors import error_from

@@ -14,8 +14,8 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
-
 from vae_client import AsyncClient, Client, Encoding, Generated, Reconstruction, Scores, ServiceError, to_images
+
 from tests.tolerance import assert_close
 
 from .server import ROOT, running_server

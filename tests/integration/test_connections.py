@@ -29,6 +29,7 @@ ENV = {
     "VAE_BODY_TIMEOUT_S": str(TIMEOUT_S),
     "VAE_KEEP_ALIVE_TIMEOUT_S": str(int(TIMEOUT_S)),
     "VAE_MAX_CONNECTIONS": str(MAX_CONNECTIONS),
+    "VAE_PROCESSES": "1",  # the connection cap is per process: one, so that the counts below are exact
 }
 SLACK = 1.0  # s: a timer fires within this of its deadline on a busy, shared 2-core machine
 

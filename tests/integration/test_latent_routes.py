@@ -13,8 +13,8 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
-
 from vae_client import Client
+
 from tests.tolerance import assert_close
 
 from .server import running_server

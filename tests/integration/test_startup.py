@@ -55,6 +55,11 @@ def test_several_worker_processes_each_load_the_models_and_serve(zoo):
         for _ in range(20):  # each request on a new connection, which either worker may accept
             response = httpx.get(f"{url}/sample?n=2&format=npy&model=tiny-vae")
             assert response.status_code == 200 and response.headers["content-type"] == "application/x-npy"
+        time.sleep(1.5)  # each process writes its metrics for the others every second
+        line = 'vae_requests_total{method="GET",route="/sample",status="200"} '
+        for _ in range(3):  # whichever process answers, the count is both processes'
+            counts = [x for x in httpx.get(f"{url}/metrics").text.splitlines() if x.startswith(line)]
+            assert counts == [line + "20.0"], counts
 
 
 def test_startup_failure_in_a_worker_process_ends_the_service(tmp_path):
@@ -134,7 +139,8 @@ def head(length: int) -> bytes:
 
 def test_after_sigterm_ready_is_503_while_a_request_finishes_then_exit_0(zoo):
     body = png()
-    with running_process(zoo) as (process, url), httpx.Client(base_url=url) as kept_alive:
+    # One process: its connections are the ones this test holds (each process drains its own).
+    with running_process(zoo, {"VAE_PROCESSES": "1"}) as (process, url), httpx.Client(base_url=url) as kept_alive:
         assert kept_alive.get("/ready").status_code == 200
         port = int(url.rsplit(":", 1)[1])
         upload = socket.create_connection(("127.0.0.1", port), timeout=10)
@@ -151,6 +157,22 @@ def test_after_sigterm_ready_is_503_while_a_request_finishes_then_exit_0(zoo):
         answer = upload.recv(65536)
         assert answer.startswith(b"HTTP/1.1 200 "), answer[:300]
         assert process.wait(10) == 0
+
+
+def test_with_several_processes_sigterm_lets_a_request_finish_refuses_new_ones_and_exits_0(zoo):
+    body = png()
+    with running_process(zoo, {"VAE_PROCESSES": "2"}) as (process, url):
+        port = int(url.rsplit(":", 1)[1])
+        upload = socket.create_connection(("127.0.0.1", port), timeout=10)
+        upload.sendall(head(len(body)) + body[:10])  # in flight in one of the processes
+        time.sleep(0.2)
+        process.send_signal(signal.SIGTERM)  # to the supervisor, which passes it on
+        time.sleep(0.3)
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"{url}/health", timeout=2)  # no new connections
+        upload.sendall(body[10:])
+        assert upload.recv(65536).startswith(b"HTTP/1.1 200 ")
+        assert process.wait(15) == 0
 
 
 def test_the_graceful_shutdown_timeout_bounds_a_never_ending_upload(zoo):

@@ -1,4 +1,5 @@
-"""vaeformat/manifest.py and files.py: reading a manifest and its graph files, confined to the models folder, without ever blocking.
+"""vaeformat/manifest.py and files.py: reading a manifest and its graph files, confined to the models folder,
+without ever blocking.
 
 Every refusal is a ManifestError that names the file (relative to the models folder) and the manifest field.
 """

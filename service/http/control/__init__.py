@@ -6,9 +6,9 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
-from ..problems import install_error_handlers
 from ..state import ServiceState
 from . import meta, playground, v2
+from .errors import install_error_handlers
 
 DESCRIPTION = """\
 Encode, decode, sample, reconstruct and generate images with autoencoders of the VAE family, served from

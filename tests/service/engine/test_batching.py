@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from service.engine.batching import MicroBatcher, bucket_for, bucket_sizes
-from service.engine.runner import GraphRunner, Session
+from service.engine.runner import GraphRunner, Job, Session, make_feeds
 from service.http.app import create_app
 from service.http.problems import PROBLEM_MEDIA_TYPE
 from service.metrics import Metrics
@@ -27,7 +27,8 @@ from service.settings import Settings
 
 from ...registries import load_registry
 from ...tolerance import assert_close
-from ..payloads import load_npy
+from ..asgi import serve
+from ..payloads import load_npy, png
 
 pytestmark = pytest.mark.anyio
 
@@ -136,7 +137,7 @@ async def test_large_requests_run_whole_on_the_cpu(zoo):
 async def test_large_requests_are_split_and_padded_to_warmed_buckets(zoo):
     reg, metrics = registry(zoo, max_batch_rows=4)
     runner = decoder(reg)
-    runner.buckets = True  # as on a GPU provider, which keeps to the warmed shapes
+    runner.splitter = None  # as on a GPU provider, which keeps to the warmed shapes
     seen = record_rows(runner)
     z = np.random.default_rng(2).standard_normal((11, 4), dtype=np.float32)
     (images,) = await runner(["image"], {"z": z})
@@ -232,3 +233,43 @@ def test_batching_settings_are_read_from_the_environment(monkeypatch):
         7,
         250.0,
     )
+
+
+class Together:
+    """Feeds a batch makes in one call (`many`), as uploaded PNGs are decoded; `bad` ones make that call fail."""
+
+    calls: list[int] = []
+
+    def __init__(self, value: float, bad: bool = False) -> None:
+        self.value, self.bad = value, bad
+
+    def __call__(self) -> dict:
+        if self.bad:
+            raise ValueError(f"feeds {self.value} are damaged")
+        return {"z": np.full((1, 4), self.value, np.float32)}
+
+    @staticmethod
+    def many(items: list) -> list[dict]:
+        Together.calls.append(len(items))
+        return [item() for item in items]
+
+
+def test_a_batch_makes_its_feeds_together_and_a_bad_one_fails_alone():
+    Together.calls = []
+    jobs = [Job(1, ["image"], Together(float(i)), names=("z",)) for i in range(4)]
+    made = make_feeds(jobs)
+    assert Together.calls == [4] and [f["z"][0, 0] for f in made] == [0, 1, 2, 3]  # one call for the batch
+    jobs[2] = Job(1, ["image"], Together(2.0, bad=True), names=("z",))
+    made = make_feeds(jobs)
+    assert isinstance(made[2], ValueError) and all(isinstance(made[i], dict) for i in (0, 1, 3))
+
+
+async def test_a_damaged_upload_among_concurrent_ones_fails_alone(zoo):
+    async with serve(Settings(models_dir=zoo)) as client:
+        good = png(size=8)
+        damaged = good[:45] + bytes(10) + good[55:]
+        bodies = [good, good, damaged, good, good]
+        answers = await asyncio.gather(
+            *(client.post("/encode?model=tiny-vae", content=b, headers={"content-type": "image/png"}) for b in bodies)
+        )
+    assert [r.status_code for r in answers] == [200, 200, 422, 200, 200]

@@ -14,6 +14,7 @@ from service.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from service.http.images import (
     decode_image,
     decode_model_sized_png,
+    decode_model_sized_pngs,
     encode_png,
     grid,
     open_image,
@@ -261,6 +262,31 @@ def test_a_model_sized_png_decodes_directly_to_the_same_pixels_as_pillow(options
         assert np.array_equal(direct, decode_image(data, spec, max_pixels=10_000))  # the full path: Pillow's
     with_text = png_bytes(gray)[:33] + png_chunk(b"tEXt", b"Comment\0hello") + png_bytes(gray)[33:]
     assert np.array_equal(decode_model_sized_png(with_text, GRAY28), decode_image(with_text, GRAY28, 10_000))
+
+
+def test_many_model_sized_pngs_decode_together_to_each_ones_pixels():
+    rng = np.random.default_rng(5)
+    files = [png_bytes((rng.random((28, 28)) ** 3 * 255).astype(np.uint8), compress_level=level) for level in range(9)]
+    damaged = files[3][:45] + bytes(10) + files[3][55:]
+    batch = [*files[:3], damaged, png_bytes(np.zeros((27, 28), np.uint8)), *files[4:]]
+    decoded = decode_model_sized_pngs(batch, GRAY28)
+    assert decoded[3] is None and decoded[4] is None  # damaged; another size: the full path, one by one
+    for data, image in zip(batch, decoded, strict=True):
+        if image is not None:
+            assert np.array_equal(image, decode_image(data, GRAY28, max_pixels=10_000))
+    rgb = [png_bytes(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)) for _ in range(3)]
+    for data, image in zip(rgb, decode_model_sized_pngs(rgb, RGB8), strict=True):
+        assert image is not None and np.array_equal(image, decode_image(data, RGB8, max_pixels=10_000))
+
+
+def test_a_png_whose_pixel_data_would_inflate_past_the_image_is_not_decoded_directly():
+    plain = png_bytes(np.zeros((28, 28), np.uint8))
+    bomb = zlib.compress(bytes(29 * 28 + 10_000_000), 9)  # 10 MB more than 28 rows of 29 bytes, in ~10 KB
+    data = plain[:33] + png_chunk(b"IDAT", bomb) + png_chunk(b"IEND", b"")
+    tracemalloc.start()
+    assert decode_model_sized_pngs([data], GRAY28) == [None]
+    assert tracemalloc.get_traced_memory()[1] < 1_000_000  # never inflated beyond the image's rows
+    tracemalloc.stop()
 
 
 def test_anything_but_a_plain_model_sized_png_takes_pillows_full_path():

@@ -123,7 +123,7 @@ def _record_threads(monkeypatch, *names: str) -> list[threading.Thread]:
 async def test_model_sized_pngs_are_decoded_on_the_batch_worker_not_the_loop(monkeypatch, size, copies):
     """Two 192x192 PNGs of one colour are a few hundred bytes but 73,728 pixels: no event loop should decode them,
     and no decoder runs until the batch that carries them does."""
-    threads = _record_threads(monkeypatch, "decode_model_sized_png", "to_array")
+    threads = _record_threads(monkeypatch, "decode_model_sized_pngs", "to_array")
     spec = ImageSpec(channels=1, height=size, width=size)
     flat = png(np.full((size, size), 200, np.uint8))
     assert copies * len(flat) < INLINE_BYTES  # few bytes: only the pixels could send the work to a thread
@@ -136,7 +136,7 @@ async def test_model_sized_pngs_are_decoded_on_the_batch_worker_not_the_loop(mon
 
 
 async def test_through_the_app_the_upload_is_decoded_on_a_worker_thread(monkeypatch, settings):
-    threads = _record_threads(monkeypatch, "decode_model_sized_png")
+    threads = _record_threads(monkeypatch, "decode_model_sized_pngs")
     async with serve(settings) as client:
         r = await client.post("/encode", content=png(size=8), headers={"content-type": "image/png"})
     assert r.status_code == 200 and threads and all(t is not threading.main_thread() for t in threads)
