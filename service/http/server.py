@@ -71,6 +71,8 @@ def run(settings: Settings, sockets: list[socket.socket] | None = None, group: P
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        # uvicorn builds each access-log line's arguments before the logger drops it: none below the info level
+        access_log=settings.log_level in ("debug", "info"),
         lifespan="on",
         http=guarded_protocol(settings.http),
         ws="none",  # no WebSocket routes: an Upgrade header is just a header
