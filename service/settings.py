@@ -113,10 +113,10 @@ class EngineSettings(_Slice):
         "event loop needs (null model, 64 clients: /encode 770 req/s with it, 1410 without), so it is off",
     )
     cpu_memory_arena: bool = Field(
-        True,
-        description="onnxruntime's CPU memory arena: on by default (the shipped decoders ran 1.5 to 1.7 times faster "
-        "with it); it keeps the activations of a session's largest call, which is bounded by splitting large "
-        "batches (at most 4 x VAE_MAX_BATCH_ROWS rows a call): BENCHMARKS.md states the resident memory after load",
+        False,
+        description="onnxruntime's CPU memory arena: with more than one intra-op thread per session it made the "
+        "shipped decoders 1.5 to 1.7 times faster, with one (the default) no faster, while it keeps a session's "
+        "largest call's activations resident (at most 4 x VAE_MAX_BATCH_ROWS rows a call on the CPU): off",
     )
     cuda_device: int = Field(0, ge=0, description="GPU index for the CUDA and TensorRT providers")
     cuda_memory_limit_mb: int | Literal["auto"] = Field(

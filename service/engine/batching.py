@@ -28,7 +28,7 @@ import numpy as np
 
 from ..errors import DeadlineExceeded, Overloaded
 from ..settings import BatchingSettings
-from .runner import Done, Feeds, Graph, Job, Outputs, deliver, finish, make_feeds, rows_of
+from .runner import Done, Feeds, Graph, Job, OnGraph, Outputs, deliver, finish, make_feeds, rows_of
 from .split import Splitter
 
 log = logging.getLogger(__name__)
@@ -63,13 +63,13 @@ class _Queued:
         self.key: tuple[tuple[str, ...], tuple[str, ...]] | None = None
 
 
-class MicroBatcher:
+class MicroBatcher(OnGraph):
     """A `Runner` that queues jobs for one graph and runs them as combined batches (see the module's docstring)."""
 
     def __init__(
         self, session: Graph, executor: Executor, settings: BatchingSettings, *, splitter: Splitter | None
     ) -> None:
-        self.session = session
+        super().__init__(session)
         self.executor = executor
         self.max_rows = settings.max_batch_rows
         self.max_delay = settings.max_batch_delay_ms / 1000
@@ -89,18 +89,6 @@ class MicroBatcher:
         self._watchdog: asyncio.TimerHandle | None = None  # drops queued requests at their deadline
 
     @property
-    def model(self) -> str:
-        return self.session.model
-
-    @property
-    def graph(self) -> str:
-        return self.session.graph
-
-    @property
-    def providers(self) -> list[str]:
-        return self.session.providers
-
-    @property
     def batch_sizes(self) -> tuple[int, ...]:
         """Every row count onnxruntime sees from this batcher on a GPU (warm-up runs each one there)."""
         return bucket_sizes(self.max_rows)
@@ -114,14 +102,6 @@ class MicroBatcher:
     def running(self) -> int:
         """Batches inside onnxruntime now."""
         return self._running
-
-    def run_sync(self, outputs: list[str], feeds: Feeds) -> Outputs:
-        """Blocking, unbatched run, not counted in the metrics; for warm-up only."""
-        return self.session.run_untimed(outputs, feeds)
-
-    async def __call__(self, outputs: list[str], feeds: Feeds) -> Outputs:
-        """Queue `feeds` (batch axis first), wait for the batch that carries its rows, return `outputs` in order."""
-        return await self.run(Job(rows_of(feeds), outputs, feeds))
 
     async def run(self, job: Job[T]) -> T:
         """Queue `job`, wait for the batch that runs it, return its result (or raise its error)."""

@@ -196,13 +196,11 @@ def deliver(results: Sequence[tuple[asyncio.Future[Any], Done[Any]]]) -> None:
             future.set_result(done.value)
 
 
-class GraphRunner:
-    """Runs each job on its own: feeds, session run and finish in one worker-thread hop (batching off)."""
+class OnGraph:
+    """What every runner of one graph has: the graph, what it is called, and the calls beside `run`."""
 
-    def __init__(self, session: Graph, executor: Executor, run: Callable[[Graph, list[str], Feeds], Outputs]) -> None:
+    def __init__(self, session: Graph) -> None:
         self.session = session
-        self.executor = executor
-        self.forward = run  # the session call: whole, or split across threads (service/engine/split.py)
 
     @property
     def model(self) -> str:
@@ -216,14 +214,6 @@ class GraphRunner:
     def providers(self) -> list[str]:
         return self.session.providers
 
-    @property
-    def batch_sizes(self) -> tuple[int, ...]:
-        """Row counts known in advance for warm-up: none, each request brings its own."""
-        return ()
-
-    async def close(self) -> None:
-        """Nothing to stop: calls run in the shared executor, which the app shuts down."""
-
     def run_sync(self, outputs: list[str], feeds: Feeds) -> Outputs:
         """Blocking run, not counted in the metrics; for warm-up only, never on the event loop."""
         return self.session.run_untimed(outputs, feeds)
@@ -231,6 +221,26 @@ class GraphRunner:
     async def __call__(self, outputs: list[str], feeds: Feeds) -> Outputs:
         """Run the graph on `feeds` (every array has the batch axis first) and return `outputs` in order."""
         return await self.run(Job(rows_of(feeds), outputs, feeds))
+
+    async def run(self, job: Job[T]) -> T:
+        raise NotImplementedError
+
+
+class GraphRunner(OnGraph):
+    """Runs each job on its own: feeds, session run and finish in one worker-thread hop (batching off)."""
+
+    def __init__(self, session: Graph, executor: Executor, run: Callable[[Graph, list[str], Feeds], Outputs]) -> None:
+        super().__init__(session)
+        self.executor = executor
+        self.forward = run  # the session call: whole, or split across threads (service/engine/split.py)
+
+    @property
+    def batch_sizes(self) -> tuple[int, ...]:
+        """Row counts known in advance for warm-up: none, each request brings its own."""
+        return ()
+
+    async def close(self) -> None:
+        """Nothing to stop: calls run in the shared executor, which the app shuts down."""
 
     async def run(self, job: Job[T]) -> T:
         done = await asyncio.get_running_loop().run_in_executor(self.executor, self._work, job)

@@ -6,8 +6,8 @@ cut into chunks that run side by side, one session call each, so that one reques
 cores, 256 rows of the shipped vae's decoder ran at 1.2 times onnxruntime's default options (two intra-op threads,
 spinning) this way, and concurrent requests lost nothing to spinning threads waiting for a core.
 
-Chunks also bound a single call's rows (`max_rows`): onnxruntime's memory arena keeps the largest call's
-activations, so that bound is what bounds its memory.
+Chunks also bound a single call's rows (`max_rows`), and with them its activations' memory (which onnxruntime's
+memory arena, where it is on, keeps resident).
 """
 
 from __future__ import annotations

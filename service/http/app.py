@@ -106,9 +106,9 @@ class ServiceApp:
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         """The ASGI lifespan protocol: started at once, models loading in the background; stopped cleanly.
 
-        Of several processes, the first listens at once (/ready 503 while it loads); each of the others takes
-        connections only once its models are loaded and the first's are too, so that once /ready has said 200
-        anywhere, every process that answers is ready."""
+        Of several processes, the first listens at once (/ready 503 while it loads); each of the others loads once
+        the first is ready, and takes connections only then, so that once /ready has said 200 anywhere, every
+        process that answers is ready."""
         await receive()  # lifespan.startup
         loop = asyncio.get_running_loop()
         sharing = loop.create_task(self._share_metrics()) if self.group is not None else None
@@ -117,8 +117,8 @@ class ServiceApp:
             await send({"type": "lifespan.startup.complete"})
         else:
             try:
+                await self._first_ready()  # the first loads alone on every core: /ready sooner
                 await self.load()
-                await self._first_ready()
             except Exception as e:  # StartupError, or a defect: uvicorn ends the process with status 3
                 log.error("cannot start: %s", e, exc_info=not isinstance(e, StartupError))
                 self.startup_failed = True

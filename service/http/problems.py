@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from ..errors import InvalidInput, ServiceError
+from ..errors import InvalidInput, NotReady, ServiceError
 from .reply import Reply
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ def problem(
 
 def error_reply(error: ServiceError, path: str) -> Reply:
     """A domain error as the reply to the request at `path`."""
-    if error.status >= 500:
+    if error.status >= 500 and not isinstance(error, NotReady):  # not ready: expected while loading or stopping
         log.warning("%s: %s", path, error.detail)
     return problem(
         error.status, error.title, error.detail, slug=error.slug, instance=path, headers=error.headers, **error.extra

@@ -1,0 +1,1 @@
+"""Domain operations over a served model, without HTTP: the latent-space operations and scoring."""
