@@ -41,11 +41,11 @@ run: setup-serve
 test: setup lint
 	$(PY) -m pytest
 
-# Lint, format and type checks of the service (part of `make test`).
+# Lint, format and type checks of the whole repository (part of `make test`; mypy's files: pyproject.toml).
 lint: setup
-	$(VENV)/bin/ruff check service vaeformat client
-	$(VENV)/bin/ruff format --check service vaeformat client
-	$(VENV)/bin/mypy service vaeformat client
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 # Raw onnxruntime vs the service (batching on and off) vs an empty endpoint; writes BENCHMARKS.md (+ .json).
 bench: setup $(BENCH_STAMP)

@@ -21,7 +21,7 @@ import numpy as np
 try:  # uvicorn[standard] installs uvloop; the generator works without it, only slower
     import uvloop
 except ImportError:  # pragma: no cover
-    uvloop = None
+    uvloop = None  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,7 @@ async def _measure(host: str, port: int, wire: bytes, clients: int, seconds: flo
     barrier.wait()  # every process has its connections open: start the clock together
     cpu = time.process_time()
     end = time.perf_counter() + seconds
-    out: dict[str, list] = {"latencies": [], "errors": []}
+    out: dict[str, Any] = {"latencies": [], "errors": []}
     await asyncio.gather(*(_client(r, w, wire, end, out) for r, w in connections))
     out["cpu"] = time.process_time() - cpu
     for _, writer in connections:

@@ -50,10 +50,10 @@ def write_null_model(root: Path, name: str = NAME) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     pixels = CHANNELS * SIZE * SIZE
-    image = ["N", CHANNELS, SIZE, SIZE]
-    latent = ["N", LATENT]
+    image: list[int | str] = ["N", CHANNELS, SIZE, SIZE]
+    latent: list[int | str] = ["N", LATENT]
 
-    encoder = {
+    encoder: dict[str, np.ndarray] = {
         "W_mu": (rng.standard_normal((pixels, LATENT)) / np.sqrt(pixels)).astype(np.float32),
         "W_logvar": (0.01 * rng.standard_normal((pixels, LATENT))).astype(np.float32),
     }
@@ -68,7 +68,7 @@ def write_null_model(root: Path, name: str = NAME) -> Path:
         [_f32("mu", latent), _f32("logvar", latent)],
         encoder,
     )
-    decoder = {
+    decoder: dict[str, np.ndarray] = {
         "W": rng.standard_normal((LATENT, pixels)).astype(np.float32),
         "shape": np.array([-1, CHANNELS, SIZE, SIZE], np.int64),
     }

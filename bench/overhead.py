@@ -8,6 +8,7 @@ profiles of one bulk and one single-image workload.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +80,7 @@ def null_figures(seconds: float) -> dict[str, Any]:
             }
             profiled = max(seconds, PROFILE_MIN_S)
             figures["profiles"] = {
-                name: profile(s.pid, lambda r=request, c=clients, n=n: measure(s, port, r, c, profiled, n), PROFILE_TOP)
+                name: profile(s.pid, partial(measure, s, port, request, clients, profiled, n), PROFILE_TOP)
                 for name, (request, clients, n) in PROFILED.items()
             }
         figures["same bytes"] = same_bytes_row(npy_bytes, seconds)

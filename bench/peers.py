@@ -50,7 +50,7 @@ def litserve_figures(models_dir: Path, model: str, seconds: float) -> dict[str, 
     port = free_port()
     argv = ["-m", "bench.litserve_peer", str(port), "--models-dir", str(models_dir), "--model", model]
     with server(argv, port, stop=signal.SIGINT) as s:  # LitServe stops its workers on Ctrl-C
-        litserve = {"ready_s": s.ready_seconds, "rss_mib": s.rss_mib()}
+        litserve: dict[str, Any] = {"ready_s": s.ready_seconds, "rss_mib": s.rss_mib()}
         litserve["encode_form"] = [measure(s, port, ENCODE_FORM, c, seconds) for c in CLIENTS]
     port = free_port()
     with server(service_argv(models_dir, port), port) as s:

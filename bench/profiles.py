@@ -78,7 +78,7 @@ def profile(pid: int, load: Callable[[], Any], top: int = 15) -> dict[str, Any]:
         time.sleep(ATTACH_S)
         if spy.poll() is not None:
             load()
-            return {"error": f"py-spy could not attach: {spy.stderr.read().decode(errors='replace').strip()[-300:]}"}
+            return {"error": f"py-spy could not attach: {spy.communicate()[1].decode(errors='replace').strip()[-300:]}"}
         load()
         spy.send_signal(signal.SIGINT)  # py-spy writes its output when interrupted
         try:

@@ -19,7 +19,7 @@ from vaeformat.manifest import load_manifest
 def feeds_for(graph: Any, rows: int, classes: int) -> dict[str, np.ndarray]:
     """Random contract inputs of `rows` rows for a declared graph (manifest `files.encoder` / `files.decoder`)."""
     rng = np.random.default_rng(0)
-    feeds = {}
+    feeds: dict[str, np.ndarray] = {}
     for spec in graph.inputs:
         shape = (rows, *spec.shape[1:])
         if spec.dtype == "int64":

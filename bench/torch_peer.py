@@ -44,7 +44,7 @@ def load_torch_model(folder: Path) -> tuple[AutoEncoder, dict]:
         num_classes=len(labels) if labels else None,
     )
     model = AutoEncoder(cfg).eval()
-    state = {}
+    state: dict[str, torch.Tensor] = {}
     for role in ("encoder", "decoder"):
         graph = onnx.load(str(folder / manifest["files"][role]["path"]))
         state |= {t.name: torch.from_numpy(numpy_helper.to_array(t).copy()) for t in graph.graph.initializer}

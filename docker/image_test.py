@@ -74,8 +74,20 @@ def free_port() -> int:
 
 def build(base: str, tag: str) -> None:
     """podman build of the CPU variant FROM the local base; the host CA bundle goes in as a build secret."""
-    args = ["build", "--format=docker", "--pull=never", "--layers", "--file", str(ROOT / "Dockerfile"),
-            "--build-arg", f"BASE_IMAGE={base}", "--build-arg", "VARIANT=cpu", "--tag", tag]
+    args = [
+        "build",
+        "--format=docker",
+        "--pull=never",
+        "--layers",
+        "--file",
+        str(ROOT / "Dockerfile"),
+        "--build-arg",
+        f"BASE_IMAGE={base}",
+        "--build-arg",
+        "VARIANT=cpu",
+        "--tag",
+        tag,
+    ]
     if CA_BUNDLE.is_file():
         args += ["--secret", f"id=ca,src={CA_BUNDLE}"]
     # Proxies of the host, if any, for pip inside the build (build args are not kept in the final image).
@@ -95,8 +107,11 @@ def inspect_image(tag: str) -> None:
     check("8000/tcp" in ports, f"port 8000 should be exposed: {ports}")
     check("/ready" in health, f"the HEALTHCHECK should probe /ready: {health}")
     check(cmd == '["vae-serve"]', f"CMD should be exec form: {cmd}")
-    variant, size = podman("image", "inspect", "--format", '{{index .Labels "vae-service.variant"}}|{{.Size}}', tag
-                           ).stdout.strip().split("|")
+    variant, size = (
+        podman("image", "inspect", "--format", '{{index .Labels "vae-service.variant"}}|{{.Size}}', tag)
+        .stdout.strip()
+        .split("|")
+    )
     check(variant == "cpu", f"the image under test should be the cpu variant: label {variant!r}")
     print(f"variant {variant}; image size: {int(size) / 1e6:.0f} MB")
 
@@ -146,8 +161,12 @@ def check_inside(name: str) -> None:
     check(uid != "0" and pid1_uid != "0", f"the server runs as root (exec uid {uid}, PID 1 uid {pid1_uid})")
     check("vae-serve" in cmdline, f"PID 1 should be the server itself (exec form), not a shell: {cmdline!r}")
     # Training (torch, the training package, onnx) stays out; so do the CUDA libraries in the cpu variant.
-    found = exec_in(name, "python", "-c", "import importlib.util as u; "
-                    "print([m for m in ('torch', 'training', 'onnx', 'nvidia') if u.find_spec(m)])")
+    found = exec_in(
+        name,
+        "python",
+        "-c",
+        "import importlib.util as u; print([m for m in ('torch', 'training', 'onnx', 'nvidia') if u.find_spec(m)])",
+    )
     check(found == "[]", f"the CPU image should hold no training code and no CUDA libraries: found {found}")
     compilers = podman("exec", name, "sh", "-c", "command -v gcc cc c++ || true").stdout.strip()
     check(not compilers, f"the image should hold no compiler: {compilers}")
@@ -201,7 +220,8 @@ def check_endpoints(http: httpx.Client) -> bytes:
 
 def check_graceful_stop(url: str, name: str, digit: bytes) -> None:
     """SIGTERM while a request is in flight: the request still gets its answer, then the server exits 0."""
-    uploading, release, answer = threading.Event(), threading.Event(), {}
+    uploading, release = threading.Event(), threading.Event()
+    answer: dict[str, object] = {}
 
     def slow_body() -> Iterator[bytes]:  # the upload pauses half-way until the server is stopping
         yield digit[: len(digit) // 2]
@@ -241,8 +261,12 @@ def check_graceful_stop(url: str, name: str, digit: bytes) -> None:
     check(exit_code == "0", f"the server should exit 0 on SIGTERM, exited {exit_code}:\n{log}")
     check(elapsed < 15, f"podman stop took {elapsed:.1f} s: SIGTERM did not end the server (SIGKILL after 20 s?)")
     # "Waiting for connections to close": uvicorn held the shutdown for the open request.
-    for line in ("Shutting down", "Waiting for connections to close", "Application shutdown complete",
-                 "Finished server process"):
+    for line in (
+        "Shutting down",
+        "Waiting for connections to close",
+        "Application shutdown complete",
+        "Finished server process",
+    ):
         check(line in log, f"the log should show uvicorn's graceful shutdown ({line!r}):\n{log}")
 
 

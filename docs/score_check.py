@@ -78,8 +78,11 @@ async def check(models: Path, names: list[str]) -> dict[str, dict[str, float]]:
                 test = np.asarray(m.training.split.test_indices)
                 images = [png(d) for d in digits[test]]
                 labels = [int(c) for c in y[test]] if m.labels else None
-                row: dict[str, float] = {"iw_bound": float(m.metrics.iw_bound), "iw_samples": m.metrics.iw_samples}
-                for k in sorted({DEFAULT_K, m.metrics.iw_samples}):
+                bound, samples = m.metrics.iw_bound, m.metrics.iw_samples
+                if bound is None or samples is None:
+                    raise SystemExit(f"{name}: its manifest has no importance-weighted bound to check against")
+                row: dict[str, float] = {"iw_bound": bound, "iw_samples": samples}
+                for k in sorted({DEFAULT_K, samples}):
                     start = time.perf_counter()
                     row[f"nll_k{k}"] = await mean_nll(http, name, images, k, labels)
                     print(

@@ -87,7 +87,9 @@ def inference_response(body: Any) -> None:
     )
     for output in body["outputs"]:
         binary = "binary_data_size" in output.get("parameters", {})
-        required = {"name": str, "shape": list, "datatype": str, **({} if binary else {"data": list})}
+        required: dict[str, type | tuple[type, ...]] = {"name": str, "shape": list, "datatype": str}
+        if not binary:
+            required["data"] = list
         _fields(output, required, {"parameters": dict})
         assert output["datatype"] in DATATYPES, output
         _shape(output["shape"])

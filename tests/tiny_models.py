@@ -96,7 +96,7 @@ def build_model(
     _save(folder / "encoder.onnx", nodes, enc_in, enc_out, enc_w)
 
     # Decoder.
-    dec_w = {
+    dec_w: dict[str, np.ndarray] = {
         "W_d": rng.standard_normal((d, pixels)).astype(f32),
         "b_d": np.zeros(pixels, f32),
         "shape": np.array([-1, c, h, w], np.int64),

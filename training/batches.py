@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import cast
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from .data import FolderImages
 
@@ -21,8 +22,9 @@ def shard(n: int, rank: int, world_size: int) -> slice:
     return slice(start, start + q + (rank < r))
 
 
-def pixels(images: np.ndarray | FolderImages, batches: list[np.ndarray],
-           workers: int = LOADER_WORKERS) -> Iterator[torch.Tensor]:
+def pixels(
+    images: np.ndarray | FolderImages, batches: list[np.ndarray], workers: int = LOADER_WORKERS
+) -> Iterator[torch.Tensor]:
     """uint8 images [len(rows), C, H, W] for each array of dataset rows in `batches`, in that order.
 
     An array in memory is indexed as training goes. A folder on disk is decoded by `workers` processes a few
@@ -30,6 +32,10 @@ def pixels(images: np.ndarray | FolderImages, batches: list[np.ndarray],
     """
     if isinstance(images, np.ndarray):
         return (torch.from_numpy(images[rows]) for rows in batches)
-    loader = DataLoader(images, batch_sampler=[rows.tolist() for rows in batches], num_workers=workers,
-                        prefetch_factor=4 if workers else None)
+    loader: DataLoader[torch.Tensor] = DataLoader(
+        cast(Dataset, images),  # map-style: it has __len__ and __getitem__
+        batch_sampler=[rows.tolist() for rows in batches],
+        num_workers=workers,
+        prefetch_factor=4 if workers else None,
+    )
     return iter(loader)

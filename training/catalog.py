@@ -14,6 +14,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 from vaeformat.errors import ManifestError
 
@@ -35,11 +36,21 @@ def _row(m: Manifest) -> str:
     x = m.metrics
     frechet = "–" if x.frechet_distance is None else f"{x.frechet_distance:.1f} (floor {x.frechet_floor:.1f})"
     cells = [
-        f"`{m.name}`", m.kind, m.training.dataset, str(m.latent_dim), f"{m.training.beta:g}",
-        f"{m.training.best_epoch}/{m.training.epochs}", f"{m.training.train_seconds:.0f} s",
-        _fmt(x.iw_bound), _fmt(x.negative_elbo), _fmt(x.reconstruction), _fmt(x.kl),
-        f"{x.active_units}/{m.latent_dim}", _fmt(x.recon_squared_error, ".2f"),
-        _fmt(None if x.label_agreement is None else 100 * x.label_agreement, ".1f", "%"), frechet,
+        f"`{m.name}`",
+        m.kind,
+        m.training.dataset,
+        str(m.latent_dim),
+        f"{m.training.beta:g}",
+        f"{m.training.best_epoch}/{m.training.epochs}",
+        f"{m.training.train_seconds:.0f} s",
+        _fmt(x.iw_bound),
+        _fmt(x.negative_elbo),
+        _fmt(x.reconstruction),
+        _fmt(x.kl),
+        f"{x.active_units}/{m.latent_dim}",
+        _fmt(x.recon_squared_error, ".2f"),
+        _fmt(None if x.label_agreement is None else 100 * x.label_agreement, ".1f", "%"),
+        frechet,
     ]
     return "| " + " | ".join(cells) + " |"
 
@@ -56,8 +67,10 @@ def _manifests(models_dir: Path, names: Sequence[str] | None) -> list[Manifest]:
 
 def table(models_dir: Path, names: Sequence[str] | None = SHIPPED) -> str:
     manifests = _manifests(models_dir, names)
-    head = ("| model | kind | dataset | latent | beta | best epoch | training | -log p(x) bound (IW) | -ELBO "
-            "| reconstruction | KL | active units | squared error | label agreement | Frechet distance |")
+    head = (
+        "| model | kind | dataset | latent | beta | best epoch | training | -log p(x) bound (IW) | -ELBO "
+        "| reconstruction | KL | active units | squared error | label agreement | Frechet distance |"
+    )
     rule = "|" + "---|" * (head.count("|") - 1)
     return "\n".join([head, rule, *(_row(m) for m in manifests)])
 
@@ -69,11 +82,16 @@ def _percent(value: float | None) -> str:
 def _prior_row(m: Manifest) -> str:
     x = m.metrics
     q = x.score_quantiles or {}
-    score = "nll" if "nll" in q else "squared_error"
+    score: Literal["nll", "squared_error"] = "nll" if "nll" in q else "squared_error"
     cells = [
-        f"`{m.name}`", m.kind, "–" if m.prior is None else ", ".join(map(str, m.prior.components)),
-        _percent(x.label_agreement), _percent(x.label_agreement_fitted),
-        _fmt(x.frechet_distance), _fmt(x.frechet_distance_fitted), _fmt(x.frechet_floor),
+        f"`{m.name}`",
+        m.kind,
+        "–" if m.prior is None else ", ".join(map(str, m.prior.components)),
+        _percent(x.label_agreement),
+        _percent(x.label_agreement_fitted),
+        _fmt(x.frechet_distance),
+        _fmt(x.frechet_distance_fitted),
+        _fmt(x.frechet_floor),
         "–" if not q else f"{score} {q[score][50]:.1f} / {q[score][99]:.1f}",
     ]
     return "| " + " | ".join(cells) + " |"
@@ -82,8 +100,10 @@ def _prior_row(m: Manifest) -> str:
 def priors_table(models_dir: Path, names: Sequence[str] | None = SHIPPED) -> str:
     """Both priors judged alike, and the held-out scores /score ranks against (median / 99th percentile)."""
     manifests = _manifests(models_dir, names)
-    head = ("| model | kind | fitted components (per class) | label agreement, standard | label agreement, fitted "
-            "| Frechet, standard | Frechet, fitted | Frechet floor | held-out score: median / 99th percentile |")
+    head = (
+        "| model | kind | fitted components (per class) | label agreement, standard | label agreement, fitted "
+        "| Frechet, standard | Frechet, fitted | Frechet floor | held-out score: median / 99th percentile |"
+    )
     rule = "|" + "---|" * (head.count("|") - 1)
     return "\n".join([head, rule, *(_prior_row(m) for m in manifests)])
 
@@ -98,8 +118,10 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--check compares the shipped models only; leave out --all")
     names = None if a.all else SHIPPED
     try:
-        tables = [(BEGIN, END, table(a.models_dir, names)),
-                  (PRIORS_BEGIN, PRIORS_END, priors_table(a.models_dir, names))]
+        tables = [
+            (BEGIN, END, table(a.models_dir, names)),
+            (PRIORS_BEGIN, PRIORS_END, priors_table(a.models_dir, names)),
+        ]
     except ManifestError as e:
         print(f"error: {e} (the shipped models are {', '.join(SHIPPED)})", file=sys.stderr)
         return 1
@@ -110,8 +132,11 @@ def main(argv: list[str] | None = None) -> int:
     for begin, end, current in tables:
         inside = text.split(begin, 1)[-1].split(end, 1)[0].strip() if begin in text else ""
         if inside != current:
-            print(f"{a.check}: the table between {begin} and {end} is stale; paste the matching table printed by "
-                  f"`python -m training.catalog {a.models_dir}` between the markers", file=sys.stderr)
+            print(
+                f"{a.check}: the table between {begin} and {end} is stale; paste the matching table printed by "
+                f"`python -m training.catalog {a.models_dir}` between the markers",
+                file=sys.stderr,
+            )
             return 1
     return 0
 

@@ -16,9 +16,15 @@ class Classifier(nn.Module):
     def __init__(self, channels: int, height: int, width: int, num_classes: int):
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(channels, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-            nn.Linear(64 * (height // 4) * (width // 4), 128), nn.ReLU(),
+            nn.Conv2d(channels, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(64 * (height // 4) * (width // 4), 128),
+            nn.ReLU(),
         )
         self.head = nn.Sequential(nn.Dropout(0.3), nn.Linear(128, num_classes))
 
@@ -38,8 +44,15 @@ class Classifier(nn.Module):
         return np.concatenate(feats).astype(np.float64), np.concatenate(preds)
 
 
-def train_classifier(x: np.ndarray, y: np.ndarray, num_classes: int, epochs: int = 12, seed: int = 0,
-                     device: torch.device | str = "cpu", progress: bool = False) -> Classifier:
+def train_classifier(
+    x: np.ndarray,
+    y: np.ndarray,
+    num_classes: int,
+    epochs: int = 12,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    progress: bool = False,
+) -> Classifier:
     """Trained on the given (training) rows only, with small shifts; x float32 [N, C, H, W] in [0, 1].
 
     Batches are drawn and shifted on the CPU (one seeded generator, as in training) and then moved to `device`.

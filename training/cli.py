@@ -37,98 +37,194 @@ def _parser() -> argparse.ArgumentParser:
         return sub.add_parser(name, help=text, description=text, formatter_class=_HelpFormatter)
 
     t = command("train", "train, evaluate on held-out data, export to ONNX and write the manifest")
-    t.add_argument("--kind", choices=KINDS, required=True,
-                   help="ae: deterministic autoencoder; vae: Gaussian q(z|x) with an N(0, I) prior; cvae: "
-                        "conditional VAE (needs class labels)")
+    t.add_argument(
+        "--kind",
+        choices=KINDS,
+        required=True,
+        help="ae: deterministic autoencoder; vae: Gaussian q(z|x) with an N(0, I) prior; cvae: "
+        "conditional VAE (needs class labels)",
+    )
     t.add_argument("--dataset", required=True, help="mnist | digits | folder:PATH | npz:PATH")
-    t.add_argument("--out", type=Path, required=True,
-                   help="model folder to write, e.g. models/my-vae; a new folder (an existing model needs --force)")
+    t.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="model folder to write, e.g. models/my-vae; a new folder (an existing model needs --force)",
+    )
     t.add_argument("--force", action="store_true", help="replace the model already in --out")
     t.add_argument("--latent-dim", type=int, default=NetConfig.latent_dim, help="dimensions of the latent code z")
     t.add_argument("--beta", type=float, default=TrainConfig.beta, help="weight of the KL term (beta > 1: a beta-VAE)")
     t.add_argument("--epochs", type=int, default=TrainConfig.epochs, help="passes over the training rows")
-    t.add_argument("--batch-size", type=int, default=TrainConfig.batch_size,
-                   help="images per step (the global batch under torchrun)")
-    t.add_argument("--lr", type=float, default=TrainConfig.learning_rate,
-                   help="Adam's learning rate, decayed on a cosine to 1/20 of it over the epochs")
-    t.add_argument("--seed", type=int, default=TrainConfig.seed,
-                   help="seeds the split, the initial weights and the batches")
-    t.add_argument("--likelihood", choices=("auto", "bernoulli", "gaussian"), default="auto",
-                   help="p(x|z); auto decides from the data's channels (after --channels): bernoulli for 1 "
-                        "(MNIST-like), gaussian with a learned pixel noise for 3 (colour)")
-    t.add_argument("--image-size", type=int, metavar="SIZE",
-                   help="resize images to SIZE x SIZE (default: the dataset's own size)")
-    t.add_argument("--channels", type=int, choices=(1, 3),
-                   help="convert images to 1 (grey) or 3 (RGB) channels (default: the dataset's own; a folder "
-                        "is RGB if any image has colour)")
-    t.add_argument("--warmup-epochs", type=int, default=TrainConfig.warmup_epochs,
-                   help="the KL weight ramps linearly from 0 to --beta over these epochs")
-    t.add_argument("--free-bits", type=float, default=TrainConfig.free_bits,
-                   help="nats per latent dimension below which the batch-mean KL is not penalised")
-    t.add_argument("--augment-shift", type=int, default=TrainConfig.augment_shift,
-                   help="random translation of training images by up to this many pixels")
-    t.add_argument("--corrupt", type=Corruption.parse, metavar="KIND:AMOUNT",
-                   help="train a denoising autoencoder (ae or vae): the encoder sees the image corrupted by "
-                        "gaussian:STD, mask:P or saltpepper:P, the target stays clean; evaluation adds the denoising "
-                        "error on corrupted held-out images (default: no corruption)")
-    t.add_argument("--base-channels", type=int, default=NetConfig.base_channels,
-                   help="channels of the first convolution (doubled at each resolution level)")
+    t.add_argument(
+        "--batch-size",
+        type=int,
+        default=TrainConfig.batch_size,
+        help="images per step (the global batch under torchrun)",
+    )
+    t.add_argument(
+        "--lr",
+        type=float,
+        default=TrainConfig.learning_rate,
+        help="Adam's learning rate, decayed on a cosine to 1/20 of it over the epochs",
+    )
+    t.add_argument(
+        "--seed", type=int, default=TrainConfig.seed, help="seeds the split, the initial weights and the batches"
+    )
+    t.add_argument(
+        "--likelihood",
+        choices=("auto", "bernoulli", "gaussian"),
+        default="auto",
+        help="p(x|z); auto decides from the data's channels (after --channels): bernoulli for 1 "
+        "(MNIST-like), gaussian with a learned pixel noise for 3 (colour)",
+    )
+    t.add_argument(
+        "--image-size", type=int, metavar="SIZE", help="resize images to SIZE x SIZE (default: the dataset's own size)"
+    )
+    t.add_argument(
+        "--channels",
+        type=int,
+        choices=(1, 3),
+        help="convert images to 1 (grey) or 3 (RGB) channels (default: the dataset's own; a folder "
+        "is RGB if any image has colour)",
+    )
+    t.add_argument(
+        "--warmup-epochs",
+        type=int,
+        default=TrainConfig.warmup_epochs,
+        help="the KL weight ramps linearly from 0 to --beta over these epochs",
+    )
+    t.add_argument(
+        "--free-bits",
+        type=float,
+        default=TrainConfig.free_bits,
+        help="nats per latent dimension below which the batch-mean KL is not penalised",
+    )
+    t.add_argument(
+        "--augment-shift",
+        type=int,
+        default=TrainConfig.augment_shift,
+        help="random translation of training images by up to this many pixels",
+    )
+    t.add_argument(
+        "--corrupt",
+        type=Corruption.parse,
+        metavar="KIND:AMOUNT",
+        help="train a denoising autoencoder (ae or vae): the encoder sees the image corrupted by "
+        "gaussian:STD, mask:P or saltpepper:P, the target stays clean; evaluation adds the denoising "
+        "error on corrupted held-out images (default: no corruption)",
+    )
+    t.add_argument(
+        "--base-channels",
+        type=int,
+        default=NetConfig.base_channels,
+        help="channels of the first convolution (doubled at each resolution level)",
+    )
     t.add_argument("--hidden", type=int, default=NetConfig.hidden, help="width of the fully connected layer")
-    t.add_argument("--extra-convs", type=int, default=NetConfig.extra_convs,
-                   help="stride-1 convolutions per resolution level")
+    t.add_argument(
+        "--extra-convs", type=int, default=NetConfig.extra_convs, help="stride-1 convolutions per resolution level"
+    )
     t.add_argument("--test-fraction", type=float, default=0.2, help="share of the images held out for evaluation")
-    t.add_argument("--val-fraction", type=float, default=0.1,
-                   help="share of the rest kept aside to choose the best checkpoint")
-    t.add_argument("--limit", type=int, help="use a stratified subset of this many images, for quick runs "
-                                             "(default: every image)")
+    t.add_argument(
+        "--val-fraction", type=float, default=0.1, help="share of the rest kept aside to choose the best checkpoint"
+    )
+    t.add_argument(
+        "--limit", type=int, help="use a stratified subset of this many images, for quick runs (default: every image)"
+    )
     t.add_argument("--iw-samples", type=int, default=500, help="K for the importance-weighted bound")
     t.add_argument("--resume", action="store_true", help="continue from checkpoints/NAME/last.pt (also under torchrun)")
-    t.add_argument("--device", default="auto", metavar="DEVICE",
-                   help=f"{DEVICES}: where to train; auto takes the GPU when PyTorch sees one, else the CPU; "
-                        "under torchrun each process takes cuda:LOCAL_RANK")
-    t.add_argument("--precision", choices=PRECISIONS, default="fp32",
-                   help="fp32, or bf16: bf16 autocast of the network passes on a CUDA GPU (losses, weights and the "
-                        "exported graphs stay float32); refused on the CPU")
+    t.add_argument(
+        "--device",
+        default="auto",
+        metavar="DEVICE",
+        help=f"{DEVICES}: where to train; auto takes the GPU when PyTorch sees one, else the CPU; "
+        "under torchrun each process takes cuda:LOCAL_RANK",
+    )
+    t.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="fp32",
+        help="fp32, or bf16: bf16 autocast of the network passes on a CUDA GPU (losses, weights and the "
+        "exported graphs stay float32); refused on the CPU",
+    )
     t.add_argument("--no-progress", action="store_true", help="no progress bars (training and evaluation)")
     t.add_argument("--version", default="1", help="the model's version, written into the manifest")
-    t.add_argument("--description", default="", help="one line about the model, written into the manifest "
-                                                     "(default: none)")
+    t.add_argument(
+        "--description", default="", help="one line about the model, written into the manifest (default: none)"
+    )
 
     e = command("evaluate", "re-measure an exported model on its held-out split")
     e.add_argument("folder", type=Path, help="the model folder, e.g. models/my-vae")
     e.add_argument("--iw-samples", type=int, default=500, help="K for the importance-weighted bound")
     e.add_argument("--write", action="store_true", help="store the new figures in the manifest")
-    e.add_argument("--device", default="auto", metavar="DEVICE",
-                   help=f"{DEVICES}: where a cvae's judging classifier trains (the graphs run in onnxruntime)")
+    e.add_argument(
+        "--device",
+        default="auto",
+        metavar="DEVICE",
+        help=f"{DEVICES}: where a cvae's judging classifier trains (the graphs run in onnxruntime)",
+    )
     e.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    f = command("fit-prior", "fit (or refit) an exported model's prior: a Gaussian mixture over the posterior means "
-                "(an ae: its codes) of the non-held-out rows (per class for a cvae), then re-measure the model with it "
-                "and write prior.npz and the figures into the manifest (the weights stay as they are)")
+    f = command(
+        "fit-prior",
+        "fit (or refit) an exported model's prior: a Gaussian mixture over the posterior means "
+        "(an ae: its codes) of the non-held-out rows (per class for a cvae), then re-measure the model with it "
+        "and write prior.npz and the figures into the manifest (the weights stay as they are)",
+    )
     f.add_argument("folder", type=Path, help="the model folder, e.g. models/my-vae")
     f.add_argument("--iw-samples", type=int, default=500, help="K for the importance-weighted bound")
-    f.add_argument("--device", default="auto", metavar="DEVICE",
-                   help=f"{DEVICES}: where the judging classifier trains (the graphs run in onnxruntime)")
+    f.add_argument(
+        "--device",
+        default="auto",
+        metavar="DEVICE",
+        help=f"{DEVICES}: where the judging classifier trains (the graphs run in onnxruntime)",
+    )
     f.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    s = command("stamp", "write the facts the service checks into an exported model's graphs (the label table's "
-                "class count) and their new sha256 into the manifest; for models exported before the export did it "
-                "(weights and figures stay as they are)")
+    s = command(
+        "stamp",
+        "write the facts the service checks into an exported model's graphs (the label table's "
+        "class count) and their new sha256 into the manifest; for models exported before the export did it "
+        "(weights and figures stay as they are)",
+    )
     s.add_argument("folder", type=Path, help="the model folder, e.g. models/my-vae")
     return p
 
 
 def _train(a: argparse.Namespace) -> int:
     # likelihood "auto" is decided by run() once the data's channels are known
-    cfg = TrainConfig(epochs=a.epochs, batch_size=a.batch_size, learning_rate=a.lr, beta=a.beta,
-                      warmup_epochs=a.warmup_epochs, free_bits=a.free_bits, augment_shift=a.augment_shift,
-                      likelihood=a.likelihood, seed=a.seed, corrupt=str(a.corrupt) if a.corrupt else None)
+    cfg = TrainConfig(
+        epochs=a.epochs,
+        batch_size=a.batch_size,
+        learning_rate=a.lr,
+        beta=a.beta,
+        warmup_epochs=a.warmup_epochs,
+        free_bits=a.free_bits,
+        augment_shift=a.augment_shift,
+        likelihood=a.likelihood,
+        seed=a.seed,
+        corrupt=str(a.corrupt) if a.corrupt else None,
+    )
     net = dict(latent_dim=a.latent_dim, base_channels=a.base_channels, hidden=a.hidden, extra_convs=a.extra_convs)
-    opts = RunOptions(kind=a.kind, dataset=a.dataset, out=a.out, net=net, train=cfg, image_size=a.image_size,
-                      channels=a.channels, test_fraction=a.test_fraction, val_fraction=a.val_fraction,
-                      limit=a.limit, iw_samples=a.iw_samples, resume=a.resume, force=a.force, device=a.device,
-                      precision=a.precision, progress=not a.no_progress,
-                      version=a.version, description=a.description)
+    opts = RunOptions(
+        kind=a.kind,
+        dataset=a.dataset,
+        out=a.out,
+        net=net,
+        train=cfg,
+        image_size=a.image_size,
+        channels=a.channels,
+        test_fraction=a.test_fraction,
+        val_fraction=a.val_fraction,
+        limit=a.limit,
+        iw_samples=a.iw_samples,
+        resume=a.resume,
+        force=a.force,
+        device=a.device,
+        precision=a.precision,
+        progress=not a.no_progress,
+        version=a.version,
+        description=a.description,
+    )
     run(opts)
     return 0
 
@@ -141,8 +237,9 @@ def _evaluate(a: argparse.Namespace) -> int:
     verify_files(a.folder, manifest)
     verify_prior(a.folder, manifest)
     device = resolve_device(a.device)
-    metrics = evaluate(a.folder, EvalSpec.from_manifest(manifest), iw_samples=a.iw_samples, device=device,
-                       progress=not a.no_progress)
+    metrics = evaluate(
+        a.folder, EvalSpec.from_manifest(manifest), iw_samples=a.iw_samples, device=device, progress=not a.no_progress
+    )
     print(f"{manifest.name}: measured now\n{format_metrics(metrics)}")
     if metrics != manifest.metrics:
         print(f"the manifest records\n{format_metrics(manifest.metrics)}")
@@ -165,14 +262,16 @@ def _fit_prior(a: argparse.Namespace) -> int:
     num_classes = len(m.labels) if m.labels else None
     prior = fit_and_save(a.folder, data, m.training.split.test_indices, num_classes, m.latent_dim)
     spec = EvalSpec.from_manifest(m.model_copy(update={"prior": prior}))
-    metrics = evaluate(a.folder, spec, iw_samples=a.iw_samples, data=data, device=resolve_device(a.device),
-                       progress=not a.no_progress)
+    metrics = evaluate(
+        a.folder, spec, iw_samples=a.iw_samples, data=data, device=resolve_device(a.device), progress=not a.no_progress
+    )
     print(f"{m.name}: measured with the fitted prior\n{format_metrics(metrics)}")
     # Read the manifest again and change only what this command measured, so fields others wrote meanwhile stay.
     current = load_manifest(a.folder)
     measured = {k: v for k, v in metrics.model_dump().items() if v is not None}
-    write_manifest(a.folder, current.model_copy(update={"prior": prior,
-                                                        "metrics": current.metrics.model_copy(update=measured)}))
+    write_manifest(
+        a.folder, current.model_copy(update={"prior": prior, "metrics": current.metrics.model_copy(update=measured)})
+    )
     print(f"wrote {prior.path} and the figures into {a.folder}/manifest.json")
     return 0
 

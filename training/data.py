@@ -68,6 +68,12 @@ class Dataset:
     def __len__(self) -> int:
         return len(self.images)
 
+    def known_labels(self) -> tuple[np.ndarray, list[str]]:
+        """(labels, class names) of a labelled dataset: what a conditional model and label agreement need."""
+        if self.labels is None or self.class_names is None:
+            raise DataError(f"{self.name} has no labels; a conditional model needs a labelled dataset")
+        return self.labels, self.class_names
+
 
 @dataclass(frozen=True)
 class Split:
@@ -142,9 +148,9 @@ def _header(path: Path) -> tuple[tuple[int, int], str]:
 def _decode(path: Path, mode: str, size: tuple[int, int]) -> np.ndarray:
     """One image file as uint8 [C, H, W] in `mode` ("L" or "RGB"), resized to `size` (w, h)."""
     try:
-        with Image.open(path) as pil:
-            pil.load()
-            pil = pil.convert("RGB") if pil.mode not in ("L", "RGB") else pil
+        with Image.open(path) as opened:
+            opened.load()
+            pil = opened.convert("RGB") if opened.mode not in ("L", "RGB") else opened
             arr = np.asarray(pil.convert(mode).resize(size, Image.Resampling.BILINEAR))
     except (UnidentifiedImageError, OSError) as e:
         raise _unreadable(path, e) from None
@@ -171,7 +177,7 @@ def load_folder(arg: str | None) -> Dataset:
     sizes = [size for size, _ in headers]
     mode = "RGB" if any(m != "L" for _, m in headers) else "L"
     w, h = max(set(sizes), key=sizes.count)
-    images = FolderImages(files, mode, (w, h))
+    images: FolderImages | np.ndarray = FolderImages(files, mode, (w, h))
     if len(files) * (1 if mode == "L" else 3) * h * w <= LAZY_BYTES:
         images = images[:]  # small enough: decoded once, kept in memory
     return Dataset(f"folder:{arg}", images, np.asarray(labels, np.int64), classes)
@@ -213,12 +219,15 @@ def _class_names(names: np.ndarray, labels: np.ndarray | None, path: Path) -> li
     if labels is None:
         raise DataError(f"{path}: 'names' needs 'y', the class of each image; add 'y' or drop 'names'")
     if names.ndim != 1 or names.dtype.kind not in "US":
-        raise DataError(f"{path}: 'names' must be a 1-d array of strings, one per class, got {names.dtype} "
-                        f"of shape {names.shape}")
+        raise DataError(
+            f"{path}: 'names' must be a 1-d array of strings, one per class, got {names.dtype} of shape {names.shape}"
+        )
     found = [n.decode() if isinstance(n, bytes) else str(n) for n in names.tolist()]
     if len(found) != labels.max() + 1:
-        raise DataError(f"{path}: 'y' uses classes 0 to {int(labels.max())} but 'names' has {len(found)} names; "
-                        "give one name per class, in class-index order")
+        raise DataError(
+            f"{path}: 'y' uses classes 0 to {int(labels.max())} but 'names' has {len(found)} names; "
+            "give one name per class, in class-index order"
+        )
     if any(not n.strip() for n in found) or len(set(found)) != len(found):
         raise DataError(f"{path}: 'names' must be distinct and non-empty, got {found}")
     return found
@@ -260,4 +269,5 @@ def split_dataset(labels: np.ndarray | None, n: int, test_fraction: float, val_f
     parts = [np.sort(np.concatenate(p)) for p in (train, val, test)]
     if min(len(p) for p in parts) == 0:
         raise DataError(f"{n} images are too few to split into train, validation and test; add more images")
-    return Split(*parts, seed=seed, stratified=labels is not None)
+    train_rows, val_rows, test_rows = parts
+    return Split(train_rows, val_rows, test_rows, seed=seed, stratified=labels is not None)

@@ -45,10 +45,15 @@ class Placement:
 
 
 def _cuda_missing(spec: str) -> DeviceError:
-    build = f"this torch ({torch.__version__}) is a CPU-only build" if torch.version.cuda is None \
+    build = (
+        f"this torch ({torch.__version__}) is a CPU-only build"
+        if torch.version.cuda is None
         else "PyTorch sees no CUDA GPU"
-    return DeviceError(f"--device {spec}: {build}; pass --device cpu (or auto), or install a CUDA build of torch "
-                       "(README, 'Training on GPUs')")
+    )
+    return DeviceError(
+        f"--device {spec}: {build}; pass --device cpu (or auto), or install a CUDA build of torch "
+        "(README, 'Training on GPUs')"
+    )
 
 
 def resolve_device(spec: str, local_rank: int = 0, world_size: int = 1) -> torch.device:
@@ -62,12 +67,15 @@ def resolve_device(spec: str, local_rank: int = 0, world_size: int = 1) -> torch
     if not torch.cuda.is_available():
         raise _cuda_missing(spec)
     if spec != "cuda" and world_size > 1:
-        raise DeviceError(f"--device {spec}: under torchrun each process takes cuda:LOCAL_RANK; pass --device cuda "
-                          "and choose GPUs with CUDA_VISIBLE_DEVICES")
+        raise DeviceError(
+            f"--device {spec}: under torchrun each process takes cuda:LOCAL_RANK; pass --device cuda "
+            "and choose GPUs with CUDA_VISIBLE_DEVICES"
+        )
     index = local_rank if spec == "cuda" else int(spec[5:])
     if index >= torch.cuda.device_count():
-        raise DeviceError(f"--device {spec}: cuda:{index} does not exist; this machine has "
-                          f"{torch.cuda.device_count()} GPU(s)")
+        raise DeviceError(
+            f"--device {spec}: cuda:{index} does not exist; this machine has {torch.cuda.device_count()} GPU(s)"
+        )
     return torch.device("cuda", index)
 
 
@@ -76,8 +84,10 @@ def check_precision(precision: str, device: torch.device) -> None:
     if precision not in PRECISIONS:
         raise DeviceError(f"--precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
     if precision == "bf16" and device.type != "cuda":
-        raise DeviceError("--precision bf16: bf16 autocast is for CUDA GPUs and this run is on the CPU; "
-                          "pass --precision fp32 (the default)")
+        raise DeviceError(
+            "--precision bf16: bf16 autocast is for CUDA GPUs and this run is on the CPU; "
+            "pass --precision fp32 (the default)"
+        )
     if precision == "bf16" and not torch.cuda.is_bf16_supported():
         raise DeviceError(f"--precision bf16: {torch.cuda.get_device_name(device)} has no bf16; pass --precision fp32")
 
@@ -119,4 +129,3 @@ def all_sum(values: np.ndarray, place: Placement) -> np.ndarray:
     t = torch.as_tensor(values, dtype=torch.float64, device=place.device)
     dist.all_reduce(t)
     return t.cpu().numpy()
-

@@ -6,6 +6,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -53,21 +54,44 @@ class EvalSpec:
 
     @classmethod
     def from_manifest(cls, m: Manifest) -> EvalSpec:
-        return cls(m.training.dataset, m.image.channels, m.image.height, m.image.width, m.stochastic, m.conditional,
-                   len(m.labels) if m.labels else None, m.likelihood, m.gaussian_sigma, m.training.split.test_indices,
-                   m.prior.path if m.prior else None, m.training.corrupt)
+        return cls(
+            m.training.dataset,
+            m.image.channels,
+            m.image.height,
+            m.image.width,
+            m.stochastic,
+            m.conditional,
+            len(m.labels) if m.labels else None,
+            m.likelihood,
+            m.gaussian_sigma,
+            m.training.split.test_indices,
+            m.prior.path if m.prior else None,
+            m.training.corrupt,
+        )
 
 
 def _nll(spec: EvalSpec, decoded: dict[str, np.ndarray], target: torch.Tensor) -> torch.Tensor:
     """-log p(x|z) per row from decoder outputs: [..., C, H, W] -> [...]."""
     if spec.likelihood == "bernoulli":
         return bernoulli_nll(torch.from_numpy(decoded["logits"]), target)
+    if spec.gaussian_sigma is None:
+        raise ValueError("a gaussian model's manifest must give gaussian_sigma")
     sigma = torch.tensor(math.log(spec.gaussian_sigma))
     return gaussian_nll(torch.from_numpy(decoded["image"]), target, sigma)
 
 
-def _likelihood_terms(pair: OnnxPair, spec: EvalSpec, x: np.ndarray, target: np.ndarray, labels, mu, logvar,
-                      k: int, rng: np.random.Generator, progress: bool = True) -> dict[str, float]:
+def _likelihood_terms(
+    pair: OnnxPair,
+    spec: EvalSpec,
+    x: np.ndarray,
+    target: np.ndarray,
+    labels,
+    mu,
+    logvar,
+    k: int,
+    rng: np.random.Generator,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Importance-weighted bound with k samples, and the ELBO, reconstruction and KL from the same draws."""
     n, d = mu.shape
     per = max(1, ROWS_PER_DECODE // k)
@@ -93,16 +117,28 @@ def _likelihood_terms(pair: OnnxPair, spec: EvalSpec, x: np.ndarray, target: np.
     kl_dims = kl_per_dim(torch.from_numpy(mu), torch.from_numpy(logvar))  # [N, D]
     kl = kl_dims.sum(1)
     per_image = -torch.cat(iw)  # [N]: what /score's nll estimates, image by image
-    return {"iw_bound": per_image.mean().item(), "negative_elbo": -torch.cat(elbo).mean().item(),
-            "nll_per_image": per_image.double().numpy(),
-            "reconstruction": torch.cat(rec).mean().item(), "kl": kl.mean().item(),
-            "kl_per_dim": kl_dims.mean(0).double().tolist()}  # [D]: which dimensions carry information
+    return {
+        "iw_bound": per_image.mean().item(),
+        "negative_elbo": -torch.cat(elbo).mean().item(),
+        "nll_per_image": per_image.double().numpy(),
+        "reconstruction": torch.cat(rec).mean().item(),
+        "kl": kl.mean().item(),
+        "kl_per_dim": kl_dims.mean(0).double().tolist(),
+    }  # [D]: which dimensions carry information
 
 
-def _generation_terms(pair: OnnxPair, spec: EvalSpec, data: Dataset, test: np.ndarray, latent_dim: int,
-                      rng: np.random.Generator, log: Callable[[str], None],
-                      device: torch.device | str, prior: FittedPrior | None,
-                      progress: bool = True) -> dict[str, float]:
+def _generation_terms(
+    pair: OnnxPair,
+    spec: EvalSpec,
+    data: Dataset,
+    test: np.ndarray,
+    latent_dim: int,
+    rng: np.random.Generator,
+    log: Callable[[str], None],
+    device: torch.device | str,
+    prior: FittedPrior | None,
+    progress: bool = True,
+) -> dict[str, float]:
     """Label agreement and Frechet distance of generated images, judged by a classifier trained without test rows.
 
     Both priors are judged the same way: N(0, I) when the model was trained against it (vae, cvae), and the
@@ -116,20 +152,21 @@ def _generation_terms(pair: OnnxPair, spec: EvalSpec, data: Dataset, test: np.nd
     floor are measured at the same size, so they compare.
     """
     others = np.setdiff1d(np.arange(len(data)), test)
+    labels, class_names = data.known_labels()
 
     def floats(rows: np.ndarray) -> np.ndarray:  # [len(rows), C, H, W] in [0, 1]; a folder on disk reads just these
         return data.images[rows].astype(np.float32) / 255.0
 
     log(f"training the independent classifier on {len(others)} non-held-out images ...")
-    classes = spec.num_classes or len(data.class_names)
-    clf = train_classifier(floats(others), data.labels[others], classes, seed=EVAL_SEED % 1000, device=device,
-                           progress=progress)
+    classes = spec.num_classes or len(class_names)
+    clf = train_classifier(
+        floats(others), labels[others], classes, seed=EVAL_SEED % 1000, device=device, progress=progress
+    )
     test_feats, test_pred = clf.features(floats(test))
-    accuracy = float((test_pred == data.labels[test]).mean())
+    accuracy = float((test_pred == labels[test]).mean())
     # The labels of the generated (and floor) images: the held-out set's label counts, GENERATED_PER_HELD_OUT times.
-    pool = {c: others[data.labels[others] == c] for c in np.unique(data.labels[test])}
-    counts = {c: min(GENERATED_PER_HELD_OUT * int((data.labels[test] == c).sum()), len(rows))
-              for c, rows in pool.items()}
+    pool = {c: others[labels[others] == c] for c in np.unique(labels[test])}
+    counts = {c: min(GENERATED_PER_HELD_OUT * int((labels[test] == c).sum()), len(rows)) for c, rows in pool.items()}
     want = np.concatenate([np.full(n, c, dtype=np.int64) for c, n in counts.items()])  # [M]
     asked = want if spec.conditional else None
     values: dict = {"classifier_accuracy": accuracy}
@@ -152,8 +189,15 @@ def _generation_terms(pair: OnnxPair, spec: EvalSpec, data: Dataset, test: np.nd
     return values
 
 
-def evaluate(folder: Path, spec: EvalSpec, iw_samples: int = 500, data: Dataset | None = None,
-             log: Callable[[str], None] = print, device: torch.device | str = "cpu", progress: bool = True) -> Metrics:
+def evaluate(
+    folder: Path,
+    spec: EvalSpec,
+    iw_samples: int = 500,
+    data: Dataset | None = None,
+    log: Callable[[str], None] = print,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+) -> Metrics:
     """Measure the exported graphs in `folder` on the held-out rows `spec.test_indices`.
 
     The graphs run in onnxruntime on the CPU (what ships); `device` is where the judging classifier trains.
@@ -164,7 +208,7 @@ def evaluate(folder: Path, spec: EvalSpec, iw_samples: int = 500, data: Dataset 
     rng = np.random.default_rng(EVAL_SEED)
     test = np.asarray(spec.test_indices)
     x = data.images[test].astype(np.float32) / 255.0  # [N, C, H, W] grayscale/colour in [0, 1]
-    labels = data.labels[test].astype(np.int64) if spec.conditional else None
+    labels = data.known_labels()[0][test].astype(np.int64) if spec.conditional else None
     bernoulli = spec.likelihood == "bernoulli"
     # One fixed, seeded binarization of the held-out images for Bernoulli models; the encoder sees the grey image.
     target = (rng.random(x.shape, dtype=np.float32) < x).astype(np.float32) if bernoulli else x
@@ -191,8 +235,11 @@ def evaluate(folder: Path, spec: EvalSpec, iw_samples: int = 500, data: Dataset 
         values["denoising_squared_error"] = float(((denoised - x) ** 2).reshape(len(x), -1).sum(1).mean())
     # What /score turns into a percentile: the held-out images' scores at 0, 1, ..., 100 %.
     per_image = {"nll": values.pop("nll_per_image", None), "squared_error": squared_error}
-    values["score_quantiles"] = {name: np.quantile(np.asarray(v, dtype=np.float64), QUANTILES).tolist()
-                                 for name, v in per_image.items() if v is not None}
+    values["score_quantiles"] = {
+        name: np.quantile(np.asarray(v, dtype=np.float64), QUANTILES).tolist()
+        for name, v in per_image.items()
+        if v is not None
+    }
     prior = _read_prior(folder, spec)
     if data.labels is not None and (spec.stochastic or prior is not None):
         values.update(_generation_terms(pair, spec, data, test, mu.shape[1], rng, log, device, prior, progress))

@@ -37,7 +37,7 @@ def _example_inputs(model: AutoEncoder, role: str, n: int, gen: torch.Generator)
     else:
         inputs = {"z": torch.randn(n, cfg.latent_dim, generator=gen)}
     if cfg.conditional:
-        inputs["label"] = torch.randint(0, cfg.num_classes, (n,), generator=gen)
+        inputs["label"] = torch.randint(0, cfg.classes, (n,), generator=gen)
     return inputs
 
 
@@ -59,15 +59,19 @@ def _check_parity(module: torch.nn.Module, path: Path, model: AutoEncoder, role:
             expected = module(**inputs)
         expected = expected if isinstance(expected, tuple) else (expected,)
         got = session.run(names, {k: v.numpy() for k, v in inputs.items()})
-        for name, e, g in zip(names, expected, got):
+        for name, e, g in zip(names, expected, got, strict=True):
             if g.shape != tuple(e.shape):
-                raise ExportError(f"{path.name}: output {name!r} at batch {n} has shape {g.shape}, PyTorch {tuple(e.shape)}")
+                raise ExportError(
+                    f"{path.name}: output {name!r} at batch {n} has shape {g.shape}, PyTorch {tuple(e.shape)}"
+                )
             e = e.numpy()
             err = float(np.abs(g - e).max())
             worst = max(worst, err)
             if not np.allclose(g, e, atol=PARITY_ATOL, rtol=PARITY_RTOL):
-                raise ExportError(f"{path.name}: output {name!r} at batch {n} differs from PyTorch by {err:.2e} "
-                                  f"(allowed {PARITY_ATOL:.0e} + {PARITY_RTOL:.0e} x |value|)")
+                raise ExportError(
+                    f"{path.name}: output {name!r} at batch {n} differs from PyTorch by {err:.2e} "
+                    f"(allowed {PARITY_ATOL:.0e} + {PARITY_RTOL:.0e} x |value|)"
+                )
     return worst
 
 
@@ -132,9 +136,17 @@ def export_graph(model: AutoEncoder, role: str, likelihood: str, path: Path) -> 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            module, (), str(path), kwargs=example, input_names=list(example), output_names=names,
-            dynamic_shapes={k: {0: batch} for k in example}, opset_version=OPSET,
-            dynamo=True, external_data=False, verbose=False,
+            module,
+            (),
+            str(path),
+            kwargs=example,
+            input_names=list(example),
+            output_names=names,
+            dynamic_shapes={k: {0: batch} for k in example},
+            opset_version=OPSET,
+            dynamo=True,
+            external_data=False,
+            verbose=False,
         )
     strip_debug_metadata(path)
     stamp_label_classes(path)

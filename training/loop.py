@@ -80,8 +80,16 @@ def shift(x: torch.Tensor, max_shift: int, gen: torch.Generator) -> torch.Tensor
     return padded[torch.arange(b)[:, None, None, None], torch.arange(c)[None, :, None, None], rows, cols]
 
 
-def objective(logits: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor | None, target: torch.Tensor,
-              log_sigma: torch.Tensor, likelihood: str, beta: float, free_bits: float) -> LossTerms:
+def objective(
+    logits: torch.Tensor,
+    mu: torch.Tensor,
+    logvar: torch.Tensor | None,
+    target: torch.Tensor,
+    log_sigma: torch.Tensor,
+    likelihood: str,
+    beta: float,
+    free_bits: float,
+) -> LossTerms:
     """The loss of one batch from the network's outputs: logits [B, C, H, W], mu and logvar [B, D]; `target` scored."""
     # Under bf16 autocast the network returns bf16; the sums over pixels and latents stay in float32.
     # (.float() of a float32 tensor is the tensor itself: fp32 runs are unchanged.)
@@ -104,15 +112,23 @@ class Trainer:
     and with any number of processes; each process then moves only its own rows to its device.
     """
 
-    def __init__(self, model: AutoEncoder, cfg: TrainConfig, images: np.ndarray | FolderImages,
-                 labels: np.ndarray | None, train_idx: np.ndarray, val_idx: np.ndarray,
-                 checkpoint_dir: Path | None = None, place: Placement | None = None):
+    def __init__(
+        self,
+        model: AutoEncoder,
+        cfg: TrainConfig,
+        images: np.ndarray | FolderImages,
+        labels: np.ndarray | None,
+        train_idx: np.ndarray,
+        val_idx: np.ndarray,
+        checkpoint_dir: Path | None = None,
+        place: Placement | None = None,
+    ):
         self.place = place or Placement(torch.device("cpu"))
         self.device = self.place.device
         # A Bernoulli decoder has no pixel noise: a log_sigma that never gets a gradient would make DDP wait for it.
         model.log_sigma.requires_grad_(cfg.likelihood == "gaussian")
         self.model, self.cfg = model.to(self.device), cfg
-        self.net = model
+        self.net: torch.nn.Module = model
         if self.place.distributed:  # averages gradients over the processes during backward()
             cuda = self.device.type == "cuda"
             self.net = DistributedDataParallel(model, device_ids=[self.device] if cuda else None)
@@ -122,7 +138,9 @@ class Trainer:
         self.checkpoint_dir = checkpoint_dir
         self.gen = torch.Generator().manual_seed(cfg.seed)  # every draw of training randomness, on the CPU
         self.opt = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, fused=True)  # fused: ~15% faster on CPU
-        self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=cfg.epochs, eta_min=cfg.learning_rate / 20)
+        self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(
+            self.opt, T_max=cfg.epochs, eta_min=cfg.learning_rate / 20
+        )
         self.history = History()
         self.epoch = 0
         self.best_val = float("inf")
@@ -152,11 +170,20 @@ class Trainer:
         """A CPU batch on the device; on CUDA through pinned memory, so the CPU goes on while the copy runs."""
         return t.pin_memory().to(self.device, non_blocking=True) if self.device.type == "cuda" else t
 
-    def loss(self, net, x: torch.Tensor, target: torch.Tensor, label: torch.Tensor | None, beta: float,
-             free_bits: float, noise: torch.Tensor) -> LossTerms:
+    def loss(
+        self,
+        net,
+        x: torch.Tensor,
+        target: torch.Tensor,
+        label: torch.Tensor | None,
+        beta: float,
+        free_bits: float,
+        noise: torch.Tensor,
+    ) -> LossTerms:
         """One batch's objective; `net` is the model, or its DDP wrapper in training. bf16 covers the network only."""
-        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if self.place.precision == "bf16" \
-            else contextlib.nullcontext()
+        autocast = (
+            torch.autocast("cuda", dtype=torch.bfloat16) if self.place.precision == "bf16" else contextlib.nullcontext()
+        )
         with autocast:
             logits, mu, logvar = net(x, label, noise)
         return objective(logits, mu, logvar, target, self.model.log_sigma, self.cfg.likelihood, beta, free_bits)
@@ -196,11 +223,15 @@ class Trainer:
             else:
                 terms.total.backward()
             self.opt.step()
-            sums += len(x) * torch.stack([terms.total.detach(), terms.rec.detach(), terms.kl.detach(),
-                                          terms.total.new_ones(())]).double()
+            sums += (
+                len(x)
+                * torch.stack(
+                    [terms.total.detach(), terms.rec.detach(), terms.kl.detach(), terms.total.new_ones(())]
+                ).double()
+            )
         self.sched.step()
-        sums = all_sum(sums.cpu().numpy(), self.place)  # one transfer per epoch, not one per step
-        return dict(zip(("loss", "rec", "kl"), (sums[:3] / sums[3]).tolist()))
+        totals = all_sum(sums.cpu().numpy(), self.place)  # one transfer per epoch, not one per step
+        return dict(zip(("loss", "rec", "kl"), (totals[:3] / totals[3]).tolist(), strict=True))
 
     @torch.no_grad()
     def validate(self) -> float:
@@ -210,8 +241,9 @@ class Trainer:
         for start in range(0, len(self.val_idx), 500):
             sl = slice(start, start + 500)
             labels = None if self.val_labels is None else self.val_labels[sl]
-            terms = self.loss(self.model, self.val_x[sl], self.val_target[sl], labels, self.cfg.beta, 0.0,
-                              self.val_noise[sl])
+            terms = self.loss(
+                self.model, self.val_x[sl], self.val_target[sl], labels, self.cfg.beta, 0.0, self.val_noise[sl]
+            )
             total += terms.total.item() * len(self.val_x[sl])
         return total / len(self.val_idx)
 
@@ -233,23 +265,40 @@ class Trainer:
                 self.best_state = copy.deepcopy(self.model.state_dict())
             self.elapsed += time.perf_counter() - start
             self.save()
-            status = dict(loss=f"{train['loss']:.1f}", rec=f"{train['rec']:.1f}", kl=f"{train['kl']:.1f}",
-                          val=f"{val:.1f}", best=f"{self.best_val:.1f}@{self.best_epoch}")
+            status = dict(
+                loss=f"{train['loss']:.1f}",
+                rec=f"{train['rec']:.1f}",
+                kl=f"{train['kl']:.1f}",
+                val=f"{val:.1f}",
+                best=f"{self.best_val:.1f}@{self.best_epoch}",
+            )
             bar.set_postfix(status)
             bar.update(1)
             if main and not progress and (self.epoch % 10 == 0 or self.epoch == last):  # still a trace in logs and CI
-                print(f"epoch {self.epoch}/{self.cfg.epochs} " + " ".join(f"{k}={v}" for k, v in status.items())
-                      + f" ({self.elapsed:.0f} s)", flush=True)
+                print(
+                    f"epoch {self.epoch}/{self.cfg.epochs} "
+                    + " ".join(f"{k}={v}" for k, v in status.items())
+                    + f" ({self.elapsed:.0f} s)",
+                    flush=True,
+                )
         bar.close()
         self.model.load_state_dict(self.best_state)
         return TrainResult(self.best_epoch, self.best_val, self.history, self.elapsed)
 
     def state(self) -> dict:
         return {
-            "model": self.model.state_dict(), "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
-            "epoch": self.epoch, "best_val": self.best_val, "best_epoch": self.best_epoch,
-            "best_state": self.best_state, "history": asdict(self.history), "generator": self.gen.get_state(),
-            "elapsed": self.elapsed, "config": asdict(self.cfg), "net": self.model.cfg.to_dict(),
+            "model": self.model.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "scheduler": self.sched.state_dict(),
+            "epoch": self.epoch,
+            "best_val": self.best_val,
+            "best_epoch": self.best_epoch,
+            "best_state": self.best_state,
+            "history": asdict(self.history),
+            "generator": self.gen.get_state(),
+            "elapsed": self.elapsed,
+            "config": asdict(self.cfg),
+            "net": self.model.cfg.to_dict(),
         }
 
     def save(self) -> None:
@@ -274,8 +323,10 @@ class Trainer:
         theirs, ours = dict(ckpt["config"], epochs=None), dict(asdict(self.cfg), epochs=None)
         if ckpt["net"] != self.model.cfg.to_dict() or theirs != ours:
             changed = sorted(k for k in ours if theirs.get(k) != ours[k]) or ["network"]
-            raise CheckpointMismatch(f"{path}: made with other settings ({', '.join(changed)}); pass the same "
-                                     "options to resume, or start afresh without --resume")
+            raise CheckpointMismatch(
+                f"{path}: made with other settings ({', '.join(changed)}); pass the same "
+                "options to resume, or start afresh without --resume"
+            )
         self.model.load_state_dict(ckpt["model"])
         self.opt.load_state_dict(ckpt["optimizer"])
         self.sched.load_state_dict(ckpt["scheduler"])

@@ -31,6 +31,13 @@ class NetConfig:
     def conditional(self) -> bool:
         return self.kind == "cvae"
 
+    @property
+    def classes(self) -> int:
+        """The label count a conditional network embeds."""
+        if self.num_classes is None:
+            raise ValueError(f"a {self.kind} network has no label classes")
+        return self.num_classes
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -65,7 +72,7 @@ class Encoder(nn.Module):
             c_in = c_out
         self.convs = nn.Sequential(*layers, nn.Flatten())
         flat = widths[-1] * sizes[-1][0] * sizes[-1][1]
-        self.label = nn.Embedding(cfg.num_classes, cfg.label_dim) if cfg.conditional else None
+        self.label = nn.Embedding(cfg.classes, cfg.label_dim) if cfg.conditional else None
         extra = cfg.label_dim if cfg.conditional else 0
         out = 2 * cfg.latent_dim if cfg.stochastic else cfg.latent_dim
         self.head = nn.Sequential(nn.Linear(flat + extra, cfg.hidden), nn.SiLU(), nn.Linear(cfg.hidden, out))
@@ -90,7 +97,7 @@ class Decoder(nn.Module):
         sizes = feature_sizes(cfg.height, cfg.width)
         widths = _widths(cfg, len(sizes) - 1)
         self.start = (widths[-1], *sizes[-1])
-        self.label = nn.Embedding(cfg.num_classes, cfg.label_dim) if cfg.conditional else None
+        self.label = nn.Embedding(cfg.classes, cfg.label_dim) if cfg.conditional else None
         extra = cfg.label_dim if cfg.conditional else 0
         flat = widths[-1] * sizes[-1][0] * sizes[-1][1]
         self.head = nn.Sequential(
@@ -98,7 +105,7 @@ class Decoder(nn.Module):
         )
         layers = []
         outs = widths[::-1][1:] + [widths[0]]
-        for i, (c_in, c_out) in enumerate(zip(widths[::-1], outs)):
+        for i, (c_in, c_out) in enumerate(zip(widths[::-1], outs, strict=True)):
             (h_in, w_in), (h_out, w_out) = sizes[-1 - i], sizes[-2 - i]
             # output_padding makes each transposed convolution land exactly on the encoder's size.
             pad = (h_out - (2 * h_in - 1), w_out - (2 * w_in - 1))

@@ -34,8 +34,9 @@ def kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
 
 
-def negative_elbo(rec: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, beta: float = 1.0,
-                  free_bits: float = 0.0) -> LossTerms:
+def negative_elbo(
+    rec: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, beta: float = 1.0, free_bits: float = 0.0
+) -> LossTerms:
     """rec [B] = -log p(x|z); beta weights only the KL; free bits floor each dimension's batch-mean KL (nats)."""
     kl_dims = kl_per_dim(mu, logvar)  # [B, D]
     kl = kl_dims.sum(1)  # [B]

@@ -83,11 +83,15 @@ def check_out_folder(out: Path, force: bool) -> None:
         raise OutputExists(f"--out {out}: a file of that name is there; choose a new folder")
     if (out / "manifest.json").is_file():
         if not force:
-            raise OutputExists(f"--out {out}: a model is already there ({out / 'manifest.json'}); choose a new "
-                               "folder, or pass --force to replace it")
+            raise OutputExists(
+                f"--out {out}: a model is already there ({out / 'manifest.json'}); choose a new "
+                "folder, or pass --force to replace it"
+            )
     elif any(out.iterdir()):
-        raise OutputExists(f"--out {out}: the folder holds other files and no manifest.json, so it is not a model "
-                           "folder that could be replaced; choose a new or empty folder")
+        raise OutputExists(
+            f"--out {out}: the folder holds other files and no manifest.json, so it is not a model "
+            "folder that could be replaced; choose a new or empty folder"
+        )
 
 
 def resolve_likelihood(choice: str, channels: int) -> str:
@@ -108,33 +112,43 @@ def run(opts: RunOptions, log=print) -> Manifest | None:
         log = lambda *_: None  # noqa: E731  (one voice in the logs: rank 0's)
     data = load_dataset(opts.dataset, size=opts.image_size, channels=opts.channels)
     if opts.kind == "cvae" and data.labels is None:
-        raise DataError(f"{opts.dataset}: a cvae needs class labels; give folder:PATH with one subfolder per class "
-                        "or an npz with a 'y' array")
+        raise DataError(
+            f"{opts.dataset}: a cvae needs class labels; give folder:PATH with one subfolder per class "
+            "or an npz with a 'y' array"
+        )
     c, h, w = data.shape  # after --image-size and --channels
     train = replace(opts.train, likelihood=resolve_likelihood(opts.train.likelihood, c))
     rows = choose_rows(data, opts.limit, train.seed)
     labels = None if data.labels is None else data.labels[rows]
     local = split_dataset(labels, len(rows), opts.test_fraction, opts.val_fraction, train.seed)
     train_idx, val_idx, test_idx = rows[local.train], rows[local.validation], rows[local.test]
-    log(f"{opts.dataset}: {len(data)} images of {c}x{h}x{w}; train {len(train_idx)}, "
-        f"validation {len(val_idx)}, held-out test {len(test_idx)}; {train.likelihood} likelihood")
-    log(f"training on {place.describe()} in {place.precision}" +
-        (f", data-parallel over {place.world_size} processes" if place.distributed else ""))
+    log(
+        f"{opts.dataset}: {len(data)} images of {c}x{h}x{w}; train {len(train_idx)}, "
+        f"validation {len(val_idx)}, held-out test {len(test_idx)}; {train.likelihood} likelihood"
+    )
+    log(
+        f"training on {place.describe()} in {place.precision}"
+        + (f", data-parallel over {place.world_size} processes" if place.distributed else "")
+    )
     if place.distributed and train.free_bits > 0:
-        log("note: --free-bits floors each process's batch-mean KL, not the global batch's: with free bits a "
-            "data-parallel run is close to, not the same as, one process on the same batches")
+        log(
+            "note: --free-bits floors each process's batch-mean KL, not the global batch's: with free bits a "
+            "data-parallel run is close to, not the same as, one process on the same batches"
+        )
 
     torch.manual_seed(train.seed)
-    num_classes = len(data.class_names) if opts.kind == "cvae" else None
+    num_classes = len(data.known_labels()[1]) if opts.kind == "cvae" else None
     net = NetConfig(kind=opts.kind, channels=c, height=h, width=w, num_classes=num_classes, **opts.net)
     model = AutoEncoder(net)
     ckpt_dir = CHECKPOINTS / opts.out.name
-    trainer = Trainer(model, train, data.images, data.labels, train_idx, val_idx, checkpoint_dir=ckpt_dir,
-                      place=place)
+    trainer = Trainer(model, train, data.images, data.labels, train_idx, val_idx, checkpoint_dir=ckpt_dir, place=place)
     last = ckpt_dir / "last.pt"
     # Rank 0 reads the checkpoint and sends it to the others, so other machines need no copy of checkpoints/.
-    state = torch.load(last, map_location="cpu", weights_only=False) \
-        if opts.resume and place.is_main and last.is_file() else None
+    state = (
+        torch.load(last, map_location="cpu", weights_only=False)
+        if opts.resume and place.is_main and last.is_file()
+        else None
+    )
     state = broadcast(state, place)
     if state is not None:
         trainer.load_state(state, last)
@@ -143,8 +157,10 @@ def run(opts: RunOptions, log=print) -> Manifest | None:
     finish(place)  # every process has finished training; the others leave here
     if not place.is_main:
         return None
-    log(f"best validation objective {result.best_val:.2f} nats at epoch {result.best_epoch} "
-        f"({result.seconds:.0f} s of training)")
+    log(
+        f"best validation objective {result.best_val:.2f} nats at epoch {result.best_epoch} "
+        f"({result.seconds:.0f} s of training)"
+    )
     model.cpu()  # the export, its parity check against onnxruntime and the reports run on the CPU
 
     # Build the whole folder beside the checkpoints, then move it into place, so a failure never leaves
@@ -155,33 +171,80 @@ def run(opts: RunOptions, log=print) -> Manifest | None:
     log(f"exported encoder.onnx and decoder.onnx; onnxruntime matches PyTorch to {worst:.1e} at batches 1, 7, 64")
     sigma = model.log_sigma.detach().exp().item() if train.likelihood == "gaussian" else None
     prior = fit_and_save(staging, data, test_idx.tolist(), num_classes, net.latent_dim, log=log)
-    spec = EvalSpec(opts.dataset, c, h, w, net.stochastic, net.conditional, num_classes, train.likelihood,
-                    sigma, test_idx.tolist(), prior_path=prior.path, corrupt=train.corrupt)
+    spec = EvalSpec(
+        opts.dataset,
+        c,
+        h,
+        w,
+        net.stochastic,
+        net.conditional,
+        num_classes,
+        train.likelihood,
+        sigma,
+        test_idx.tolist(),
+        prior_path=prior.path,
+        corrupt=train.corrupt,
+    )
     log(f"evaluating the exported graphs on {len(test_idx)} held-out images ...")
-    metrics = evaluate(staging, spec, iw_samples=opts.iw_samples, data=data, log=log, device=place.device,
-                       progress=opts.progress)
+    metrics = evaluate(
+        staging, spec, iw_samples=opts.iw_samples, data=data, log=log, device=place.device, progress=opts.progress
+    )
     log("held-out metrics:\n" + format_metrics(metrics))
     x_test = data.images[test_idx].astype(np.float32) / 255.0
-    reports = write_reports(staging, OnnxPair(staging), x_test, data.labels[test_idx] if num_classes else None,
-                            net.latent_dim, num_classes, net.stochastic, result.history, seed=train.seed,
-                            class_names=data.class_names)
+    reports = write_reports(
+        staging,
+        OnnxPair(staging),
+        x_test,
+        data.known_labels()[0][test_idx] if num_classes else None,
+        net.latent_dim,
+        num_classes,
+        net.stochastic,
+        result.history,
+        seed=train.seed,
+        class_names=data.class_names,
+    )
     manifest = Manifest(
-        name=opts.out.name, version=opts.version, kind=opts.kind, description=opts.description,
+        name=opts.out.name,
+        version=opts.version,
+        kind=opts.kind,
+        description=opts.description,
         created=datetime.now(UTC).isoformat(timespec="seconds"),
-        image=ImageSpec(channels=c, height=h, width=w), latent_dim=net.latent_dim,
-        labels=data.class_names if num_classes else None, encoder_conditioned=net.conditional,
-        likelihood=train.likelihood, gaussian_sigma=sigma, files=Files(**files),
+        image=ImageSpec(channels=c, height=h, width=w),
+        latent_dim=net.latent_dim,
+        labels=data.class_names if num_classes else None,
+        encoder_conditioned=net.conditional,
+        likelihood=train.likelihood,
+        gaussian_sigma=sigma,
+        files=Files(**files),
         training=Training(
             dataset=opts.dataset,
-            split=Split(seed=train.seed, stratified=labels is not None, train_size=len(train_idx),
-                        validation_size=len(val_idx), test_size=len(test_idx), test_indices=test_idx.tolist()),
-            seed=train.seed, epochs=train.epochs, best_epoch=result.best_epoch,
-            batch_size=train.batch_size, learning_rate=train.learning_rate, beta=train.beta,
-            warmup_epochs=train.warmup_epochs, free_bits=train.free_bits,
-            augment_shift=train.augment_shift, train_seconds=round(result.seconds, 1),
-            library_versions=library_versions(), device=place.describe(), precision=place.precision,
-            world_size=place.world_size, corrupt=train.corrupt),
-        metrics=metrics, reports=reports, prior=prior,
+            split=Split(
+                seed=train.seed,
+                stratified=labels is not None,
+                train_size=len(train_idx),
+                validation_size=len(val_idx),
+                test_size=len(test_idx),
+                test_indices=test_idx.tolist(),
+            ),
+            seed=train.seed,
+            epochs=train.epochs,
+            best_epoch=result.best_epoch,
+            batch_size=train.batch_size,
+            learning_rate=train.learning_rate,
+            beta=train.beta,
+            warmup_epochs=train.warmup_epochs,
+            free_bits=train.free_bits,
+            augment_shift=train.augment_shift,
+            train_seconds=round(result.seconds, 1),
+            library_versions=library_versions(),
+            device=place.describe(),
+            precision=place.precision,
+            world_size=place.world_size,
+            corrupt=train.corrupt,
+        ),
+        metrics=metrics,
+        reports=reports,
+        prior=prior,
     )
     write_manifest(staging, manifest)
     if opts.out.exists():

@@ -37,8 +37,9 @@ FOLDS = 5  # each candidate is scored on every fifth of the points by a mixture 
 MAX_FIT_ROWS = 12000  # a seeded subset beyond this: the choice is stable long before, and EM cost grows with rows
 
 
-def fit_mixture(points: np.ndarray, seed: int = PRIOR_SEED, candidates=CANDIDATES,
-                covariances=COVARIANCES) -> GaussianMixture:
+def fit_mixture(
+    points: np.ndarray, seed: int = PRIOR_SEED, candidates=CANDIDATES, covariances=COVARIANCES
+) -> GaussianMixture:
     """The mixture of `points` [N, D] whose covariance type and component count give the best held-out likelihood.
 
     A candidate's score is its mean log-likelihood per point over FOLDS seeded folds, each fold scored by the
@@ -57,8 +58,11 @@ def fit_mixture(points: np.ndarray, seed: int = PRIOR_SEED, candidates=CANDIDATE
         for k in candidates:
             if k > smallest_fit // 2 or worse >= PATIENCE:  # at least two points per component; past the peak
                 break
-            score = float(np.mean([_fit(points[folds != f], k, covariance, seed).score(points[folds == f])
-                                   for f in np.unique(folds)]))
+            score = float(
+                np.mean(
+                    [_fit(points[folds != f], k, covariance, seed).score(points[folds == f]) for f in np.unique(folds)]
+                )
+            )
             scored.append((score, -k, covariance))
             best, worse = (score, 0) if score > best else (best, worse + 1)
     _, minus_k, covariance = max(scored)  # ties go to fewer components
@@ -90,35 +94,49 @@ def to_prior(mixtures: list[GaussianMixture]) -> FittedPrior:
     return FittedPrior(weights, means, scales)
 
 
-def fit_prior(pair: OnnxPair, data: Dataset, test_indices: list[int], num_classes: int | None,
-              log: Callable[[str], None] = print) -> tuple[FittedPrior, int, str]:
+def fit_prior(
+    pair: OnnxPair, data: Dataset, test_indices: list[int], num_classes: int | None, log: Callable[[str], None] = print
+) -> tuple[FittedPrior, int, str]:
     """Encode the non-held-out rows and fit a mixture (per class when `num_classes`) to their posterior means (an
     `ae`'s codes); returns the prior, the number of images and what the points were."""
     rows = np.setdiff1d(np.arange(len(data)), np.asarray(test_indices))
     if len(rows) > MAX_FIT_ROWS:
         rows = np.sort(np.random.default_rng(PRIOR_SEED).choice(rows, MAX_FIT_ROWS, replace=False))
     x = data.images[rows].astype(np.float32) / 255.0  # [N, C, H, W]
-    labels = data.labels[rows].astype(np.int64) if num_classes else None
+    labels = data.known_labels()[0][rows].astype(np.int64) if num_classes else None
     codes = pair.encode(x, labels)
     mu = codes["mu"].astype(np.float64)  # [N, D]
     what = "codes" if codes.get("logvar") is None else "posterior means"
-    groups = [mu] if labels is None else [mu[labels == c] for c in range(num_classes)]
+    groups = [mu] if labels is None or num_classes is None else [mu[labels == c] for c in range(num_classes)]
     mixtures = [fit_mixture(g) for g in groups]
     prior = to_prior(mixtures)
-    log(f"fitted prior: {prior.components()} component(s) per class, chosen by held-out likelihood, on {what} of "
-        f"{len(rows)} images")
+    log(
+        f"fitted prior: {prior.components()} component(s) per class, chosen by held-out likelihood, on {what} of "
+        f"{len(rows)} images"
+    )
     return prior, len(rows), what
 
 
 def save_prior(folder: Path, prior: FittedPrior, fitted_on: int, points: str = "codes") -> PriorFile:
     """Write `folder/prior.npz` and return the manifest entry for it (`points`: what the mixture was fitted to)."""
     path = write_prior(Path(folder) / PRIOR_FILE, prior)
-    return PriorFile(path=PRIOR_FILE, sha256=sha256_file(path), components=prior.components(), fitted_on=fitted_on,
-                     selection=f"held-out likelihood, {FOLDS}-fold cross-validated over the images; fitted to {points}")
+    return PriorFile(
+        path=PRIOR_FILE,
+        sha256=sha256_file(path),
+        components=prior.components(),
+        fitted_on=fitted_on,
+        selection=f"held-out likelihood, {FOLDS}-fold cross-validated over the images; fitted to {points}",
+    )
 
 
-def fit_and_save(folder: Path, data: Dataset, test_indices: list[int], num_classes: int | None, latent_dim: int,
-                 log: Callable[[str], None] = print) -> PriorFile:
+def fit_and_save(
+    folder: Path,
+    data: Dataset,
+    test_indices: list[int],
+    num_classes: int | None,
+    latent_dim: int,
+    log: Callable[[str], None] = print,
+) -> PriorFile:
     """Fit the prior of the exported model in `folder` and write it there (the manifest is the caller's to write)."""
     prior, fitted_on, points = fit_prior(OnnxPair(folder), data, test_indices, num_classes, log)
     prior.check(latent_dim, num_classes or 1)

@@ -24,7 +24,8 @@ def grid(images: np.ndarray, cols: int, pad: int = 2) -> Image.Image:
     for i, img in enumerate(images):
         r, k = divmod(i, cols)
         canvas[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + k * (w + pad) : pad + k * (w + pad) + w] = (
-            img.transpose(1, 2, 0))
+            img.transpose(1, 2, 0)
+        )
     pixels = (canvas.clip(0, 1) * 255).round().astype(np.uint8)
     return Image.fromarray(pixels[..., 0] if c == 1 else pixels)
 
@@ -32,8 +33,7 @@ def grid(images: np.ndarray, cols: int, pad: int = 2) -> Image.Image:
 SCALE = 3  # report grids are enlarged this many times (nearest neighbour), then captioned
 
 
-def _save(img: Image.Image, path: Path, title: str, rows: list[str] | None = None, cell: int = 0,
-          pad: int = 2) -> str:
+def _save(img: Image.Image, path: Path, title: str, rows: list[str] | None = None, cell: int = 0, pad: int = 2) -> str:
     """Enlarge a grid, write `title` above it and, when given, each row's name at its left; save as PNG.
 
     `cell` and `pad` are the grid's image height and border in pixels before enlarging (where its rows are).
@@ -68,9 +68,18 @@ def loss_range(history: History) -> tuple[float, float]:
     return lo - margin, hi + margin
 
 
-def write_reports(folder: Path, pair: OnnxPair, x_test: np.ndarray, y_test: np.ndarray | None, latent_dim: int,
-                  num_classes: int | None, stochastic: bool, history: History | None, seed: int = 0,
-                  class_names: list[str] | None = None) -> dict[str, str]:
+def write_reports(
+    folder: Path,
+    pair: OnnxPair,
+    x_test: np.ndarray,
+    y_test: np.ndarray | None,
+    latent_dim: int,
+    num_classes: int | None,
+    stochastic: bool,
+    history: History | None,
+    seed: int = 0,
+    class_names: list[str] | None = None,
+) -> dict[str, str]:
     """Write the report PNGs into `folder`; return {report name: file name} for the manifest.
 
     `class_names` label a conditional model's rows of samples (default: the class indices).
@@ -94,8 +103,12 @@ def write_reports(folder: Path, pair: OnnxPair, x_test: np.ndarray, y_test: np.n
     lab = None if (y_test is None or not num_classes) else y_test[pick]
     recon = pair.decode(pair.encode(x_test[pick], lab)["mu"], lab)["image"]
     reports["reconstructions"] = _save(
-        grid(np.concatenate([x_test[pick], recon]), len(pick)), folder / "reconstructions.png",
-        f"{len(pick)} held-out images and their reconstructions, decoded at z = mu", ["held-out", "reconstruction"], h)
+        grid(np.concatenate([x_test[pick], recon]), len(pick)),
+        folder / "reconstructions.png",
+        f"{len(pick)} held-out images and their reconstructions, decoded at z = mu",
+        ["held-out", "reconstruction"],
+        h,
+    )
     if history is not None and history.epoch:
         fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.5))
         a.plot(history.epoch, history.train_loss, label="train objective")

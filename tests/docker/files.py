@@ -17,6 +17,7 @@ K8S = DOCKER / "k8s"
 def load_script(path: Path) -> ModuleType:
     """Import a script of docker/ (not a package: the image copies them one by one) as a module."""
     spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None and spec.loader is not None, path
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+from collections.abc import Iterator
 
 import httpx
 import numpy as np
@@ -18,7 +19,7 @@ LATENT_DIM = load_manifest(ROOT / "models" / "mnist-vae").latent_dim
 
 
 @pytest.fixture(scope="module")
-def url() -> str:
+def url() -> Iterator[str]:
     with running_server(ROOT / "models") as base:
         yield base
 

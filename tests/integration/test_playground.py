@@ -72,6 +72,7 @@ class Watched:
     errors: list[str] = field(default_factory=list)
     foreign: list[str] = field(default_factory=list)
     requests: list[Any] = field(default_factory=list)
+    response: Any = None  # of the page's own load
 
 
 @contextmanager
@@ -80,7 +81,12 @@ def opened(browser: Any, base: str, path: str = "/") -> Iterator[Watched]:
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     watched = Watched(page)
-    page.on("console", lambda message: message.type == "error" and watched.errors.append(message.text))
+
+    def console(message: Any) -> None:
+        if message.type == "error":
+            watched.errors.append(message.text)
+
+    page.on("console", console)
     page.on("pageerror", lambda error: watched.errors.append(f"uncaught: {error}"))
 
     def request(r: Any) -> None:
@@ -90,7 +96,7 @@ def opened(browser: Any, base: str, path: str = "/") -> Iterator[Watched]:
 
     page.on("request", request)
     try:
-        watched.response = page.goto(base + path)  # type: ignore[attr-defined]
+        watched.response = page.goto(base + path)
         yield watched
     finally:
         context.close()
@@ -229,7 +235,7 @@ def test_capabilities_decide_what_is_enabled_and_problems_are_shown_readably(bro
 def test_the_page_is_open_and_sends_the_key_entered_when_the_service_needs_one(browser):
     with running_server(MODELS, env={"VAE_API_KEY": KEY}) as base, opened(browser, base, "/playground") as watched:
         page = watched.page
-        assert watched.response.status == 200  # type: ignore[attr-defined]
+        assert watched.response.status == 200
         page.wait_for_selector("#error", state="visible")  # GET /models without a key
         assert page.text_content("#error-title") == "401 Unauthorized"
         assert "API key field" in page.text_content("#error-detail")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import io
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -31,7 +32,7 @@ VAE_LATENT_DIM = load_manifest(ROOT / "models" / "mnist-vae").latent_dim
 
 
 @pytest.fixture(scope="module")
-def url(tmp_path_factory) -> str:
+def url(tmp_path_factory) -> Iterator[str]:
     models = tmp_path_factory.mktemp("models")
     for name in MODELS:
         shutil.copytree(ROOT / "models" / name, models / name)

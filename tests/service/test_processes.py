@@ -29,6 +29,7 @@ def test_counters_and_histograms_add_up_and_gauges_do_not(tmp_path: Path):
     second.images_produced.labels(model="m").inc(4)
     for metrics in (first, second):
         metrics.model_info.labels(model="m", kind="vae", version="1", graph="encoder", provider="CPU").set(1)
+    assert second.shared is not None
     second.shared.write(second.registry)  # what its periodic write does
     merged = samples(first.render())  # the first process answers /metrics
     encode = (("method", "POST"), ("route", "/encode"))

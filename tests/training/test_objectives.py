@@ -24,7 +24,7 @@ def test_closed_form_kl_matches_monte_carlo():
     assert kl_per_dim(mu, logvar).sum().item() == pytest.approx(monte_carlo.item(), rel=0.01)
 
 
-def _toy_bound(k: int, reps: int, gen: torch.Generator) -> torch.Tensor:
+def _toy_bound(k: int, reps: int, gen):
     """IW bound for x = 1.5 under z ~ N(0, 1), x|z ~ N(z, 1), with a deliberately poor q = N(0.2, 0.5)."""
     x, q_mu, q_logvar = 1.5, torch.tensor(0.2), torch.tensor(math.log(0.5))
     z = q_mu + torch.randn(k, reps, generator=gen) * (0.5 * q_logvar).exp()

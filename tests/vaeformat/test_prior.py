@@ -87,7 +87,8 @@ def test_load_checks_the_hash_the_shape_and_names_the_file_and_field(tmp_path: P
     build_model(folder, kind="vae", latent_dim=2)
     assert load_prior(folder, load_manifest(folder)) is None  # no prior: nothing to load
     prior = add_prior(folder)
-    assert np.array_equal(load_prior(folder, load_manifest(folder)).means, prior.means)
+    loaded = load_prior(folder, load_manifest(folder))
+    assert loaded is not None and np.array_equal(loaded.means, prior.means)
 
     with open(folder / "prior.npz", "ab") as f:
         f.write(b"x")

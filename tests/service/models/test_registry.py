@@ -9,6 +9,7 @@ import shutil
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import onnx
 import pytest
@@ -200,7 +201,7 @@ def _digits_and_a_colour_model(root: Path) -> None:
     """Two Bernoulli digit models and two Gaussian colour models whose bounds and names would win if compared."""
     build_model(root / "mnist-vae", name="mnist-vae", dataset="mnist", iw_bound=93.9, seed=1)
     build_model(root / "mnist-cvae", name="mnist-cvae", kind="cvae", labels=DIGITS, dataset="mnist", iw_bound=89.0)
-    colour = {"channels": 3, "likelihood": "gaussian", "dataset": "cifar10", "iw_bound": -2452.0}
+    colour: dict[str, Any] = {"channels": 3, "likelihood": "gaussian", "dataset": "cifar10", "iw_bound": -2452.0}
     build_model(root / "cifar-cvae", name="cifar-cvae", kind="cvae", labels=["cat", "dog"], seed=2, **colour)
 
 

@@ -2,6 +2,7 @@
 
 import base64
 import io
+from typing import Any
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ pytestmark = pytest.mark.anyio
 D = 4  # the tiny models' latent_dim
 
 # Every PNG-returning route, with a request that gives the same image every time (seeded or deterministic).
-PNG_ROUTES = {
+PNG_ROUTES: dict[str, tuple[str, str, dict[str, Any], dict[str, Any]]] = {
     "GET /sample": ("GET", "/sample", {"model": "tiny-vae", "n": 4, "seed": 1}, {}),
     "GET /generate": ("GET", "/generate", {"label": "1", "n": 2, "seed": 1}, {}),
     "POST /generate": ("POST", "/generate", {}, {"json": {"labels": [0, 2], "seed": 1}}),
