@@ -32,7 +32,27 @@ def _py_spy() -> str | None:
     return str(here) if here.is_file() else shutil.which("py-spy")
 
 
-def summarize(collapsed: str, top: int = 15, own_top: int = 10) -> dict[str, Any]:
+def _stacks(collapsed: str, parent: int | None) -> list[tuple[list[str], int]]:
+    """(frames, count) per collapsed line. With --subprocesses each stack starts with its process
+    (`process PID:"command line"`): that frame goes, and so do the stacks of `parent` when its children have any
+    (a supervisor waiting on its server processes is not the server's work)."""
+    stacks: list[tuple[int | None, list[str], int]] = []
+    for line in collapsed.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        frames = stack.split(";")
+        process = None
+        if frames[0].startswith("process "):
+            process = int(frames[0].removeprefix("process ").partition(":")[0])
+            frames = frames[1:]
+        if frames:
+            stacks.append((process, frames, int(count)))
+    children = any(process not in (None, parent) for process, _, _ in stacks)
+    return [(frames, n) for process, frames, n in stacks if not (children and process == parent)]
+
+
+def summarize(collapsed: str, top: int = 15, own_top: int = 10, parent: int | None = None) -> dict[str, Any]:
     """Rank the functions in py-spy's collapsed stacks (`frame;frame;... count` lines, outermost first).
 
     `top`: by cumulative share, leaving out pass-through frames (no own samples, and exactly as many samples as
@@ -42,15 +62,11 @@ def summarize(collapsed: str, top: int = 15, own_top: int = 10) -> dict[str, Any
     cumulative: Counter[str] = Counter()
     own: Counter[str] = Counter()
     total = 0
-    for line in collapsed.splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
-            continue
-        frames = stack.split(";")
-        total += int(count)
-        own[frames[-1]] += int(count)
+    for frames, count in _stacks(collapsed, parent):
+        total += count
+        own[frames[-1]] += count
         for frame in dict.fromkeys(frames):  # recursion counts a sample once; outermost first, so ties keep order
-            cumulative[frame] += int(count)
+            cumulative[frame] += count
     if not total:
         return {"samples": 0, "top": [], "own": []}
     groups: dict[int, list[str]] = {}  # functions with the same cumulative samples: one chain, most often
@@ -66,14 +82,16 @@ def summarize(collapsed: str, top: int = 15, own_top: int = 10) -> dict[str, Any
 
 
 def profile(pid: int, load: Callable[[], Any], top: int = 15) -> dict[str, Any]:
-    """Sample process `pid` with py-spy while `load()` runs; the summary, or {"error": why} when py-spy cannot."""
+    """Sample process `pid` and its server processes with py-spy while `load()` runs; the summary, or
+    {"error": why} when py-spy cannot."""
     py_spy = _py_spy()
     if py_spy is None:
         load()
         return {"error": "py-spy is not installed (pip install -e '.[bench]')"}
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "stacks.txt"
-        command = [py_spy, "record", "--pid", str(pid), "--rate", str(RATE), "--nolineno", "--format", "raw"]
+        command = [py_spy, "record", "--pid", str(pid), "--subprocesses", "--rate", str(RATE), "--nolineno"]
+        command += ["--format", "raw"]
         spy = subprocess.Popen([*command, "--output", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         time.sleep(ATTACH_S)
         if spy.poll() is not None:
@@ -89,7 +107,7 @@ def profile(pid: int, load: Callable[[], Any], top: int = 15) -> dict[str, Any]:
             return {"error": "py-spy did not stop within 30 s of SIGINT"}
         if not out.is_file():
             return {"error": f"py-spy wrote nothing: {err.decode(errors='replace').strip()[-300:]}"}
-        return summarize(out.read_text(), top)
+        return summarize(out.read_text(), top, parent=pid)
 
 
 def render(name: str, summary: dict[str, Any]) -> list[str]:

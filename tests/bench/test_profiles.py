@@ -30,3 +30,16 @@ def test_pass_through_frames_are_left_out_of_the_cumulative_ranking():
 def test_a_profile_that_could_not_run_says_why():
     assert "py-spy is not installed" in render("bulk", {"error": "py-spy is not installed"})[0]
     assert "```" in render("bulk", summarize(STACKS))
+
+
+def test_a_supervisor_waiting_on_its_server_processes_is_left_out():
+    stacks = (
+        'process 10:"python -m service";main (s.py);select (selectors.py) 50\n'
+        'process 11:"python -m service";main (w.py);run (onnxruntime.py) 3\n'
+        'process 12:"python -m service";main (w.py);render (outputs.py) 1\n'
+    )
+    summary = summarize(stacks, parent=10)
+    assert summary["samples"] == 4
+    assert {t["function"] for t in summary["own"]} == {"run (onnxruntime.py)", "render (outputs.py)"}
+    alone = summarize('process 10:"python -m service";main (s.py);handle (h.py) 5\n', parent=10)
+    assert alone["samples"] == 5  # one process serving on its own: its stacks are the server's
