@@ -40,9 +40,11 @@ def test_chunks_give_the_rows_one_call_gives_and_run_side_by_side(decoder, monke
     (whole,) = decoder.run_untimed(["image"], {"z": z})
     calls: list[tuple[int, str]] = []
     run = decoder.run
+    together = threading.Barrier(3, timeout=10)  # broken (an error) unless the three calls run at the same time
 
     def recorded(outputs, feeds, rows=None):
         calls.append((len(feeds["z"]), threading.current_thread().name))
+        together.wait()
         return run(outputs, feeds, rows)
 
     monkeypatch.setattr(decoder, "run", recorded)
