@@ -26,12 +26,10 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-import uvicorn
-
+from ..engine.memory import limit_heap_arenas
 from ..errors import StartupError
 from ..processes import ProcessGroup
 from ..settings import Settings
-from .seam import SignalledServer, guarded_protocol
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +50,11 @@ def run(settings: Settings, sockets: list[socket.socket] | None = None, group: P
     """Serve in this process until SIGTERM or SIGINT: 0 after a clean stop, STARTUP_FAILURE when it cannot start.
 
     `group`: this process's place among several (service/processes.py)."""
-    from .app import create_app  # here: a supervisor process never loads the app's dependencies (onnxruntime...)
+    # Here: a supervisor process never loads the app's dependencies (onnxruntime, the web framework, numpy...).
+    import uvicorn
+
+    from .app import create_app
+    from .seam import SignalledServer, guarded_protocol
 
     server: SignalledServer | None = None
 
@@ -92,6 +94,7 @@ def run(settings: Settings, sockets: list[socket.socket] | None = None, group: P
 
 
 def _process(settings: Settings, sock: socket.socket, folder: str, index: int) -> None:
+    limit_heap_arenas()
     sys.exit(run(settings, [sock], ProcessGroup(Path(folder), index)))
 
 
@@ -177,6 +180,8 @@ def serve(settings: Settings) -> None:
             processes,
         )
         sys.exit(STARTUP_FAILURE)
+    if processes == 1:
+        limit_heap_arenas()
     status = run(settings) if processes == 1 else supervise(settings, processes)
     if status:
         sys.exit(status)
