@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from service.__main__ import main, parse_args
-from service.http import server
+from service.http import seam, server
 from service.http.seam import GuardedHttpProtocol
 from service.settings import Settings
 
@@ -48,7 +48,7 @@ def test_the_uvicorn_config_carries_the_settings_to_every_server_process(zoo, mo
     def capture(self, sockets=None):
         configs.append(self.config)
 
-    monkeypatch.setattr(server.SignalledServer, "run", capture)
+    monkeypatch.setattr(seam.SignalledServer, "run", capture)
     assert server.run(settings) == 0
     (config,) = configs
     assert config.app.settings == settings and (config.port, config.timeout_keep_alive) == (8123, 2)
