@@ -113,10 +113,11 @@ class EngineSettings(_Slice):
         "event loop needs (null model, 64 clients: /encode 770 req/s with it, 1410 without), so it is off",
     )
     cpu_memory_arena: bool = Field(
-        False,
-        description="onnxruntime's CPU memory arena: with more than one intra-op thread per session it made the "
-        "shipped decoders 1.5 to 1.7 times faster, with one (the default) no faster, while it keeps a session's "
-        "largest call's activations resident (at most 4 x VAE_MAX_BATCH_ROWS rows a call on the CPU): off",
+        True,
+        description="onnxruntime's CPU memory arena: a session reuses its activations' memory instead of asking "
+        "the heap for it on every call (without it, large batches ran up to a third slower in some server starts), "
+        "and keeps its largest calls' activations resident (at most 4 x VAE_MAX_BATCH_ROWS rows a call on the "
+        "CPU); off saves about 15 MiB a process",
     )
     cuda_device: int = Field(0, ge=0, description="GPU index for the CUDA and TensorRT providers")
     cuda_memory_limit_mb: int | Literal["auto"] = Field(

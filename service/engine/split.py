@@ -7,7 +7,7 @@ cores, 256 rows of the shipped vae's decoder ran at 1.2 times onnxruntime's defa
 spinning) this way, and concurrent requests lost nothing to spinning threads waiting for a core.
 
 Chunks also bound a single call's rows (`max_rows`), and with them its activations' memory (which onnxruntime's
-memory arena, where it is on, keeps resident).
+CPU memory arena, on by default, keeps resident).
 """
 
 from __future__ import annotations
