@@ -11,21 +11,7 @@ from training.cli import _parser, main  # noqa: E402
 from training.pipeline import resolve_likelihood  # noqa: E402
 from vaeformat.manifest import load_manifest  # noqa: E402
 
-QUICK = [
-    "--epochs",
-    "1",
-    "--base-channels",
-    "4",
-    "--hidden",
-    "16",
-    "--latent-dim",
-    "2",
-    "--iw-samples",
-    "4",
-    "--warmup-epochs",
-    "0",
-    "--no-progress",
-]
+QUICK = "--epochs 1 --base-channels 4 --hidden 16 --latent-dim 2 --iw-samples 4 --warmup-epochs 0 --no-progress".split()
 
 
 @pytest.fixture

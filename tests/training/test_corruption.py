@@ -6,6 +6,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from tests.training.quick import QUICK  # noqa: E402
 from training.cli import main  # noqa: E402
 from training.corruption import Corruption  # noqa: E402
 from vaeformat.manifest import load_manifest  # noqa: E402
@@ -47,15 +48,7 @@ def test_a_denoising_ae_records_its_corruption_and_its_denoising_error(tmp_path,
         "mask:0.3",
         "--out",
         str(out),
-        "--epochs",
-        "1",
-        "--base-channels",
-        "4",
-        "--hidden",
-        "32",
-        "--latent-dim",
-        "4",
-        "--no-progress",
+        *QUICK,
         "--device",
         "cpu",
     ]

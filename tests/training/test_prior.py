@@ -8,6 +8,7 @@ import pytest
 pytest.importorskip("sklearn")
 pytest.importorskip("torch")
 
+from tests.training.quick import QUICK  # noqa: E402
 from training.cli import main  # noqa: E402
 from training.prior import fit_mixture, to_prior  # noqa: E402
 from vaeformat.files import sha256_file  # noqa: E402
@@ -66,27 +67,13 @@ def test_padded_per_class_arrays_survive_a_round_trip_without_pickle(tmp_path):
     assert np.allclose(z.mean(0), [3.0, -3.0], atol=0.05)  # class 1 draws from class 1's mixture
 
 
-QUICK = [
-    "--epochs",
-    "1",
-    "--base-channels",
-    "4",
-    "--hidden",
-    "32",
-    "--latent-dim",
-    "4",
-    "--iw-samples",
-    "8",
-    "--no-progress",
-    "--device",
-    "cpu",
-]
+ON_CPU = [*QUICK, "--device", "cpu"]
 
 
 def test_export_fits_a_prior_and_fit_prior_refits_the_same_one_on_a_model_folder(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)  # checkpoints/ goes here
     out = tmp_path / "models" / "tiny-cvae"
-    assert main(["train", "--kind", "cvae", "--dataset", "digits", "--limit", "300", "--out", str(out), *QUICK]) == 0
+    assert main(["train", "--kind", "cvae", "--dataset", "digits", "--limit", "300", "--out", str(out), *ON_CPU]) == 0
     manifest = load_manifest(out)
     assert manifest.prior is not None and len(manifest.prior.components) == 10
     assert manifest.prior.fitted_on == 1797 - 60  # every non-held-out row of the dataset

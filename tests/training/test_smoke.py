@@ -7,22 +7,9 @@ import pytest
 
 pytest.importorskip("torch")
 
+from tests.training.quick import QUICK  # noqa: E402
 from training.cli import main  # noqa: E402
 from vaeformat.manifest import load_manifest, verify_files  # noqa: E402
-
-QUICK = [
-    "--epochs",
-    "1",
-    "--base-channels",
-    "4",
-    "--hidden",
-    "32",
-    "--latent-dim",
-    "4",
-    "--iw-samples",
-    "8",
-    "--no-progress",
-]
 
 
 @pytest.fixture
