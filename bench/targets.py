@@ -149,6 +149,14 @@ def peer_targets(results: dict[str, Any], peer_model: str) -> list[dict[str, Any
     }
     slowest = min(one, key=lambda peer: one[peer][0]["rps"] / one[peer][1]["rps"])
     p50 = max(_at(service["encode"], 1)["p50_ms"], _at(on["encode"], 1)["p50_ms"])
+    ahead_of_mosec = at_least(
+        f"null model: `POST /encode` req/s at {top} clients over mosec's (one worker); stretch: ahead at no more "
+        "server CPU per request",
+        encode["rps"] / mosec_encode["rps"],
+        0.8,
+        1.0,
+    )
+    ahead_of_mosec["stretch_met"] &= encode["server_cpu_ms"] <= mosec_encode["server_cpu_ms"]
     return [
         at_most(
             f"null model: `POST /encode` (one raw PNG) at {top} clients, server CPU ms/request (mosec: "
@@ -156,12 +164,7 @@ def peer_targets(results: dict[str, Any], peer_model: str) -> list[dict[str, Any
             encode["server_cpu_ms"],
             0.12,
         ),
-        at_least(
-            f"null model: `POST /encode` req/s at {top} clients over mosec's (one worker)",
-            encode["rps"] / mosec_encode["rps"],
-            0.8,
-            1.0,
-        ),
+        ahead_of_mosec,
         at_least(
             f"null model: `POST /decode` of {DECODE_ROWS} latents to npy at {decode_clients} clients, req/s over "
             "mosec's with two workers",
@@ -195,5 +198,11 @@ def rows(targets: list[dict[str, Any]]) -> list[str]:
     return [
         "| figure | measured | target | met |",
         "|---|---|---|---|",
-        *(f"| {t['figure']} | {t['value']:.2f} | {t['target']} | {met(t)} |" for t in targets),
+        *(f"| {t['figure']} | {measured(t['value'])} | {t['target']} | {met(t)} |" for t in targets),
     ]
+
+
+def measured(value: float) -> str:
+    """A figure as the targets table shows it: four significant digits below 1, so that a figure just over a
+    target such as 0.12 never reads as the target itself."""
+    return f"{value:.4g}" if abs(value) < 1 else f"{value:.2f}"
