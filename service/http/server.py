@@ -68,13 +68,17 @@ def run(settings: Settings, sockets: list[socket.socket] | None = None, group: P
         configure_logging(settings.log_level)
         log.error("cannot start: %s", e)
         return STARTUP_FAILURE
+    # uvicorn builds each access-log line's arguments before the logger drops it: none below the info level. The
+    # client address it takes from X-Forwarded-For (its proxy-headers middleware, one more frame a request) is
+    # read by the access log alone, so it is taken only when there is one.
+    access_log = settings.log_level in ("debug", "info")
     config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
-        # uvicorn builds each access-log line's arguments before the logger drops it: none below the info level
-        access_log=settings.log_level in ("debug", "info"),
+        access_log=access_log,
+        proxy_headers=access_log,
         lifespan="on",
         http=guarded_protocol(settings.http),
         ws="none",  # no WebSocket routes: an Upgrade header is just a header

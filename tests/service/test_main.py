@@ -53,3 +53,12 @@ def test_the_uvicorn_config_carries_the_settings_to_every_server_process(zoo, mo
     (config,) = configs
     assert config.app.settings == settings and (config.port, config.timeout_keep_alive) == (8123, 2)
     assert issubclass(config.http, GuardedHttpProtocol) and config.http.limits == settings.http
+    assert config.access_log and config.proxy_headers  # the info level logs each request, its client from proxies
+
+
+def test_below_the_info_level_uvicorn_neither_logs_requests_nor_reads_proxy_headers(zoo, monkeypatch):
+    configs = []
+    monkeypatch.setattr(seam.SignalledServer, "run", lambda self, sockets=None: configs.append(self.config))
+    assert server.run(Settings(models_dir=zoo, log_level="warning")) == 0
+    (config,) = configs
+    assert not config.access_log and not config.proxy_headers
