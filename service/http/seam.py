@@ -42,6 +42,8 @@ from .problems import PROBLEM_MEDIA_TYPE, problem_type
 
 log = logging.getLogger(__name__)
 
+LINGER_S = 1.0  # how long the rest of a refused body is read and dropped before the connection closes
+
 
 def refusal(status: int, slug: str, title: str, detail: str, headers: dict[str, str] | None = None) -> bytes:
     """A whole HTTP/1.1 response with a problem-details body, that closes the connection."""
@@ -86,6 +88,10 @@ class CoalescedWrites:
         self.flush()
         self.transport.close()
 
+    def write_eof(self) -> None:
+        self.flush()
+        self.transport.write_eof()
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self.transport, name)
 
@@ -109,6 +115,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self.body_started = 0.0  # monotonic time the headers ended
         self.body_last = 0.0  # monotonic time of the body's latest bytes
         self.body_bytes = 0
+        self.framing_bytes = 0  # body-phase bytes since the body's latest bytes that were not body (see data_received)
+        self.trailer_bytes = 0  # the chunked body's trailer fields so far
         self.draining = False  # the server is shutting down: this connection's next response is its last
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -154,8 +162,22 @@ class GuardedHttpProtocol(HttpToolsProtocol):
                 self.headers_too_large()
                 return
             self.header_tail = data[-3:]
+        elif self.in_body:
+            body_before = self.body_bytes
+            super().data_received(data)
+            # Bytes of the body phase that carry no body: chunk framing and, after the last chunk, trailers,
+            # which count against the header cap as headers do.
+            self.framing_bytes = self.framing_bytes + len(data) if self.body_bytes == body_before else 0
+            if self.in_body and self.framing_bytes > self.limits.max_header_bytes and not self.refused:
+                self.trailers_too_large()
+                return
+            self.arm_timers()
+            return
         super().data_received(data)
-        # What is still incomplete once these bytes are parsed gets its clock.
+        self.arm_timers()
+
+    def arm_timers(self) -> None:
+        """What is still incomplete once the bytes at hand are parsed gets its clock."""
         if self.refused or self.transport.is_closing():
             return
         if self.head_open and self.header_timer is None:
@@ -177,6 +199,15 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         log.info("refused a request from %s: headers over %d bytes", self.client, limit)
         detail = (
             f"the request line and headers exceed {limit} bytes (VAE_MAX_HEADER_BYTES); send large data in the body"
+        )
+        self.refuse(refusal(431, "headers-too-large", "Request header fields too large", detail))
+
+    def trailers_too_large(self) -> None:
+        limit = self.limits.max_header_bytes
+        log.info("refused a request from %s: trailers or chunk framing over %d bytes", self.client, limit)
+        detail = (
+            f"the chunked body's framing and trailer fields exceed {limit} bytes (VAE_MAX_HEADER_BYTES); send "
+            "fewer, larger chunks and no trailers"
         )
         self.refuse(refusal(431, "headers-too-large", "Request header fields too large", detail))
 
@@ -209,14 +240,40 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         if self.draining:
             self.cycle.keep_alive = False
         self.body_started = self.body_last = time.monotonic()
-        self.body_bytes = 0
+        self.body_bytes = self.framing_bytes = self.trailer_bytes = 0
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self.in_body:  # a trailer field, after a chunked body: counted as headers are, never one of them
+            self.trailer_bytes += len(name) + len(value) + 4
+            if self.trailer_bytes > self.limits.max_header_bytes and not self.refused:
+                self.trailers_too_large()
+            return
+        super().on_header(name, value)
 
     def on_body(self, body: bytes) -> None:
+        if self.refused:
+            return
+        if self.cycle.response_complete:
+            self.linger()
+            return
         self.body_bytes += len(body)
         self.body_last = time.monotonic()
         super().on_body(body)
 
+    def linger(self) -> None:
+        """The request was answered before its body ended (a refusal mid-body): parse no more of it. The answer
+        goes out and the write side closes, so the client reads the answer to its end; what it still sends is
+        dropped unparsed for at most LINGER_S, then the connection closes (closing at once could reset it before
+        the client has read the answer)."""
+        self.refused = True
+        self.cancel_timers()
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.loop.call_later(LINGER_S, self.transport.close)
+
     def on_message_complete(self) -> None:
+        if self.refused:
+            return  # the rest of bytes parsed before the refusal: the request never completes
         if self.body_timer is not None:
             self.body_timer.cancel()
             self.body_timer = None

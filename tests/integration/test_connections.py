@@ -232,3 +232,85 @@ def test_a_client_hanging_up_mid_upload_counts_as_499_and_logs_one_line(server):
     log = server_log(process)
     assert "POST /encode: the client disconnected before sending its whole body" in log
     assert "Traceback" not in log and "Exception in ASGI application" not in log
+
+
+CHUNKED_HEAD = (
+    b"POST /encode HTTP/1.1\r\nHost: test\r\nContent-Type: image/png\r\nTransfer-Encoding: chunked\r\n"
+    b"Connection: close\r\n"
+)
+
+
+def chunked(body: bytes, trailers: bytes = b"") -> bytes:
+    """`body` as one chunk, the last chunk, then `trailers` (complete lines) and the end of the message."""
+    return f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n" + trailers + b"\r\n"
+
+
+def test_a_chunked_body_with_small_trailers_is_served(server):
+    process, url = server
+    with watch(process, url) as seen:
+        sock = connect(url)
+        sock.sendall(CHUNKED_HEAD + b"\r\n" + chunked(png(), b"X-Checksum: 1234\r\n"))
+        response, _ = read_until_closed(sock)
+    seen.assert_healthy()
+    assert status(response) == 200
+
+
+def test_huge_trailers_are_refused_at_the_header_cap_without_buffering_them(server):
+    process, url = server
+    piece = b"a" * (1024 * 1024)
+    with watch(process, url) as seen:
+        sock = connect(url)
+        start = time.monotonic()
+        sock.sendall(CHUNKED_HEAD + b"\r\n" + chunked(png())[: -len(b"\r\n")] + b"X-Big: ")
+        sent = 0
+        with pytest.raises(OSError):  # reset once the server has closed: the 100 MB never all go out
+            while sent < 100 * len(piece):
+                sock.sendall(piece)
+                sent += len(piece)
+        refused_after = time.monotonic() - start
+        sock.close()
+    seen.assert_healthy(max_growth_mib=30)
+    print(f"100 MB of trailers: refused after {sent / 1024:.0f} KiB sent in {refused_after * 1000:.0f} ms")
+    assert sent < 16 * len(piece) and refused_after < 2
+
+
+def test_many_small_trailer_fields_are_refused_too(server):
+    process, url = server
+    fields = b"".join(b"X-T%d: %s\r\n" % (i, b"v" * 100) for i in range(2 * MAX_HEADER_BYTES // 100))
+    with watch(process, url) as seen:
+        sock = connect(url)
+        sock.sendall(CHUNKED_HEAD + b"\r\n" + chunked(png(), fields))
+        response, _ = read_until_closed(sock)
+    seen.assert_healthy()
+    assert status(response) == 431 and b"trailer" in response and b"VAE_MAX_HEADER_BYTES" in response
+
+
+def test_an_upload_refused_mid_body_closes_its_connection(server):
+    process, url = server
+    limit = 10 * 1024 * 1024  # VAE_MAX_BODY_BYTES's default: a chunked body declares no length, so it is counted
+    piece = f"{64 * 1024:x}\r\n".encode() + b"\0" * (64 * 1024) + b"\r\n"
+    with watch(process, url) as seen:
+        sock = connect(url)
+        sock.sendall(CHUNKED_HEAD + b"\r\n")
+        start = time.monotonic()
+        sent = 0
+        with pytest.raises(OSError):  # the server stops reading and closes: sending fails well before 100 MB
+            while sent < 10 * limit and time.monotonic() - start < 30:
+                sock.sendall(piece)
+                sent += len(piece)
+        held = time.monotonic() - start
+        sock.close()
+    seen.assert_healthy(max_growth_mib=60)
+    print(f"chunked upload past the body limit: {sent / 2**20:.1f} MiB sent, connection closed after {held:.2f} s")
+    assert sent < 3 * limit and held < 5
+
+
+def test_an_api_key_sent_as_a_trailer_never_authenticates(tmp_path):
+    key = "trailer-test-key-0123456789abcdef"
+    with running_process(build_zoo(tmp_path), {**ENV, "VAE_API_KEY": key}) as (process, url):
+        answers = []
+        for head, trailer in ((b"", f"X-API-Key: {key}\r\n".encode()), (f"X-API-Key: {key}\r\n".encode(), b"")):
+            sock = connect(url)
+            sock.sendall(CHUNKED_HEAD + head + b"\r\n" + chunked(png(), trailer))
+            answers.append(status(read_until_closed(sock)[0]))
+    assert answers == [401, 200]
