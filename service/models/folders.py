@@ -6,6 +6,24 @@ from pathlib import Path
 
 from ..errors import StartupError
 
+MAX_NAME_BYTES = 255  # the longest file name of common file systems (NAME_MAX)
+
+
+def is_folder_name(name: str) -> bool:
+    """Whether `name` can name a model folder: one path component of at most MAX_NAME_BYTES bytes of UTF-8, no
+    control characters, not hidden or '_'-prefixed. Checked before any file-system call with it."""
+    try:
+        size = len(name.encode("utf-8"))  # lone surrogates (bytes that were not UTF-8) cannot be encoded
+    except UnicodeEncodeError:
+        return False
+    return (
+        0 < size <= MAX_NAME_BYTES
+        and not name.startswith((".", "_"))
+        and "/" not in name
+        and "\\" not in name
+        and name.isprintable()
+    )
+
 
 def model_folders(root: Path) -> list[Path]:
     """The sub-folders of the models folder (following symlinks), except hidden and '_'-prefixed ones."""

@@ -31,7 +31,7 @@ from vaeformat.files import MANIFEST_FILE, shown
 from ..engine.memory import release_freed_memory
 from ..errors import CapabilityMissing, InvalidInput, ServiceError, StartupError, UnknownModel
 from ..settings import ModelSettings
-from .folders import model_folders, stamp, without_root
+from .folders import MAX_NAME_BYTES, is_folder_name, model_folders, stamp, without_root
 from .loading import Loader
 from .model import ServedModel
 from .registry import ModelRegistry, Refused
@@ -117,11 +117,12 @@ class ModelRepository:
         states = []
         for path in model_folders(self.settings.models_dir):
             model = self._served(path.name)
+            name = shown(path, self.settings.models_dir)  # a name that is not UTF-8 comes escaped
             if model is not None:
-                states.append(FolderState(path.name, model.manifest.version, READY, ""))
+                states.append(FolderState(name, model.manifest.version, READY, ""))
             else:
-                reason = "unloaded" if path.name in self._unloaded else refused.get(path.name, "not loaded")
-                states.append(FolderState(path.name, "", UNAVAILABLE, reason))
+                reason = "unloaded" if path.name in self._unloaded else refused.get(name, "not loaded")
+                states.append(FolderState(name, "", UNAVAILABLE, reason))
         return states
 
     def _require_explicit(self, action: str) -> None:
@@ -134,10 +135,17 @@ class ModelRepository:
     def _folder(self, name: str) -> Path:
         # The name is one path component, so a request cannot reach outside the models folder (loading also
         # resolves symlinks and refuses anything that leads out of it).
-        if not name or name.startswith((".", "_")) or "/" in name or "\\" in name or "\0" in name:
-            raise InvalidInput(f"{name[:80]!r} is not a model folder name")
+        if not is_folder_name(name):
+            raise InvalidInput(
+                f"{name[:80]!r} is not a model folder name: one path component of at most {MAX_NAME_BYTES} bytes "
+                "of UTF-8, no control characters, not starting with '.' or '_'"
+            )
         folder = self.settings.models_dir / name
-        if not folder.is_dir():
+        try:
+            found = folder.is_dir()
+        except OSError:  # a name the file system refuses (too long for it, say): no such folder either
+            found = False
+        if not found:
             raise UnknownModel(f"no model folder {name!r} in the models directory")
         return folder
 
@@ -155,37 +163,38 @@ class ModelRepository:
 
     async def _load(self, folder: Path) -> ServedModel:
         root = self.settings.models_dir
+        where = shown(folder, root)  # the folder's name as messages and listings show it (escaped if not UTF-8)
         try:
             model = await asyncio.to_thread(self.loader.load, folder)
         except Exception as e:  # ManifestError, or a defect in loading: never the other models' problem
             reason = without_root(str(e), root)
             if not isinstance(e, ManifestError):
-                log.exception("unexpected error loading model folder %s", folder.name)
-                reason = f"{folder.name}: could not be loaded ({type(e).__name__}: {reason})"
-            log.error("refused model folder %s: %s", folder.name, reason)
-            self.registry.refuse(folder.name, reason)
+                log.exception("unexpected error loading model folder %s", where)
+                reason = f"{where}: could not be loaded ({type(e).__name__}: {reason})"
+            log.error("refused model folder %s: %s", where, reason)
+            self.registry.refuse(where, reason)
             raise LoadFailed(reason) from None
         clash = self.registry.models.get(model.name)
         if clash is not None and clash.folder.name != folder.name:
             reason = (
-                f"{folder.name}/{MANIFEST_FILE}: field 'name' is {model.name!r}, already served from "
-                f"{clash.folder.name}; give each model a unique name"
+                f"{where}/{MANIFEST_FILE}: field 'name' is {model.name!r}, already served from "
+                f"{shown(clash.folder, root)}; give each model a unique name"
             )
-            self.registry.refuse(folder.name, reason)
+            self.registry.refuse(where, reason)
             self._drain(model)
             raise LoadFailed(reason)
         old = self._served(folder.name)
         if old is not None:
             self.registry.remove(old.name)
         self.registry.add(model)
-        self.registry.accept(folder.name)
+        self.registry.accept(where)
         release_freed_memory()  # the new graphs' parse buffers (service/engine/memory.py)
         self._unloaded.discard(folder.name)
         self._stamps[folder.name] = stamp(folder)
         self.registry.choose_defaults(self.settings)
         if old is not None:
             self._drain(old)
-        log.info("loaded model %s (version %s) from %s", model.name, model.manifest.version, folder.name)
+        log.info("loaded model %s (version %s) from %s", model.name, model.manifest.version, where)
         return model
 
     def _unload(self, name: str) -> None:
@@ -238,6 +247,9 @@ class ModelRepository:
         """Poll mode: load new folders, reload changed ones, unload removed ones."""
         async with self._lock:
             folders = {p.name: p for p in model_folders(self.settings.models_dir)}
+            present = {shown(p, self.settings.models_dir) for p in folders.values()}
+            for gone in [r.folder for r in self.registry.refused if r.folder not in present]:
+                self.registry.accept(gone)  # a refused folder that was removed is no longer listed
             for name in [m.folder.name for m in self.registry.models.values()]:
                 if name not in folders:
                     try:

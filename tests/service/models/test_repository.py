@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import os
 import shutil
 
 import pytest
@@ -113,3 +114,23 @@ async def test_the_last_model_stays_loaded(models_dir):
     async with serve(Settings(models_dir=models_dir, model_control="explicit")) as c:
         r = await c.post("/v2/repository/models/tiny-vae/unload")
         assert r.status_code == 409 and "last one loaded" in r.json()["error"]
+
+
+async def test_a_folder_whose_name_is_not_utf8_is_listed_escaped_and_forgotten_once_removed(models_dir):
+    async with serve(Settings(models_dir=models_dir, model_control="poll", model_poll_s=0.05)) as c:
+        bad = os.fsencode(models_dir) + b"/latin-1-\xe9"
+        os.mkdir(bad)
+
+        async def listed():
+            models, index = await c.get("/models"), await c.post("/v2/repository/index")
+            assert models.status_code == 200 and index.status_code == 200, (models.text, index.text)
+            unavailable = {e["name"] for e in index.json() if e["state"] == "UNAVAILABLE"}
+            return {r["folder"] for r in models.json()["refused"]}, unavailable
+
+        await _until(lambda: _equals(listed(), ({"latin-1-\\xe9"}, {"latin-1-\\xe9"})))
+        os.rmdir(bad)
+        await _until(lambda: _equals(listed(), (set(), set())))
+
+
+async def _equals(awaitable, expected):
+    return await awaitable == expected
