@@ -255,6 +255,13 @@ class HttpSettings(_Slice):
         description="slowest average upload rate accepted once VAE_BODY_TIMEOUT_S has passed (408 below it), so "
         "a body sent a byte at a time cannot hold a connection; 0: no rate check",
     )
+    upload_timeout_s: float = Field(
+        120.0,
+        gt=0,
+        description="seconds a request's whole body may take to arrive, however steadily it comes (time the "
+        "server is not reading does not count); then 408 and close, so slow uploads cannot hold the connection "
+        "slots for long",
+    )
     keep_alive_timeout_s: int = Field(
         5, ge=1, description="seconds an idle keep-alive connection stays open between requests"
     )

@@ -11,8 +11,11 @@ with no request is kept forever. `GuardedHttpProtocol` adds, from `HttpSettings`
 - a cap on the request line plus headers (`max_header_bytes`): 431, counted on the bytes as they arrive;
 - a deadline for the headers (`header_timeout_s`), running from the connection's opening (so a silent connection
   is closed too) or from the first byte of a later request on it: 408;
-- for the body, an idle timeout (`body_timeout_s`) and, after that long, a minimum average rate
-  (`min_body_bytes_per_s`), so a body sent a byte at a time is cut off too: 408;
+- for the body, an idle timeout (`body_timeout_s`), after that long a minimum average rate
+  (`min_body_bytes_per_s`), so a body sent a byte at a time is cut off too, and a deadline for the whole body
+  (`upload_timeout_s`), so a steady crawl just above that rate cannot hold a connection for hours: 408;
+- for a chunked body, its framing and trailer fields count against the header cap (431); trailers never become
+  headers;
 - a cap on open connections (`max_connections`): the one past it is answered 503 and closed at once.
 
 Timers are armed only when a request is still incomplete after the bytes at hand are parsed: a request that
@@ -282,8 +285,9 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         super().on_message_complete()
 
     def body_deadline(self) -> float:
-        """When the upload times out: `body_timeout_s` without a byte, or too slow on average after that long."""
-        idle = self.body_last + self.limits.body_timeout_s
+        """When the upload times out: `body_timeout_s` without a byte, too slow on average after that long, or
+        `upload_timeout_s` after it began, however it goes."""
+        idle = min(self.body_last + self.limits.body_timeout_s, self.body_started + self.limits.upload_timeout_s)
         rate = self.limits.min_body_bytes_per_s
         if rate == 0:
             return idle
@@ -294,7 +298,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def check_body(self) -> None:
         if self.flow.read_paused:
             # uvicorn stopped reading (the app has not taken the body so far, or a pipelined request waits its
-            # turn): the client cannot be slow while we do not read, so the clock starts again.
+            # turn): the client cannot be slow while we do not read, so the clocks start again.
             self.body_started = self.body_last = time.monotonic()
             self.body_bytes = 0
         wait = self.body_deadline() - time.monotonic()
@@ -308,8 +312,9 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         )
         detail = (
             f"the request body stalled: {self.body_bytes} bytes in {elapsed:.1f} s; an upload may pause at most "
-            f"{self.limits.body_timeout_s:g} s (VAE_BODY_TIMEOUT_S) and must average at least "
-            f"{self.limits.min_body_bytes_per_s} bytes/s (VAE_MIN_BODY_BYTES_PER_S)"
+            f"{self.limits.body_timeout_s:g} s (VAE_BODY_TIMEOUT_S), must average at least "
+            f"{self.limits.min_body_bytes_per_s} bytes/s (VAE_MIN_BODY_BYTES_PER_S) and must end within "
+            f"{self.limits.upload_timeout_s:g} s (VAE_UPLOAD_TIMEOUT_S)"
         )
         self.refuse(refusal(408, "request-timeout", "Request timeout", detail))
 

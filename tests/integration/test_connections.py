@@ -23,12 +23,14 @@ from .server import running_process
 MAX_HEADER_BYTES = 8192
 TIMEOUT_S = 1.0  # header, body and keep-alive timeouts alike
 MAX_CONNECTIONS = 12
+UPLOAD_TIMEOUT_S = 2.5
 ENV = {
     "VAE_MAX_HEADER_BYTES": str(MAX_HEADER_BYTES),
     "VAE_HEADER_TIMEOUT_S": str(TIMEOUT_S),
     "VAE_BODY_TIMEOUT_S": str(TIMEOUT_S),
     "VAE_KEEP_ALIVE_TIMEOUT_S": str(int(TIMEOUT_S)),
     "VAE_MAX_CONNECTIONS": str(MAX_CONNECTIONS),
+    "VAE_UPLOAD_TIMEOUT_S": str(UPLOAD_TIMEOUT_S),
     "VAE_PROCESSES": "1",  # the connection cap is per process: one, so that the counts below are exact
 }
 SLACK = 1.0  # s: a timer fires within this of its deadline on a busy, shared 2-core machine
@@ -201,6 +203,23 @@ def test_a_body_sent_a_byte_at_a_time_gets_408(server):
     seen.assert_healthy()
     print(f"byte-at-a-time body: connection kept {held:.2f} s")
     assert held < TIMEOUT_S + SLACK + 0.2
+
+
+def test_an_upload_steadily_above_the_minimum_rate_ends_at_the_upload_deadline(server):
+    process, url = server
+    with watch(process, url) as seen:
+        sock = connect(url)
+        start = time.monotonic()
+        sock.sendall(post_head(1_000_000))
+        with pytest.raises(OSError):
+            for _ in range(100):  # 4 KiB/s: four times VAE_MIN_BODY_BYTES_PER_S, never idle, 4 minutes to finish
+                sock.sendall(b"\0" * 1024)
+                time.sleep(0.25)
+        held = time.monotonic() - start
+        sock.close()
+    seen.assert_healthy()
+    print(f"steady slow upload: connection kept {held:.2f} s")
+    assert UPLOAD_TIMEOUT_S - 0.1 < held < UPLOAD_TIMEOUT_S + SLACK + 0.3
 
 
 def test_connections_past_the_cap_get_503_and_the_open_ones_keep_working(server):
