@@ -29,6 +29,11 @@ _PNG_CHUNKS_KEPT = frozenset({b"IHDR", b"PLTE", b"tRNS", b"IDAT", b"IEND", b"eXI
 # a PNG one IDAT chunk per 8 to 64 KiB), so files needing far more are refused before Pillow sees them.
 MAX_JPEG_HEADER_STEPS = 4096
 _JPEG_NO_LENGTH = frozenset({0x00, 0x01, *range(0xD0, 0xDA)})  # no length field: stuffed 00, TEM, RSTn, SOI, EOI
+# A progressive JPEG's scans each pass over the whole image again, so its decoding time grows with their count,
+# which the pixel cap does not bound: a 44 KB file of thousands of scans took seconds. Encoders write up to about
+# a dozen (libjpeg's progressive script has 10; a thumbnail in the EXIF data adds its own). An entropy-coded
+# byte 0xFF is always followed by 00 or a restart marker, so every FF DA in the file starts a scan.
+MAX_JPEG_SCANS = 64
 
 
 def _max_png_chunks(size: int) -> int:
@@ -199,6 +204,11 @@ def open_image(data: bytes, max_pixels: int, what: str = "image") -> Image.Image
         raise InvalidInput(
             f"{what} is a JPEG with more than {MAX_JPEG_HEADER_STEPS} segments or padding bytes before its image "
             "data; real files have a few dozen: save it again with an ordinary encoder"
+        )
+    elif (scans := data.count(b"\xff\xda")) > MAX_JPEG_SCANS:
+        raise InvalidInput(
+            f"{what} is a JPEG of {scans} scans; at most {MAX_JPEG_SCANS} are accepted (encoders write about a "
+            "dozen): save it again with an ordinary encoder, or as a baseline JPEG or a PNG"
         )
     try:
         with warnings.catch_warnings():

@@ -234,6 +234,21 @@ def test_jpeg_headers_that_would_take_pillow_seconds_are_refused_at_once(padding
     assert time.perf_counter() - started < 0.1
 
 
+def test_a_progressive_jpeg_decodes_but_one_of_a_thousand_repeated_scans_is_refused_at_once():
+    pixels = np.random.default_rng(3).integers(0, 256, (28, 28), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "JPEG", progressive=True, quality=90)
+    progressive = buffer.getvalue()
+    assert 1 < progressive.count(b"\xff\xda") <= 16  # a real progressive file: several scans
+    assert decode_image(progressive, GRAY28, max_pixels=10_000).shape == (1, 28, 28)
+    last_scan = progressive.rindex(b"\xff\xda")
+    bomb = progressive[:last_scan] + progressive[last_scan:-2] * 1000 + b"\xff\xd9"
+    started = time.perf_counter()
+    with pytest.raises(InvalidInput, match="file 'x.jpg' is a JPEG of 10.. scans; at most 64"):
+        decode_image(bomb, GRAY28, max_pixels=10_000, what="file 'x.jpg'")
+    assert time.perf_counter() - started < 0.1
+
+
 def test_png_of_too_many_chunks_is_refused_but_small_idat_chunks_are_fine():
     data = png_bytes(np.random.default_rng(2).integers(0, 256, (200, 200), dtype=np.uint8))
     empty = data[:33] + png_chunk(b"tEXt", b"") * 100_000 + data[33:]
