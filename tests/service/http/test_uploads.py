@@ -4,6 +4,7 @@ batch's worker thread, anything large off the event loop."""
 import asyncio
 import json
 import threading
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from service.http.request import DataRequest
 from service.http.state import ServiceState
 from service.http.uploads import (
     Deferred,
+    b64_files,
     decode_images,
     images_for,
     merge_labels,
@@ -155,3 +157,17 @@ def _fail(*args, **kwargs):
 
 def _json(value: object) -> bytes:
     return json.dumps(value).encode()
+
+
+def test_base64_of_a_million_whitespace_separated_pieces_costs_no_string_per_piece():
+    text = "QUFB " * 1_000_000  # 5 MB of text: "AAA" a million times, a space after each piece
+    tracemalloc.start()
+    try:
+        files = b64_files([text, "data:image/png;base64,QU\nFB\r\n"], "images")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert files == [("body field 'images[0]'", b"AAA" * 1_000_000), ("body field 'images[1]'", b"AAA")]
+    assert peak < 6 * len(text)  # the text's bytes, without whitespace, decoded: not a million strings
+    with pytest.raises(InvalidInput, match=r"body field 'images\[0\]' is not valid base64"):
+        b64_files(["QUFB\u00a0QUFB"], "images")
