@@ -198,6 +198,13 @@ class LimitSettings(_Slice):
     max_steps: int = Field(
         64, ge=2, description="points on an /interpolate path, strengths per /edit, columns of a /traverse grid"
     )
+    max_response_bytes: int = Field(
+        16 * 1024 * 1024,
+        ge=1024,
+        description="largest answer an inference request may ask for, reckoned from its rows and outputs before "
+        "the model runs (a JSON number counted at its longest, 24 bytes); larger ones are refused with 413: ask for "
+        "binary outputs or fewer rows",
+    )
     max_range: float = Field(
         20.0, gt=0, description="largest /traverse range (offsets from -range to +range around the base)"
     )

@@ -89,6 +89,26 @@ class InferRequest:
     binary: dict[str, bool]  # output name -> sent as binary data
 
 
+JSON_NUMBER_BYTES = 24  # the longest a float32 takes in a JSON answer: "-1.2345678901234567e-05,"
+
+
+def check_response_size(parsed: InferRequest, outputs: list[TensorSpec], rows: int, limit: int) -> None:
+    """PayloadTooLarge, before the model runs, when the answer's tensors would exceed `limit` bytes: each output
+    at its dtype's size when sent as binary data, at JSON_NUMBER_BYTES a number in JSON."""
+    specs = {spec.name: spec for spec in outputs}
+    size = 0
+    for name in parsed.outputs:
+        spec = specs[name]
+        numbers = rows * math.prod(d for d in spec.shape[1:] if isinstance(d, int))
+        size += numbers * (np.dtype(spec.dtype).itemsize if parsed.binary.get(name) else JSON_NUMBER_BYTES)
+    if size > limit:
+        raise PayloadTooLarge(
+            f"the answer would hold up to {size} bytes of tensors ({rows} rows of {', '.join(parsed.outputs)}), "
+            f"more than {limit} (VAE_MAX_RESPONSE_BYTES); ask for binary outputs (parameters.binary_data_output) "
+            "or send fewer rows"
+        )
+
+
 def datatype(spec: TensorSpec) -> str:
     return MANIFEST_DATATYPE[spec.dtype]
 

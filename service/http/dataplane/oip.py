@@ -13,7 +13,7 @@ from ...errors import UnknownModel, UnsupportedMediaType
 from ...models.model import ServedModel
 from ...models.registry import ModelRegistry
 from ..offload import cpu_bound
-from ..oip import HEADER_LENGTH, InferRequest, check_labels, parse_request, render_response
+from ..oip import HEADER_LENGTH, InferRequest, check_labels, check_response_size, parse_request, render_response
 from ..query import Query
 from ..reply import Reply
 from ..request import DataRequest
@@ -60,13 +60,14 @@ async def infer(request: DataRequest) -> Reply:
             parse_request, body, header_length, files.inputs, files.outputs, rows, setting, nbytes=len(body)
         )
         check_labels(parsed.feeds, len(model.class_names))
+        first = next(iter(parsed.feeds.values()))
+        check_response_size(parsed, files.outputs, len(first), limits.max_response_bytes)
         runner = model.encoder if role == "encoder" else model.decoder
         name, version = params["name"], model.manifest.version
 
         def finish(_: Feeds, arrays: Outputs) -> Reply:
             return _reply(name, version, parsed, arrays)
 
-        first = next(iter(parsed.feeds.values()))
         return await runner.run(Job(len(first), parsed.outputs, parsed.feeds, finish))
 
 

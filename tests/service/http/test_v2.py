@@ -288,3 +288,25 @@ async def test_not_ready_is_503_with_an_error_object_while_live_stays_200(zoo):
         oip_spec.error(r.json())
         assert (await c.get("/v2/health/live")).json() == {"live": True}
         assert (await c.post("/v2/models/tiny-vae.decoder/infer", json={})).status_code == 503
+
+
+async def test_an_answer_larger_than_the_limit_is_refused_before_the_model_runs(zoo):
+    z = np.zeros((1, 4), np.float32)
+
+    def request(rows: int, binary: bool) -> dict:
+        return {
+            "inputs": [{"name": "z", "shape": [rows, 4], "datatype": "FP32", "data": np.zeros((rows, 4)).tolist()}],
+            "outputs": [{"name": "image", "parameters": {"binary_data": binary}}],
+        }
+
+    async with serve(Settings(models_dir=zoo, max_response_bytes=1024)) as c:
+        # One 8x8 image: 64 numbers, up to 1536 bytes as JSON, 256 as binary FP32.
+        r = await c.post("/v2/models/tiny-vae.decoder/infer", json=request(len(z), binary=False))
+        assert r.status_code == 413 and "VAE_MAX_RESPONSE_BYTES" in r.json()["error"], r.text
+        oip_spec.error(r.json())
+        assert (await c.post("/v2/models/tiny-vae.decoder/infer", json=request(1, binary=True))).status_code == 200
+        r = await c.post("/v2/models/tiny-vae.decoder/infer", json=request(16, binary=True))
+        assert r.status_code == 413 and "4096 bytes" in r.json()["error"], r.text
+        runs = 'vae_inference_seconds_count{graph="decoder",model="tiny-vae"} '
+        (line,) = [row for row in (await c.get("/metrics")).text.splitlines() if row.startswith(runs)]
+        assert float(line.removeprefix(runs)) == 1  # the one answer within the limit: the refused never ran
