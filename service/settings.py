@@ -269,6 +269,13 @@ class HttpSettings(_Slice):
         "server is not reading does not count); then 408 and close, so slow uploads cannot hold the connection "
         "slots for long",
     )
+    send_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="seconds a client may leave its answer unread once the server's send buffer for it is full; "
+        "then the connection is dropped and the buffered answer freed, so clients that do not read cannot "
+        "hold memory",
+    )
     keep_alive_timeout_s: int = Field(
         5, ge=1, description="seconds an idle keep-alive connection stays open between requests"
     )

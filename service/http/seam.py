@@ -16,7 +16,9 @@ with no request is kept forever. `GuardedHttpProtocol` adds, from `HttpSettings`
   (`upload_timeout_s`), so a steady crawl just above that rate cannot hold a connection for hours: 408;
 - for a chunked body, its framing and trailer fields count against the header cap (431); trailers never become
   headers;
-- a cap on open connections (`max_connections`): the one past it is answered 503 and closed at once.
+- a cap on open connections (`max_connections`): the one past it is answered 503 and closed at once;
+- a deadline for a client that does not read its answers (`send_timeout_s`, from the moment the send buffer is
+  full): the connection is dropped and its buffered answers freed.
 
 Timers are armed only when a request is still incomplete after the bytes at hand are parsed: a request that
 arrives whole (the usual case on a keep-alive connection) costs no timer. At shutdown an idle keep-alive connection
@@ -115,6 +117,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self.header_started = 0.0  # monotonic time the connection opened, or the request's first byte came
         self.header_timer: asyncio.TimerHandle | None = None
         self.body_timer: asyncio.TimerHandle | None = None
+        self.send_timer: asyncio.TimerHandle | None = None  # runs while the send buffer is full
         self.body_started = 0.0  # monotonic time the headers ended
         self.body_last = 0.0  # monotonic time of the body's latest bytes
         self.body_bytes = 0
@@ -151,10 +154,10 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             self.transport.close()  # uvicorn then tells the app, if it still reads the body, that the client is gone
 
     def cancel_timers(self) -> None:
-        for timer in (self.header_timer, self.body_timer):
+        for timer in (self.header_timer, self.body_timer, self.send_timer):
             if timer is not None:
                 timer.cancel()
-        self.header_timer = self.body_timer = None
+        self.header_timer = self.body_timer = self.send_timer = None
 
     def data_received(self, data: bytes) -> None:
         if self.refused:
@@ -317,6 +320,32 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             f"{self.limits.upload_timeout_s:g} s (VAE_UPLOAD_TIMEOUT_S)"
         )
         self.refuse(refusal(408, "request-timeout", "Request timeout", detail))
+
+    def pause_writing(self) -> None:
+        """The send buffer is over its high-water mark: the client has this long to read it down again."""
+        super().pause_writing()
+        if self.send_timer is None:
+            self.send_timer = self.loop.call_later(self.limits.send_timeout_s, self.not_reading)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self.send_timer is not None:
+            self.send_timer.cancel()
+            self.send_timer = None
+
+    def not_reading(self) -> None:
+        """The client left its answer unread for send_timeout_s: drop the connection and what waits for it."""
+        self.send_timer = None
+        buffered = self.transport.get_write_buffer_size()
+        log.info(
+            "dropped a connection from %s: %d bytes of answers unread for %g s (VAE_SEND_TIMEOUT_S)",
+            self.client,
+            buffered,
+            self.limits.send_timeout_s,
+        )
+        self.cancel_timers()
+        self.refused = True
+        self.transport.abort()
 
     def shutdown(self) -> None:
         """The server stops: finish the request in flight, then close; if idle, stay while others are in flight."""

@@ -6,6 +6,7 @@ closing, and through `watch` that a concurrent /health kept answering fast and t
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import time
@@ -31,6 +32,7 @@ ENV = {
     "VAE_KEEP_ALIVE_TIMEOUT_S": str(int(TIMEOUT_S)),
     "VAE_MAX_CONNECTIONS": str(MAX_CONNECTIONS),
     "VAE_UPLOAD_TIMEOUT_S": str(UPLOAD_TIMEOUT_S),
+    "VAE_SEND_TIMEOUT_S": str(TIMEOUT_S),
     "VAE_PROCESSES": "1",  # the connection cap is per process: one, so that the counts below are exact
 }
 SLACK = 1.0  # s: a timer fires within this of its deadline on a busy, shared 2-core machine
@@ -333,3 +335,26 @@ def test_an_api_key_sent_as_a_trailer_never_authenticates(tmp_path):
             sock.sendall(CHUNKED_HEAD + head + b"\r\n" + chunked(png(), trailer))
             answers.append(status(read_until_closed(sock)[0]))
     assert answers == [401, 200]
+
+
+def test_a_client_that_never_reads_its_answers_is_dropped(server):
+    process, url = server
+    z = json.dumps({"z": [[0.0] * 4] * 1024}).encode()  # 1024 latents: 256 KiB of float32 images an answer
+    request = (
+        f"POST /decode?model=tiny-vae&format=npy HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(z)}\r\n\r\n"
+    ).encode() + z
+    dropped = "unread for 1 s (VAE_SEND_TIMEOUT_S)"
+    before = server_log(process).count(dropped)
+    with watch(process, url) as seen:
+        sock = connect(url)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.sendall(request * 200)  # asks for 50 MiB of answers, and reads none
+        start = time.monotonic()
+        while server_log(process).count(dropped) == before and time.monotonic() - start < 10:
+            time.sleep(0.05)
+        held = time.monotonic() - start
+        sock.close()
+    seen.assert_healthy(max_growth_mib=60)
+    print(f"a client reading none of its answers: dropped {held:.2f} s after asking")
+    assert server_log(process).count(dropped) == before + 1 and held < TIMEOUT_S + SLACK + 0.5

@@ -30,6 +30,8 @@ PROTOCOL_METHODS = [
     "on_headers_complete",
     "on_body",
     "on_message_complete",
+    "pause_writing",
+    "resume_writing",
     "shutdown",
 ]
 PROTOCOL_ATTRIBUTES = ["connections", "client", "cycle", "transport", "flow", "tasks", "loop"]
