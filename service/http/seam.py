@@ -70,6 +70,7 @@ class CoalescedWrites:
         self.transport = transport
         self.loop = loop
         self.pending: list[bytes | bytearray | memoryview] = []
+        self.ended = False  # the write side is closed: later writes (a pipelined request's answer) go nowhere
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if not self.pending:
@@ -82,7 +83,7 @@ class CoalescedWrites:
 
     def flush(self) -> None:
         pending, self.pending = self.pending, []
-        if not pending or self.transport.is_closing():
+        if not pending or self.transport.is_closing() or self.ended:
             return
         if len(pending) == 1:
             self.transport.write(pending[0])
@@ -95,6 +96,7 @@ class CoalescedWrites:
 
     def write_eof(self) -> None:
         self.flush()
+        self.ended = True
         self.transport.write_eof()
 
     def __getattr__(self, name: str) -> Any:
@@ -105,6 +107,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol, plus header-size, header-time, body-time and connection-count limits."""
 
     limits: ClassVar[HttpSettings]
+    max_body_bytes: ClassVar[int]  # VAE_MAX_BODY_BYTES: past it, the rest of an answered request's body is not read
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -260,17 +263,22 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         if self.refused:
             return
         if self.cycle.response_complete:
-            self.linger()
+            # Answered before its body ended (a 404 before the upload was read, say): the rest is read and
+            # dropped, as far as a body may go, so that the connection can serve the next request; past that
+            # (a refusal mid-upload of a body over the cap) the connection closes rather than read on.
+            self.body_bytes += len(body)
+            if self.body_bytes > self.max_body_bytes:
+                self.linger()
             return
         self.body_bytes += len(body)
         self.body_last = time.monotonic()
         super().on_body(body)
 
     def linger(self) -> None:
-        """The request was answered before its body ended (a refusal mid-body): parse no more of it. The answer
-        goes out and the write side closes, so the client reads the answer to its end; what it still sends is
-        dropped unparsed for at most LINGER_S, then the connection closes (closing at once could reset it before
-        the client has read the answer)."""
+        """The request was answered and its body runs past the cap: parse no more of it. The answer is out and
+        the write side closes, so the client reads the answer to its end; what it still sends is dropped unparsed
+        for at most LINGER_S, then the connection closes (closing at once could reset it before the client has
+        read the answer)."""
         self.refused = True
         self.cancel_timers()
         if self.transport.can_write_eof():
@@ -356,9 +364,9 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         super().shutdown()
 
 
-def guarded_protocol(limits: HttpSettings) -> type[GuardedHttpProtocol]:
+def guarded_protocol(limits: HttpSettings, max_body_bytes: int) -> type[GuardedHttpProtocol]:
     """The protocol class for uvicorn's `Config(http=...)`, with these limits."""
-    return type("GuardedHttpProtocol", (GuardedHttpProtocol,), {"limits": limits})
+    return type("GuardedHttpProtocol", (GuardedHttpProtocol,), {"limits": limits, "max_body_bytes": max_body_bytes})
 
 
 class SignalledServer(uvicorn.Server):

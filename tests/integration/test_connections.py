@@ -358,3 +358,14 @@ def test_a_client_that_never_reads_its_answers_is_dropped(server):
     seen.assert_healthy(max_growth_mib=60)
     print(f"a client reading none of its answers: dropped {held:.2f} s after asking")
     assert server_log(process).count(dropped) == before + 1 and held < TIMEOUT_S + SLACK + 0.5
+
+
+def test_a_request_answered_before_its_body_was_read_keeps_its_connection(server):
+    process, url = server
+    with watch(process, url) as seen, httpx.Client(base_url=url, timeout=10) as client:
+        for _ in range(20):  # the same keep-alive connection: refused (404) before the upload is read
+            body = png() * 50
+            r = client.post("/encode?model=nope", content=body, headers={"Content-Type": "image/png"})
+            assert r.status_code == 404
+        assert client.post("/encode", content=png(), headers={"Content-Type": "image/png"}).status_code == 200
+    seen.assert_healthy()

@@ -68,7 +68,7 @@ async def answer(scope, receive, send):
 
 
 async def test_a_connection_has_the_attributes_the_seam_reads():
-    config = uvicorn.Config(app=answer, http=guarded_protocol(Settings().http))
+    config = uvicorn.Config(app=answer, http=guarded_protocol(Settings().http, Settings().max_body_bytes))
     config.load()
     protocol = config.http_protocol_class(config=config, server_state=ServerState(), app_state={})
     assert isinstance(protocol, GuardedHttpProtocol)
