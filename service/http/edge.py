@@ -100,8 +100,8 @@ class Edge:
             if route is None:
                 reply = _not_allowed(method, path, found.methods)
             else:
+                request = DataRequest(scope, receive, self.state, found.params, content_type, accept)
                 try:
-                    request = DataRequest(scope, receive, self.state, found.params, content_type, accept)
                     reply = await route.handler(request)
                 except ServiceError as e:
                     reply = error_reply(e, path)
@@ -115,6 +115,8 @@ class Edge:
                 except Exception:  # a defect: logged with its traceback; the client learns nothing internal
                     log.exception("unhandled error in %s %s", method, path)
                     reply = unexpected(path)
+                finally:
+                    request.release()
         await reply.send(send, head=method == "HEAD")
         return reply.status
 

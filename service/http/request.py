@@ -29,7 +29,7 @@ def too_large(size: str, limit: int) -> PayloadTooLarge:
 class DataRequest:
     """What a data-plane route reads: headers, query, body, and the loaded models (503 until they are)."""
 
-    __slots__ = ("scope", "receive", "state", "path", "path_params", "content_type", "accept")
+    __slots__ = ("scope", "receive", "state", "path", "path_params", "content_type", "accept", "held")
 
     def __init__(
         self,
@@ -48,6 +48,7 @@ class DataRequest:
         # The two headers every route reads, found by the edge in its one pass over the headers.
         self.content_type = content_type
         self.accept = accept.decode("latin-1") if accept is not None else None
+        self.held: list[ServedModel] = []  # the models this request uses, which an unload waits for
 
     @property
     def where(self) -> str:
@@ -75,8 +76,18 @@ class DataRequest:
         return self.state.loaded_registry()
 
     def model(self, name: str | None) -> ServedModel:
-        """The named model, or the default one (404 for a name that is not loaded)."""
-        return self.state.loaded_registry().get(name)
+        """The named model, or the default one (404 for a name that is not loaded), held for this request: an
+        unload of it waits until the request is answered (the edge lets go, `release`)."""
+        model = self.state.loaded_registry().get(name)
+        self.state.in_flight.enter(model)
+        self.held.append(model)
+        return model
+
+    def release(self) -> None:
+        """Let go of the models this request held."""
+        for model in self.held:
+            self.state.in_flight.leave(model)
+        self.held.clear()
 
     async def body(self) -> bytes:
         """The whole body, refused (413) as soon as it passes VAE_MAX_BODY_BYTES."""

@@ -64,14 +64,21 @@ class InFlight:
 
     @contextmanager
     def hold(self, model: ServedModel) -> Iterator[None]:
-        key = id(model)
-        self._counts[key] = self._counts.get(key, 0) + 1
+        self.enter(model)
         try:
             yield
         finally:
-            self._counts[key] -= 1
-            if not self._counts[key]:
-                del self._counts[key]
+            self.leave(model)
+
+    def enter(self, model: ServedModel) -> None:
+        key = id(model)
+        self._counts[key] = self._counts.get(key, 0) + 1
+
+    def leave(self, model: ServedModel) -> None:
+        key = id(model)
+        self._counts[key] -= 1
+        if not self._counts[key]:
+            del self._counts[key]
 
     def count(self, model: ServedModel) -> int:
         return self._counts.get(id(model), 0)

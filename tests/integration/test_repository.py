@@ -4,13 +4,16 @@ A model folder symlinked from outside the models folder is never served: refused
 VAE_STRICT_MODELS is false, a refusal to start when it is true. An unreadable manifest refuses its folder only.
 """
 
+import threading
+import time
 from pathlib import Path
 
 import httpx
 import pytest
 
+from ..service.payloads import png
 from ..tiny_models import build_model, build_zoo
-from .server import run_to_exit, running_server
+from .server import run_to_exit, running_process, running_server
 
 
 @pytest.fixture
@@ -44,3 +47,52 @@ def test_strict_mode_refuses_to_start_naming_the_outside_folder(repository):
     code, output = run_to_exit(repository, {"VAE_STRICT_MODELS": "true"})
     assert code != 0
     assert "VAE_STRICT_MODELS=true" in output and "evil: " in output and "outside the models folder" in output
+
+
+def _threads_and_rss_mib(pid: int) -> tuple[int, float]:
+    status = Path(f"/proc/{pid}/status").read_text()
+    rss_kib = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
+    return len(list(Path(f"/proc/{pid}/task").iterdir())), rss_kib / 1024
+
+
+def test_150_unloads_and_loads_under_traffic_leave_threads_and_memory_where_they_were(tmp_path):
+    env = {"VAE_MODEL_CONTROL": "explicit", "VAE_PROCESSES": "1"}
+    with running_process(build_zoo(tmp_path / "models"), env) as (process, url):
+        stop = threading.Event()
+        answers: dict[int, int] = {}
+
+        def traffic() -> None:
+            with httpx.Client(base_url=url, timeout=30) as client:
+                while not stop.is_set():
+                    r = client.post("/encode?model=tiny-vae", content=png(), headers={"Content-Type": "image/png"})
+                    answers[r.status_code] = answers.get(r.status_code, 0) + 1
+
+        clients = [threading.Thread(target=traffic) for _ in range(4)]
+        for thread in clients:
+            thread.start()
+        try:
+            with httpx.Client(base_url=url, timeout=30) as control:
+
+                def reload(times: int) -> None:
+                    for _ in range(times):
+                        assert control.post("/v2/repository/models/tiny-vae/unload").status_code == 200
+                        assert control.post("/v2/repository/models/tiny-vae/load").status_code == 200
+
+                reload(10)  # the start: pools that the first reloads start lazily (loading, closing) exist
+                time.sleep(1)
+                threads_before, rss_before = _threads_and_rss_mib(process.pid)
+                reload(150)
+        finally:
+            stop.set()
+            for thread in clients:
+                thread.join()
+        time.sleep(1)  # the last unloads' graphs close once their requests are done
+        threads_after, rss_after = _threads_and_rss_mib(process.pid)
+    print(
+        f"150 reloads under load: threads {threads_before} -> {threads_after}, RSS {rss_before:.0f} -> "
+        f"{rss_after:.0f} MiB, answers {answers}"
+    )
+    # 404 while it is unloaded; a request that found the model is answered by it, never cut off by the unload.
+    assert set(answers) <= {200, 404} and answers.get(200, 0) > 0
+    # A leak would grow with the cycles (150 of them); a pool's idle thread may come or go by one.
+    assert threads_after <= max(threads_before * 1.1, threads_before + 1) and rss_after <= rss_before * 1.1
