@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # The VAE service: the service and vaeformat packages, their runtime dependencies and models/; nothing of training
-# (no torch, no compilers). README.md (Container image) says how to build, run and deploy it.
+# (no torch, no compilers). docs/container.md says how to build, run and deploy it.
 #
 #   docker build -t vae-service .                                   # GPU: onnxruntime-gpu + CUDA 13 / cuDNN 9 pip libs
 #   docker build --build-arg VARIANT=cpu -t vae-service:cpu .       # CPU only: onnxruntime-gpu without CUDA libraries

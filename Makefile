@@ -56,7 +56,7 @@ $(BENCH_STAMP): pyproject.toml constraints.txt $(STAMP)
 	$(PY) -m pip install -c constraints.txt -e '.[train,test,bench]'
 	touch $@
 
-# The README's latent-space pictures (docs/latent/), asked of the service on the shipped models, and the
+# The latent-space pictures of docs/service.md (docs/latent/), asked of the service on the shipped models, and the
 # playground's screenshot (docs/playground.png, from its browser test; needs /usr/bin/chromium: .ci/chromium.sh).
 readme-images: setup
 	$(PY) -m docs.latent_images
@@ -81,7 +81,7 @@ mnist-dae: setup
 clean:
 	rm -rf $(VENV) checkpoints .pytest_cache
 
-# The container image (README.md, "Container image"). `make image` builds it from the Dockerfile's normal base
+# The container image (docs/container.md). `make image` builds it from the Dockerfile's normal base
 # (python:3.11-slim-bookworm + onnxruntime-gpu's CUDA 13 / cuDNN 9 pip libraries); VARIANT=cpu leaves CUDA out.
 CONTAINER_ENGINE ?= docker
 IMAGE_NAME ?= vae-service

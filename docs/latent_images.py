@@ -1,6 +1,6 @@
-"""Make the README's latent-space pictures: `python -m docs.latent_images` (or `make readme-images`).
+"""Make the latent-space pictures of docs/service.md: `python -m docs.latent_images` (or `make readme-images`).
 
-Each picture is what one curl line of the README's "Latent space" section returns, asked of the service itself
+Each picture is what one curl line of its "Latent space" section returns, asked of the service itself
 (create_app on models/, in-process over httpx's ASGI transport), with real digits from mnist-vae's held-out split.
 Writes docs/latent/*.png and the two input digits the curl lines upload.
 """

@@ -5,7 +5,7 @@
     python -m training.catalog models --check README.md   # exit 1 if a README copy is stale
 
 Only the models in SHIPPED are in the README's tables and its check, so a model you train into models/ (as the
-README's training section does) leaves them, and `make test`, as they are.
+training guide, docs/training.md, does) leaves them, and `make test`, as they are.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Run the app on uvicorn the way the README says: listen at once, load behind /ready, stop cleanly on SIGTERM.
+"""Run the app on uvicorn the way docs/service.md says: listen at once, load behind /ready, stop cleanly on SIGTERM.
 
 - The app answers the ASGI lifespan's startup at once and loads its models in the background (service/http/app.py),
   so the port answers meanwhile (`/health` 200, `/ready` 503); when loading fails, the server stops and the process

@@ -262,7 +262,7 @@ def test_the_async_client_answers_as_the_sync_one_also_concurrently(client, url,
 
 def test_the_readme_example_runs(url, tmp_path, monkeypatch):
     readme = (ROOT / "README.md").read_text()
-    section = readme.split("### Python client", 1)[1]
+    section = readme.split("## Python client\n", 1)[1]
     code = re.search(r"```python\n(.*?)```", section, re.S)
     assert code is not None, "README.md's 'Python client' section has no python example"
     example = code.group(1)
