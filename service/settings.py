@@ -201,9 +201,9 @@ class LimitSettings(_Slice):
     max_response_bytes: int = Field(
         16 * 1024 * 1024,
         ge=1024,
-        description="largest answer an inference request may ask for, reckoned from its rows and outputs before "
-        "the model runs (a JSON number counted at its longest, 24 bytes); larger ones are refused with 413: ask for "
-        "binary outputs or fewer rows",
+        description="largest answer an inference request may ask for, reckoned before the model runs from what it "
+        "asks (rows, images, format, scale; a PNG at its incompressible size, a JSON number at its longest, 24 "
+        "bytes); larger ones are refused with 413: ask for fewer images, a smaller scale, or binary outputs",
     )
     max_range: float = Field(
         20.0, gt=0, description="largest /traverse range (offsets from -range to +range around the base)"

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, Validat
 from vaeformat.manifest import TensorSpec
 
 from ..errors import InvalidInput, PayloadTooLarge
+from .render import JSON_NUMBER_BYTES
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 # OIP's datatype names; BYTES (strings) has no use here: every tensor of the graph contract is numeric.
@@ -87,9 +88,6 @@ class InferRequest:
     feeds: dict[str, np.ndarray]  # declared name -> array of the declared dtype, batch axis first
     outputs: list[str]  # declared output names, in the order the response lists them
     binary: dict[str, bool]  # output name -> sent as binary data
-
-
-JSON_NUMBER_BYTES = 24  # the longest a float32 takes in a JSON answer: "-1.2345678901234567e-05,"
 
 
 def check_response_size(parsed: InferRequest, outputs: list[TensorSpec], rows: int, limit: int) -> None:

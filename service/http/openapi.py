@@ -70,12 +70,17 @@ ERRORS: dict[int, dict[str, Any]] = {
         "model 'mnist-ae' is a deterministic autoencoder (kind 'ae'): it was not trained against a prior, "
         "so it has no distribution to sample from; ...",
     ),
-    413: _problem(
-        413,
-        "payload-too-large",
-        "Payload too large",
-        "image is 20000x20000 = 400000000 pixels; the limit is 4000000 (VAE_MAX_PIXELS); resize it before sending",
-    ),
+    413: {
+        **_problem(
+            413,
+            "payload-too-large",
+            "Payload too large",
+            "image is 20000x20000 = 400000000 pixels; the limit is 4000000 (VAE_MAX_PIXELS); resize it before sending",
+        ),
+        "description": "Payload too large: the body, a count in it, or the answer it asks for (reckoned before the "
+        "model runs) is over a limit; x-max-body-bytes and x-max-response-bytes give the byte limits",
+        LIMIT: {"x-max-body-bytes": "max_body_bytes", "x-max-response-bytes": "max_response_bytes"},
+    },
     415: _problem(
         415, "unsupported-media-type", "Unsupported media type", "image is a GIF file; send a PNG or JPEG image"
     ),

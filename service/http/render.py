@@ -18,7 +18,8 @@ from typing import Any, TypeVar
 import numpy as np
 import orjson
 
-from ..errors import InvalidInput
+from ..errors import InvalidInput, PayloadTooLarge
+from ..settings import LimitSettings
 from .images import encode_png, grid, grid_size
 from .offload import cpu_bound, is_small
 from .query import Format
@@ -99,32 +100,85 @@ async def json_reply_offloaded(content: dict[str, Any], headers: dict[str, str] 
     return await cpu_bound(json_reply, content, headers, pixels=numbers // 4)  # a number: about 4 pixels' work
 
 
+JSON_NUMBER_BYTES = 24  # the longest a float32 takes in a JSON answer: "-1.2345678901234567e-05,"
+JSON_FIELDS_BYTES = 1024  # an images answer's fields besides the images (model, seed, shape, ...), at most
+JSON_PER_IMAGE_BYTES = 128  # per image: its quotes and comma, its label and any number that goes with it
+
+
+def png_bytes_at_most(height: int, width: int, channels: int) -> int:
+    """The largest a PNG of this size can be, whatever its pixels: each row is a filter byte and the 8-bit
+    samples, deflate adds at most zlib's compressBound to that, and the chunks their framing."""
+    raw = height * (1 + width * channels)
+    deflated = raw + (raw >> 12) + (raw >> 14) + (raw >> 25) + 13
+    return 8 + 25 + 12 + deflated + 12 * (1 + deflated // 4096)  # signature, IHDR, IEND, IDAT chunks
+
+
+def npy_bytes(numbers: int) -> int:
+    return 128 + 4 * numbers  # the header (numpy pads it to 128 bytes for these shapes), then float32 data
+
+
+def check_answer_size(size: int, limit: int | None, what: str, instead: str) -> None:
+    """PayloadTooLarge, before the answer is made, when it could be more than `limit` bytes."""
+    if limit is not None and size > limit:
+        raise PayloadTooLarge(
+            f"the answer would be up to {size} bytes ({what}), more than {limit} (VAE_MAX_RESPONSE_BYTES); {instead}"
+        )
+
+
 @dataclass(frozen=True)
 class Scale:
-    """How much larger PNG outputs are drawn (`scale=`, nearest neighbour), and the most pixels that may make."""
+    """How much larger PNG outputs are drawn (`scale=`, nearest neighbour), and the limits an images answer is
+    checked against before any image is made."""
 
     factor: int = 1
     max_pixels: int | None = None  # width x height of a response's images after scaling (VAE_MAX_OUTPUT_PIXELS)
+    max_bytes: int | None = None  # the whole answer (VAE_MAX_RESPONSE_BYTES)
 
-    def check(self, fmt: Format, shape: tuple[int, ...], columns: int | None = None) -> None:
-        """InvalidInput (422) when images of `shape` [N, C, H, W] would be over the limit once scaled: checked
-        before the images are made."""
-        if self.factor == 1:
-            return
+    @classmethod
+    def of(cls, factor: int, limits: LimitSettings) -> Scale:
+        return cls(factor, limits.max_output_pixels, limits.max_response_bytes)
+
+    def check(self, fmt: Format, shape: tuple[int, ...], columns: int | None = None, *, numbers: int = 0) -> None:
+        """InvalidInput (422) when images of `shape` [N, C, H, W] would be over the pixel limit once scaled, and
+        PayloadTooLarge (413) when the answer could be over the byte limit: checked before the images are made.
+        An npy answer's shape may have more leading axes ([N, S, C, H, W]); JSON may carry `numbers` besides."""
         if fmt == "npy":
-            raise InvalidInput(
-                f"scale={self.factor} enlarges PNG images; format npy returns the model's array at its own size: "
-                "drop scale, or ask for png or json"
-            )
+            if self.factor != 1:
+                raise InvalidInput(
+                    f"scale={self.factor} enlarges PNG images; format npy returns the model's array at its own "
+                    "size: drop scale, or ask for png or json"
+                )
+            what = f"{math.prod(shape[:-3])} float32 arrays of {'x'.join(map(str, shape[-3:]))}"
+            check_answer_size(self.answer_bytes(fmt, shape), self.max_bytes, what, "ask for fewer images")
+            return
         n, _, h, w = shape
         if fmt == "png" and n > 1:  # one PNG: the grid
             (h, w), n = grid_size(n, h, w, columns), 1
         width, height = w * self.factor, h * self.factor
-        if self.max_pixels is not None and n * width * height > self.max_pixels:
+        if self.factor != 1 and self.max_pixels is not None and n * width * height > self.max_pixels:
             raise InvalidInput(
                 f"scale={self.factor} makes {n} PNG image(s) of {width}x{height}, {n * width * height} pixels in "
                 f"all; the limit is {self.max_pixels} (VAE_MAX_OUTPUT_PIXELS): ask for a smaller scale or fewer images"
             )
+        check_answer_size(
+            self.answer_bytes(fmt, shape, columns, numbers=numbers),
+            self.max_bytes,
+            f"{n} {fmt} image(s) of {width}x{height}",
+            "ask for fewer images or a smaller scale",
+        )
+
+    def answer_bytes(self, fmt: Format, shape: tuple[int, ...], columns: int | None = None, *, numbers: int = 0) -> int:
+        """The most bytes an images answer of `shape` can take in `fmt`, whatever the pixels (JSON: with `numbers`
+        more numbers in its fields)."""
+        if fmt == "npy":
+            return npy_bytes(math.prod(shape))
+        n, c, h, w = shape
+        if fmt == "png" and n > 1:
+            (h, w), n = grid_size(n, h, w, columns), 1
+        png = png_bytes_at_most(h * self.factor, w * self.factor, c)
+        if fmt == "json":
+            return JSON_FIELDS_BYTES + n * (4 * math.ceil(png / 3) + JSON_PER_IMAGE_BYTES) + numbers * JSON_NUMBER_BYTES
+        return png
 
 
 def b64_png(image: np.ndarray, scale: int = 1) -> str:

@@ -40,7 +40,7 @@ ConditionalModel = Annotated[
         examples=[EXAMPLE_CONDITIONAL_MODEL],
     ),
 ]
-_ERRORS = doc.errors(404, 409, 422, 503)
+_ERRORS = doc.errors(404, 409, 413, 422, 503)  # 413: an answer over VAE_MAX_RESPONSE_BYTES
 
 
 class SampleQuery(ImagesOut):
@@ -82,7 +82,7 @@ async def _draw(
     chosen_format = choose_format(fmt, request.accept, ("png", "json", "npy"), "png", request.path)
     at_most(n, limits.max_n, "n", "VAE_MAX_N")
     at_most(temperature, limits.max_temperature, "temperature", "VAE_MAX_TEMPERATURE")
-    scale = Scale(scale_factor, limits.max_output_pixels)
+    scale = Scale.of(scale_factor, limits)
     shape = (n, *model.image_shape)
     scale.check(chosen_format, shape, columns)
     rng, drawn = rng_for(seed)

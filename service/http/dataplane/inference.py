@@ -15,7 +15,20 @@ from pydantic import Field
 from ...models.model import Decoding, Encoding, Reconstruction, ServedModel
 from .. import openapi as doc
 from ..query import FormatName, ImagesOut, LabelList, ModelQuery, Seed, at_most, limit, rng_for
-from ..render import Format, Scale, choose_format, images_reply, json_reply, npy_reply, png_work, rendered
+from ..render import (
+    JSON_FIELDS_BYTES,
+    JSON_NUMBER_BYTES,
+    Format,
+    Scale,
+    check_answer_size,
+    choose_format,
+    images_reply,
+    json_reply,
+    npy_bytes,
+    npy_reply,
+    png_work,
+    rendered,
+)
 from ..reply import Reply
 from ..request import DataRequest
 from ..uploads import images_for, merge_labels, read_latents, receive_images
@@ -77,9 +90,15 @@ async def encode(request: DataRequest) -> Reply:
     # Counts are checked on the files as received, before any of them is decoded.
     at_most(len(uploads.files) * query.samples, limits.max_latents, "samples x images", "VAE_MAX_LATENTS")
     labels = merge_labels(query.label, uploads.labels, limit=limits.max_images, setting="VAE_MAX_IMAGES")
+    n, dim = len(uploads.files), model.manifest.latent_dim
+    if fmt == "npy":  # z [N, k, D] when sampled, else mu [N, D]
+        size = npy_bytes(n * dim * max(1, query.samples))
+    else:
+        size = JSON_FIELDS_BYTES + n * dim * (2 + query.samples) * JSON_NUMBER_BYTES
+    check_answer_size(size, limits.max_response_bytes, f"{n} images' latents as {fmt}", "send fewer images or samples")
     images = await images_for(uploads, model.manifest.image, limits)
     rng, seed = rng_for(query.seed) if query.samples else (None, None)
-    numbers = len(images) * model.manifest.latent_dim * (2 + query.samples)
+    numbers = n * dim * (2 + query.samples)
     return await rendered(
         lambda then: model.encode(images, labels, samples=query.samples, rng=rng, then=then),
         partial(_encoding, fmt, model, seed),
@@ -102,7 +121,7 @@ async def decode(request: DataRequest) -> Reply:
     model = request.model(query.model)
     limits = request.state.limits
     fmt = choose_format(query.fmt, request.accept, ("png", "json", "npy"), "png", request.path)
-    scale = Scale(query.scale, limits.max_output_pixels)
+    scale = Scale.of(query.scale, limits)
     z, body_labels = await read_latents(request, model.manifest.latent_dim, limits)
     labels = merge_labels(query.label, body_labels, limit=limits.max_latents, setting="VAE_MAX_LATENTS")
     shape = (len(z), *model.image_shape)
@@ -154,7 +173,7 @@ async def reconstruct(request: DataRequest) -> Reply:
     model = request.model(query.model)
     limits = request.state.limits
     fmt = choose_format(query.fmt, request.accept, ("json", "png", "npy"), "json", request.path)
-    scale = Scale(query.scale, limits.max_output_pixels)
+    scale = Scale.of(query.scale, limits)
     uploads = await receive_images(request, limits)
     labels = merge_labels(query.label, uploads.labels, limit=limits.max_images, setting="VAE_MAX_IMAGES")
     n = len(uploads.files)

@@ -145,8 +145,9 @@ async def interpolate(request: DataRequest) -> Reply:
     limits = request.state.limits
     fmt = choose_format(query.fmt, request.accept, ("png", "json", "npy"), "png", request.path)
     at_most(query.steps, limits.max_n, "steps", "VAE_MAX_N")
-    scale = Scale(query.scale, limits.max_output_pixels)
-    scale.check(fmt, (query.steps, *model.image_shape), query.steps)
+    scale = Scale.of(query.scale, limits)
+    path_numbers = query.steps * model.manifest.latent_dim  # JSON carries the path's z too
+    scale.check(fmt, (query.steps, *model.image_shape), query.steps, numbers=path_numbers)
     body = await receive_ends(request, model.manifest.latent_dim, limits)
     labels = merge_labels(query.label, body.labels, limit=limits.max_images, setting="VAE_MAX_IMAGES")
     images = (await decode_groups(body, model.manifest.image, limits)).get("images")
@@ -209,7 +210,7 @@ async def edit(request: DataRequest) -> Reply:
     model = request.model(query.model)
     limits = request.state.limits
     fmt = choose_format(query.fmt, request.accept, ("png", "json", "npy"), "png", request.path)
-    scale = Scale(query.scale, limits.max_output_pixels)
+    scale = Scale.of(query.scale, limits)
     values = _strengths(query.strengths, limits)
     body = await receive_sets(request, limits, images=True, latent_dim=model.manifest.latent_dim)
     n = body.count("images")
@@ -237,7 +238,7 @@ async def _traverse(
     """A traversal grid around the prior mean (no upload) or an image's posterior mean, rendered."""
     limits = request.state.limits
     fmt = choose_format(query.fmt, request.accept, ("png", "json", "npy"), "png", request.path)
-    scale = Scale(query.scale, limits.max_output_pixels)
+    scale = Scale.of(query.scale, limits)
     chosen = _dims(query.dims, limits)
     rows = latent_ops.traverse_dims(model, chosen)
     at_most(rows * query.steps, limits.max_n, "dims x steps", "VAE_MAX_N")
@@ -274,7 +275,7 @@ _TRAVERSE_OK = doc.images_ok(
 )
 
 
-@routes.get("/traverse", query=TraverseQuery, responses={**_TRAVERSE_OK, **doc.errors(404, 409, 422, 503)})
+@routes.get("/traverse", query=TraverseQuery, responses={**_TRAVERSE_OK, **doc.errors(404, 409, 413, 422, 503)})
 async def traverse(request: DataRequest) -> Reply:
     """Latent traversal around the prior mean: one row per dimension, that dimension moved from -range to +range.
 

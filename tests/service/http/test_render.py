@@ -12,7 +12,7 @@ from PIL import Image
 from service.errors import InvalidInput
 from service.http.images import to_uint8
 from service.http.offload import INLINE_PIXELS
-from service.http.render import choose_format, images_reply_offloaded, json_bytes
+from service.http.render import Scale, choose_format, images_reply_offloaded, json_bytes
 
 ALL = ("png", "json", "npy")
 
@@ -46,7 +46,7 @@ def test_format_the_route_cannot_make_is_invalid():
 IMAGES = np.random.default_rng(0).random((3, 1, 4, 4), dtype=np.float32)
 
 
-def rendered(fmt, images, **fields) -> tuple[str, bytes]:
+def rendered(fmt, images, scale: Scale | None = None, **fields) -> tuple[str, bytes]:
     """Run images_reply_offloaded and send the reply as ASGI: (content type, body bytes as sent)."""
     messages = []
 
@@ -54,7 +54,7 @@ def rendered(fmt, images, **fields) -> tuple[str, bytes]:
         messages.append(message)
 
     async def run():
-        reply = await images_reply_offloaded(fmt, images, fields=fields)
+        reply = await images_reply_offloaded(fmt, images, fields=fields, scale=scale or Scale())
         await reply.send(send)
 
     asyncio.run(run())
@@ -99,3 +99,18 @@ def test_json_writes_numpy_arrays_including_non_contiguous_ones():
     array = np.arange(12, dtype=np.float32).reshape(3, 4)
     body = json.loads(json_bytes({"a": array, "b": array[:, ::2], "c": None}))
     assert body == {"a": array.tolist(), "b": array[:, ::2].tolist(), "c": None}
+
+
+@pytest.mark.parametrize("fmt", ALL)
+@pytest.mark.parametrize(("shape", "factor"), [((1, 1, 28, 28), 1), ((9, 3, 20, 20), 1), ((4, 1, 64, 64), 3)])
+def test_an_answer_is_never_larger_than_reckoned(fmt, shape, factor):
+    if fmt == "npy" and factor != 1:
+        return
+    # Uniform noise does not compress: the worst case for PNG, which the reckoning must still cover.
+    noise = np.random.default_rng(2).random(shape, dtype=np.float32)
+    scale = Scale(factor)
+    body = rendered(fmt, noise, scale=scale)[1]
+    reckoned = scale.answer_bytes(fmt, shape)
+    assert len(body) <= reckoned, (len(body), reckoned)
+    if factor == 1:  # and close to it: refusing answers that would have been far smaller than the limit is a defect
+        assert reckoned < 1.05 * len(body) + 2048, (len(body), reckoned)
