@@ -276,6 +276,14 @@ class HttpSettings(_Slice):
         "then the connection is dropped and the buffered answer freed, so clients that do not read cannot "
         "hold memory",
     )
+    max_unsent_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=1024 * 1024,
+        description="answers waiting in send buffers for clients that read them slower than they are made, over "
+        "all of a process's connections; past it the connections that have waited longest are dropped and their "
+        "answers freed (one connection alone is never dropped for it: one answer is bounded by "
+        "VAE_MAX_RESPONSE_BYTES)",
+    )
     keep_alive_timeout_s: int = Field(
         5, ge=1, description="seconds an idle keep-alive connection stays open between requests"
     )

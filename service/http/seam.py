@@ -18,7 +18,10 @@ with no request is kept forever. `GuardedHttpProtocol` adds, from `HttpSettings`
   headers;
 - a cap on open connections (`max_connections`): the one past it is answered 503 and closed at once;
 - a deadline for a client that does not read its answers (`send_timeout_s`, from the moment the send buffer is
-  full): the connection is dropped and its buffered answers freed.
+  full): the connection is dropped and its buffered answers freed;
+- a cap on what waits in full send buffers over all connections (`max_unsent_bytes`): past it the connections
+  that have waited longest are dropped (clients that never read are the ones that wait; those that read resume
+  within moments), and the freed memory is handed back to the operating system.
 
 Timers are armed only when a request is still incomplete after the bytes at hand are parsed: a request that
 arrives whole (the usual case on a keep-alive connection) costs no timer. At shutdown an idle keep-alive connection
@@ -42,6 +45,7 @@ from typing import Any, ClassVar
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from ..engine.memory import release_freed_memory
 from ..settings import HttpSettings
 from .problems import PROBLEM_MEDIA_TYPE, problem_type
 
@@ -71,6 +75,7 @@ class CoalescedWrites:
         self.loop = loop
         self.pending: list[bytes | bytearray | memoryview] = []
         self.ended = False  # the write side is closed: later writes (a pipelined request's answer) go nowhere
+        self.flushed = 0  # bytes handed to the transport in the latest flush
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if not self.pending:
@@ -85,6 +90,7 @@ class CoalescedWrites:
         pending, self.pending = self.pending, []
         if not pending or self.transport.is_closing() or self.ended:
             return
+        self.flushed = sum(len(data) for data in pending)
         if len(pending) == 1:
             self.transport.write(pending[0])
         else:
@@ -103,11 +109,46 @@ class CoalescedWrites:
         return getattr(self.transport, name)
 
 
+class Unsent:
+    """The connections whose send buffer is full, oldest first, and the bytes each had waiting when it filled."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.waiting: dict[GuardedHttpProtocol, int] = {}  # insertion order: the longest waiting first
+        self.total = 0
+        self.trim_pending = False
+
+    def add(self, connection: GuardedHttpProtocol, nbytes: int) -> None:
+        self.remove(connection)
+        self.waiting[connection] = nbytes
+        self.total += nbytes
+        while self.total > self.limit and len(self.waiting) > 1:
+            oldest = next(iter(self.waiting))
+            oldest.drop(
+                f"{self.waiting[oldest]} bytes of answers unread while {self.total} waited on all connections "
+                f"(VAE_MAX_UNSENT_BYTES is {self.limit})"
+            )
+
+    def remove(self, connection: GuardedHttpProtocol) -> None:
+        self.total -= self.waiting.pop(connection, 0)
+
+    def give_back_memory(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Dropped answers are freed, but the allocator keeps freed heap mapped: return it, once for a burst."""
+        if not self.trim_pending:
+            self.trim_pending = True
+            loop.call_later(0.05, self._trim, loop)
+
+    def _trim(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.trim_pending = False
+        loop.run_in_executor(None, release_freed_memory)
+
+
 class GuardedHttpProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol, plus header-size, header-time, body-time and connection-count limits."""
 
     limits: ClassVar[HttpSettings]
     max_body_bytes: ClassVar[int]  # VAE_MAX_BODY_BYTES: past it, the rest of an answered request's body is not read
+    unsent: ClassVar[Unsent]  # shared by the process's connections
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -140,6 +181,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.cancel_timers()
+        self.unsent.remove(self)
         super().connection_lost(exc)
 
     def refuse(self, response: bytes) -> None:
@@ -334,9 +376,15 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         super().pause_writing()
         if self.send_timer is None:
             self.send_timer = self.loop.call_later(self.limits.send_timeout_s, self.not_reading)
+        # An event loop may keep the whole of what was written, not only its unsent tail (uvloop holds the
+        # objects it was given until they are sent): count the larger.
+        writes = self.transport
+        held = max(writes.get_write_buffer_size(), writes.flushed if isinstance(writes, CoalescedWrites) else 0)
+        self.unsent.add(self, held)
 
     def resume_writing(self) -> None:
         super().resume_writing()
+        self.unsent.remove(self)
         if self.send_timer is not None:
             self.send_timer.cancel()
             self.send_timer = None
@@ -345,15 +393,16 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         """The client left its answer unread for send_timeout_s: drop the connection and what waits for it."""
         self.send_timer = None
         buffered = self.transport.get_write_buffer_size()
-        log.info(
-            "dropped a connection from %s: %d bytes of answers unread for %g s (VAE_SEND_TIMEOUT_S)",
-            self.client,
-            buffered,
-            self.limits.send_timeout_s,
-        )
+        self.drop(f"{buffered} bytes of answers unread for {self.limits.send_timeout_s:g} s (VAE_SEND_TIMEOUT_S)")
+
+    def drop(self, why: str) -> None:
+        """Close at once, freeing the answers that wait in the send buffer."""
+        log.info("dropped a connection from %s: %s", self.client, why)
+        self.unsent.remove(self)
         self.cancel_timers()
         self.refused = True
         self.transport.abort()
+        self.unsent.give_back_memory(self.loop)
 
     def shutdown(self) -> None:
         """The server stops: finish the request in flight, then close; if idle, stay while others are in flight."""
@@ -366,7 +415,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
 def guarded_protocol(limits: HttpSettings, max_body_bytes: int) -> type[GuardedHttpProtocol]:
     """The protocol class for uvicorn's `Config(http=...)`, with these limits."""
-    return type("GuardedHttpProtocol", (GuardedHttpProtocol,), {"limits": limits, "max_body_bytes": max_body_bytes})
+    attributes = {"limits": limits, "max_body_bytes": max_body_bytes, "unsent": Unsent(limits.max_unsent_bytes)}
+    return type("GuardedHttpProtocol", (GuardedHttpProtocol,), attributes)
 
 
 class SignalledServer(uvicorn.Server):

@@ -40,6 +40,17 @@ class Watch:
     rss_before: int = 0
     peak_growth: int = 0  # bytes the peak resident memory rose above the resident memory before the block
 
+    def assert_given_back(self, process: subprocess.Popen, *, margin_mib: float = 25, within_s: float = 5) -> None:
+        """Resident memory returns to within `margin_mib` of where it was before the block (waiting up to
+        `within_s` for it: freed memory goes back when the connections holding it are gone)."""
+        deadline = time.monotonic() + within_s
+        while (now := memory(process.pid)[0]) > self.rss_before + margin_mib * MIB and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert now <= self.rss_before + margin_mib * MIB, (
+            f"resident memory stayed {(now - self.rss_before) / MIB:.0f} MiB above where it was "
+            f"(limit {margin_mib} MiB, after {within_s} s)"
+        )
+
     def assert_healthy(self, *, max_stall: float = 0.5, max_growth_mib: float = 100) -> None:
         """The loop answered /health within `max_stall` seconds throughout; the peak rose by < `max_growth_mib`."""
         assert not self.failures, f"/health failed while the hostile request ran: {self.failures[:3]}"

@@ -6,6 +6,7 @@ closing, and through `watch` that a concurrent /health kept answering fast and t
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import socket
@@ -14,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
 from ..service.payloads import png
@@ -353,6 +355,44 @@ def test_a_client_that_never_reads_its_answers_is_dropped(server):
     seen.assert_healthy(max_growth_mib=60)
     print(f"a client reading none of its answers: dropped {held:.2f} s after asking")
     assert server_log(process).count(dropped) == before + 1 and held < TIMEOUT_S + SLACK + 0.5
+
+
+def test_clients_that_never_read_cannot_hold_more_than_the_unsent_cap_together(tmp_path):
+    # 16 clients each ask for a 4 MiB answer and read none of it: without a cap on the total, 64 MiB would wait
+    # in send buffers for VAE_SEND_TIMEOUT_S (30 s here), and 512 such clients would hold 2 GiB.
+    cap = 8 * MIB
+    env = {**ENV, "VAE_MAX_LATENTS": "16384", "VAE_MAX_UNSENT_BYTES": str(cap), "VAE_SEND_TIMEOUT_S": "30"}
+    env["VAE_MAX_CONNECTIONS"] = "64"
+    z = np.zeros((16384, 4), np.float32)  # 16384 images of 8x8: 4 MiB of npy
+    buffer = io.BytesIO()
+    np.save(buffer, z)
+    request = (
+        "POST /decode?model=tiny-vae&format=npy HTTP/1.1\r\nHost: test\r\nContent-Type: application/x-npy\r\n"
+        f"Content-Length: {len(buffer.getvalue())}\r\n\r\n"
+    ).encode() + buffer.getvalue()
+    with running_process(build_zoo(tmp_path), env) as (process, url):
+        with watch(process, url) as seen:
+            clients = []
+            start = time.monotonic()
+            for _ in range(16):  # one after another, as such clients pile up
+                sock = connect(url)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                sock.sendall(request)
+                clients.append(sock)
+                time.sleep(0.1)
+            while server_log(process).count("(VAE_MAX_UNSENT_BYTES is") < 14 and time.monotonic() - start < 10:
+                time.sleep(0.05)
+            dropped = server_log(process).count("(VAE_MAX_UNSENT_BYTES is")
+            held = time.monotonic() - start
+            for sock in clients:
+                sock.close()
+        seen.assert_healthy(max_growth_mib=40)
+        seen.assert_given_back(process)
+    print(
+        f"16 clients not reading 4 MiB answers: {dropped} dropped within {held:.2f} s, "
+        f"peak +{seen.peak_growth / MIB:.0f} MiB"
+    )
+    assert dropped >= 14 and held < 5  # at most 8 MiB, two answers, wait at any time
 
 
 def test_a_request_answered_before_its_body_was_read_keeps_its_connection(server):
