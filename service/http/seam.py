@@ -15,7 +15,8 @@ with no request is kept forever. `GuardedHttpProtocol` adds, from `HttpSettings`
   (`min_body_bytes_per_s`), so a body sent a byte at a time is cut off too, and a deadline for the whole body
   (`upload_timeout_s`), so a steady crawl just above that rate cannot hold a connection for hours: 408;
 - for a chunked body, its framing and trailer fields count against the header cap (431); trailers never become
-  headers;
+  headers; past FREE_CHUNKS chunks, they must average MIN_CHUNK_BYTES of body (400): each chunk costs the parser
+  a call into Python, so a body of 1-byte chunks would cost a thousand times the work of its size;
 - a cap on open connections (`max_connections`): the one past it is answered 503 and closed at once;
 - a deadline for a client that does not read its answers (`send_timeout_s`, from the moment the send buffer is
   full): the connection is dropped and its buffered answers freed;
@@ -52,6 +53,8 @@ from .problems import PROBLEM_MEDIA_TYPE, problem_type
 log = logging.getLogger(__name__)
 
 LINGER_S = 1.0  # how long the rest of a refused body is read and dropped before the connection closes
+FREE_CHUNKS = 1024  # chunks any chunked body may have; past them, MIN_CHUNK_BYTES of body each on average
+MIN_CHUNK_BYTES = 1024  # clients stream in pieces of 8 KiB or more (a 10 MiB body: 11,264 chunks allowed)
 
 
 def refusal(status: int, slug: str, title: str, detail: str, headers: dict[str, str] | None = None) -> bytes:
@@ -167,6 +170,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self.body_bytes = 0
         self.framing_bytes = 0  # body-phase bytes since the body's latest bytes that were not body (see data_received)
         self.trailer_bytes = 0  # the chunked body's trailer fields so far
+        self.chunks = 0  # the chunked body's chunks so far
         self.draining = False  # the server is shutting down: this connection's next response is its last
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -291,7 +295,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         if self.draining:
             self.cycle.keep_alive = False
         self.body_started = self.body_last = time.monotonic()
-        self.body_bytes = self.framing_bytes = self.trailer_bytes = 0
+        self.body_bytes = self.framing_bytes = self.trailer_bytes = self.chunks = 0
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if self.in_body:  # a trailer field, after a chunked body: counted as headers are, never one of them
@@ -300,6 +304,18 @@ class GuardedHttpProtocol(HttpToolsProtocol):
                 self.trailers_too_large()
             return
         super().on_header(name, value)
+
+    def on_chunk_header(self) -> None:
+        self.chunks += 1
+        if self.chunks > FREE_CHUNKS + self.body_bytes // MIN_CHUNK_BYTES and not self.refused:
+            log.info(
+                "refused a request from %s: %d chunks for %d bytes of body", self.client, self.chunks, self.body_bytes
+            )
+            detail = (
+                f"the chunked body came in {self.chunks} chunks for {self.body_bytes} bytes; past {FREE_CHUNKS} "
+                f"chunks they must average at least {MIN_CHUNK_BYTES} bytes: send larger chunks, or a Content-Length"
+            )
+            self.refuse(refusal(400, "chunks-too-small", "Bad request", detail))
 
     def on_body(self, body: bytes) -> None:
         if self.refused:

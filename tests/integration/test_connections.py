@@ -303,6 +303,31 @@ def test_many_small_trailer_fields_are_refused_too(server):
     assert status(response) == 431 and b"trailer" in response and b"VAE_MAX_HEADER_BYTES" in response
 
 
+def test_a_body_of_tiny_chunks_is_refused_once_they_outnumber_its_bytes(server):
+    process, url = server
+    body = png()
+    one_byte_chunks = b"".join(b"1\r\n%c\r\n" % byte for byte in body) + b"0\r\n\r\n"
+    sock = connect(url)
+    sock.sendall(CHUNKED_HEAD + b"\r\n" + one_byte_chunks)  # a few hundred chunks: served, however small
+    assert len(body) < 1024 and status(read_until_closed(sock)[0]) == 200
+    # 10 MiB of 1-byte chunks (60 MiB sent) would be ten million calls into the parser's callbacks.
+    with watch(process, url) as seen:
+        sock = connect(url)
+        sock.sendall(CHUNKED_HEAD + b"\r\n")
+        start, sent = time.monotonic(), 0
+        with pytest.raises(OSError):  # refused and closed well before the body's end
+            while sent < 60 * MIB:
+                sock.sendall(b"1\r\n\0\r\n" * 10_000)
+                sent += 60_000
+        response, _ = read_until_closed(sock)
+        held = time.monotonic() - start
+    seen.assert_healthy()
+    print(f"1-byte chunks: refused after {sent / 1024:.0f} KiB sent in {held * 1000:.0f} ms")
+    assert sent < 8 * MIB and held < 2
+    assert re.search(r"refused a request from .*: \d+ chunks for \d+ bytes of body", server_log(process))
+    assert not response or (status(response) == 400 and b"chunks" in response)  # or reset, with data unread
+
+
 def test_an_upload_refused_mid_body_closes_its_connection(server):
     process, url = server
     limit = 10 * 1024 * 1024  # VAE_MAX_BODY_BYTES's default: a chunked body declares no length, so it is counted
