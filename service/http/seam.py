@@ -17,6 +17,9 @@ with no request is kept forever. `GuardedHttpProtocol` adds, from `HttpSettings`
 - for a chunked body, its framing and trailer fields count against the header cap (431); trailers never become
   headers; past FREE_CHUNKS chunks, they must average MIN_CHUNK_BYTES of body (400): each chunk costs the parser
   a call into Python, so a body of 1-byte chunks would cost a thousand times the work of its size;
+- for a request answered before its body has all come (a 401 or a 404 needs no body), the rest of the body is read
+  and dropped so that the connection can serve the next request, but only for DRAIN_S: a slow upload that was
+  refused does not keep its connection slot;
 - a cap on open connections (`max_connections`): the one past it is answered 503 and closed at once;
 - a deadline for a client that does not read its answers (`send_timeout_s`, from the moment the send buffer is
   full): the connection is dropped and its buffered answers freed;
@@ -53,6 +56,8 @@ from .problems import PROBLEM_MEDIA_TYPE, problem_type
 log = logging.getLogger(__name__)
 
 LINGER_S = 1.0  # how long the rest of a refused body is read and dropped before the connection closes
+DRAIN_S = 2.0  # how long the rest of a body answered early (a 401, a 404) may take to arrive: a client's upload
+# already in flight takes moments, and a slow one cannot keep a connection slot without being served
 FREE_CHUNKS = 1024  # chunks any chunked body may have; past them, MIN_CHUNK_BYTES of body each on average
 MIN_CHUNK_BYTES = 1024  # clients stream in pieces of 8 KiB or more (a 10 MiB body: 11,264 chunks allowed)
 
@@ -165,6 +170,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self.header_timer: asyncio.TimerHandle | None = None
         self.body_timer: asyncio.TimerHandle | None = None
         self.send_timer: asyncio.TimerHandle | None = None  # runs while the send buffer is full
+        self.drain_timer: asyncio.TimerHandle | None = None  # runs from an early answer to the end of its body
         self.body_started = 0.0  # monotonic time the headers ended
         self.body_last = 0.0  # monotonic time of the body's latest bytes
         self.body_bytes = 0
@@ -203,10 +209,10 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             self.transport.close()  # uvicorn then tells the app, if it still reads the body, that the client is gone
 
     def cancel_timers(self) -> None:
-        for timer in (self.header_timer, self.body_timer, self.send_timer):
+        for timer in (self.header_timer, self.body_timer, self.send_timer, self.drain_timer):
             if timer is not None:
                 timer.cancel()
-        self.header_timer = self.body_timer = self.send_timer = None
+        self.header_timer = self.body_timer = self.send_timer = self.drain_timer = None
 
     def data_received(self, data: bytes) -> None:
         if self.refused:
@@ -343,12 +349,30 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             self.transport.write_eof()
         self.loop.call_later(LINGER_S, self.transport.close)
 
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self.in_body and not self.refused and self.drain_timer is None and not self.transport.is_closing():
+            self.drain_timer = self.loop.call_later(DRAIN_S, self.drain_timed_out)
+
+    def drain_timed_out(self) -> None:
+        """The request was answered before its body ended, and the rest is slow to come: close (after LINGER_S,
+        for the client to read its answer)."""
+        self.drain_timer = None
+        if self.in_body and self.cycle.response_complete and not self.refused:
+            log.info(
+                "closed a connection from %s: the body of an answered request still coming after %g s",
+                self.client,
+                DRAIN_S,
+            )
+            self.linger()
+
     def on_message_complete(self) -> None:
         if self.refused:
             return  # the rest of bytes parsed before the refusal: the request never completes
-        if self.body_timer is not None:
-            self.body_timer.cancel()
-            self.body_timer = None
+        for timer in (self.body_timer, self.drain_timer):
+            if timer is not None:
+                timer.cancel()
+        self.body_timer = self.drain_timer = None
         self.in_body = False
         self.in_headers = True  # what comes next on this connection is the next request's headers
         super().on_message_complete()

@@ -359,6 +359,39 @@ def test_an_api_key_sent_as_a_trailer_never_authenticates(tmp_path):
     assert answers == [401, 200]
 
 
+def test_unauthenticated_slow_uploads_are_answered_401_at_once_and_cannot_hold_the_slots(tmp_path):
+    key = "slot-test-key-0123456789abcdef"
+    head = b"POST /encode HTTP/1.1\r\nHost: test\r\nContent-Type: image/png\r\nContent-Length: %d\r\n\r\n" % (5 * MIB)
+    with running_process(build_zoo(tmp_path), {**ENV, "VAE_API_KEY": key}) as (process, url):
+        with watch(process, url) as seen:
+            crawlers = [connect(url) for _ in range(MAX_CONNECTIONS - 1)]  # every slot but the watcher's
+            start = time.monotonic()
+            for sock in crawlers:
+                sock.sendall(head)
+            answers = {status(sock.recv(65536)) for sock in crawlers}  # before any body byte was sent
+            answered = time.monotonic() - start
+            closed = 0
+            while closed < len(crawlers) and time.monotonic() - start < 10:  # crawling just above the minimum rate
+                for sock in crawlers:
+                    try:
+                        sock.sendall(b"\0" * 1500)
+                    except OSError:
+                        sock.close()
+                crawlers = [sock for sock in crawlers if sock.fileno() != -1]
+                closed = MAX_CONNECTIONS - 1 - len(crawlers)
+                time.sleep(1)
+            held = time.monotonic() - start
+            served = httpx.post(f"{url}/encode", content=png(), headers={"Content-Type": "image/png", "X-API-Key": key})
+        seen.assert_healthy()
+    print(
+        f"{len(answers) and MAX_CONNECTIONS - 1} slow uploads without a key: 401 in {answered * 1000:.0f} ms, ", end=""
+    )
+    print(f"closed in {held:.1f} s")
+    assert answers == {401} and answered < 1
+    assert not crawlers and held < 2.0 + 1.0 + SLACK + 1  # DRAIN_S, then LINGER_S
+    assert served.status_code == 200
+
+
 def test_a_client_that_never_reads_its_answers_is_dropped(server):
     process, url = server
     z = json.dumps({"z": [[0.0] * 4] * 1024}).encode()  # 1024 latents: 256 KiB of float32 images an answer

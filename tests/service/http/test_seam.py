@@ -30,6 +30,7 @@ PROTOCOL_METHODS = [
     "on_headers_complete",
     "on_body",
     "on_message_complete",
+    "on_response_complete",
     "pause_writing",
     "resume_writing",
     "shutdown",
