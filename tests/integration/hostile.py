@@ -1,8 +1,10 @@
 """Watch a real server while a hostile client works on it: does the event loop keep answering, does memory hold?
 
 `watch(process, url)` polls `GET /health` on its own connection every 20 ms in a background thread while the
-block runs, and records the slowest answer and the server's peak resident memory (VmHWM from /proc) growth.
-A request that stalls the one event loop shows as a slow `/health`; one that expands data shows in the peak.
+block runs, and records the slowest answer and the server's peak resident memory (VmHWM from /proc, reset when
+the block begins) growth. A request that stalls the one event loop shows as a slow `/health`; one that expands
+data shows in the peak. The server must run as one process (VAE_PROCESSES=1): with several, the attack and the
+watcher's /health may reach different workers, and the process started is a supervisor that serves nothing.
 """
 
 from __future__ import annotations
@@ -30,21 +32,28 @@ def memory(pid: int) -> tuple[int, int]:
     return values["VmRSS"], values["VmHWM"]
 
 
+def reset_peak(pid: int) -> None:
+    """Start the peak resident memory (VmHWM) afresh at the current resident memory, so that a block's peak is its
+    own and not the start-up's (Linux: `5` to /proc/PID/clear_refs)."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
 @dataclass
 class Watch:
     """What `watch` saw; read it after the block."""
 
+    pid: int = 0
     slowest_health: float = 0.0  # seconds
     health_calls: int = 0
     failures: list[str] = field(default_factory=list)
     rss_before: int = 0
     peak_growth: int = 0  # bytes the peak resident memory rose above the resident memory before the block
 
-    def assert_given_back(self, process: subprocess.Popen, *, margin_mib: float = 25, within_s: float = 5) -> None:
+    def assert_given_back(self, *, margin_mib: float = 25, within_s: float = 5) -> None:
         """Resident memory returns to within `margin_mib` of where it was before the block (waiting up to
         `within_s` for it: freed memory goes back when the connections holding it are gone)."""
         deadline = time.monotonic() + within_s
-        while (now := memory(process.pid)[0]) > self.rss_before + margin_mib * MIB and time.monotonic() < deadline:
+        while (now := memory(self.pid)[0]) > self.rss_before + margin_mib * MIB and time.monotonic() < deadline:
             time.sleep(0.1)
         assert now <= self.rss_before + margin_mib * MIB, (
             f"resident memory stayed {(now - self.rss_before) / MIB:.0f} MiB above where it was "
@@ -52,7 +61,8 @@ class Watch:
         )
 
     def assert_healthy(self, *, max_stall: float = 0.5, max_growth_mib: float = 100) -> None:
-        """The loop answered /health within `max_stall` seconds throughout; the peak rose by < `max_growth_mib`."""
+        """The loop answered /health within `max_stall` seconds throughout; the peak rose by < `max_growth_mib`,
+        and resident memory went back to near where it was."""
         assert not self.failures, f"/health failed while the hostile request ran: {self.failures[:3]}"
         assert self.health_calls >= 1, "the watcher made no /health call; the block ended too soon to say anything"
         assert self.slowest_health < max_stall, (
@@ -62,13 +72,17 @@ class Watch:
         assert self.peak_growth < max_growth_mib * MIB, (
             f"the server's peak resident memory rose by {self.peak_growth / MIB:.0f} MiB (limit {max_growth_mib} MiB)"
         )
+        self.assert_given_back()
 
 
 @contextmanager
 def watch(process: subprocess.Popen, url: str, *, min_seconds: float = 0.3) -> Iterator[Watch]:
     """Poll /health during the block (at least `min_seconds`), then fill in the `Watch`."""
-    seen = Watch()
-    seen.rss_before, peak_before = memory(process.pid)
+    if Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().strip():
+        raise AssertionError("the watched server runs worker processes: start it with VAE_PROCESSES=1")
+    seen = Watch(pid=process.pid)
+    reset_peak(process.pid)
+    seen.rss_before, _ = memory(process.pid)
     stop = threading.Event()
 
     def poll() -> None:
@@ -97,4 +111,4 @@ def watch(process: subprocess.Popen, url: str, *, min_seconds: float = 0.3) -> I
         stop.set()
         thread.join(timeout=15)
     _, peak_after = memory(process.pid)
-    seen.peak_growth = max(0, peak_after - max(seen.rss_before, 0)) if peak_after > peak_before else 0
+    seen.peak_growth = max(0, peak_after - seen.rss_before)

@@ -445,7 +445,6 @@ def test_clients_that_never_read_cannot_hold_more_than_the_unsent_cap_together(t
             for sock in clients:
                 sock.close()
         seen.assert_healthy(max_growth_mib=40)
-        seen.assert_given_back(process)
     print(
         f"16 clients not reading 4 MiB answers: {dropped} dropped within {held:.2f} s, "
         f"peak +{seen.peak_growth / MIB:.0f} MiB"

@@ -1,17 +1,22 @@
-"""A hostile client against a real server on the shipped models (issue 9, defects 1 to 5).
+"""A hostile client against a real server on the shipped models: bodies that cost work or memory out of proportion.
 
 Each case sends what once stalled the event loop, ballooned memory or gave a 500, and asserts the 4xx with a
-problem-details message, that a concurrent /health kept answering within half a second, and that the server's
-peak memory rose by less than 100 MiB. `pytest -s` prints what the watch measured.
+problem-details message, that a concurrent /health kept answering within half a second, that the server's peak
+memory rose by less than 100 MiB, and that its resident memory went back. `pytest -s` prints what the watch
+measured. Attacks on the connection itself (framing, slow clients) are in test_connections.py.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import numpy as np
 import pytest
+from PIL import Image
 
 from ..service.payloads import bad_exif_jpeg, npy_header, png, ztxt_bomb_png
 from .hostile import MIB, Watch, watch
@@ -25,7 +30,7 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def server():
-    with running_process(MODELS) as (process, url):
+    with running_process(MODELS, {"VAE_PROCESSES": "1"}) as (process, url):  # one event loop: the one watched
         yield process, url
 
 
@@ -161,4 +166,72 @@ def test_malformed_exif_is_422_naming_the_part(server, http):
     report(f"malformed EXIF ({len(jpeg)}-byte JPEG)", seen, seconds)
     problem(raw, 422, "the request body could not be decoded", "send an intact PNG or JPEG")
     problem(form, 422, "file 'phone.jpg' could not be decoded")
+    seen.assert_healthy()
+
+
+def test_json_outputs_are_reckoned_before_the_model_runs(server, http):
+    # 64 KiB of binary latents asking for the images as JSON numbers: 19 MB of answer each, six at once (+265 MB
+    # and the loop held 0.8 s when the answer was made before it was measured).
+    process, url = server
+    z = np.zeros((1024, 16), np.float32)
+    header = json.dumps(
+        {
+            "inputs": [
+                {"name": "z", "shape": list(z.shape), "datatype": "FP32"}
+                | {"parameters": {"binary_data_size": z.nbytes}}
+            ],
+            "outputs": [{"name": "image", "parameters": {"binary_data": False}}],
+        }
+    ).encode()
+    headers = {"Inference-Header-Content-Length": str(len(header)), "content-type": "application/octet-stream"}
+    body = header + z.tobytes()
+
+    def post(_: int) -> httpx.Response:
+        return http.post("/v2/models/mnist-vae.decoder/infer", content=body, headers=headers)
+
+    with watch(process, url) as seen, ThreadPoolExecutor(6) as pool:
+        started = time.perf_counter()
+        responses = list(pool.map(post, range(6)))
+        seconds = time.perf_counter() - started
+    report("six OIP requests for JSON images", seen, seconds)
+    for response in responses:
+        assert response.status_code == 413 and "VAE_MAX_RESPONSE_BYTES" in response.json()["error"], response.text
+    seen.assert_healthy()
+
+
+def test_base64_made_of_millions_of_pieces_costs_its_size_only(server, http):
+    # 10 MB of "QUFB " (two million pieces): once +243 MB and a 0.2 s stall before the refusal.
+    process, url = server
+    body = json_body({"images": ["QUFB " * 2_000_000]})
+    with watch(process, url) as seen:
+        started = time.perf_counter()
+        response = http.post("/encode", **body)
+        seconds = time.perf_counter() - started
+    report("10 MB of whitespace-separated base64", seen, seconds)
+    problem(response, 415, "body field 'images[0]' is bytes starting b'AAAAAAAA'", "send a PNG or JPEG")
+    seen.assert_healthy()
+
+
+def progressive_jpeg_bomb(size: int, copies: int) -> bytes:
+    """A real progressive JPEG whose last scan is repeated `copies` times: each scan is another pass over the image."""
+    pixels = np.random.default_rng(4).integers(0, 256, (size, size), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "JPEG", progressive=True, quality=90)
+    data = buffer.getvalue()
+    last = data.rindex(b"\xff\xda")
+    return data[:last] + data[last:-2] * copies + b"\xff\xd9"
+
+
+@pytest.mark.parametrize(("size", "copies"), [(28, 300), (256, 100)])
+def test_a_progressive_jpeg_of_repeated_scans_is_refused_before_decoding(server, http, size, copies):
+    # 44 KB of repeated scans once took 4.4 s of CPU for one request, 156 KB 28 s, and went on after the client left.
+    process, url = server
+    bomb = progressive_jpeg_bomb(size, copies)
+    with watch(process, url) as seen:
+        started = time.perf_counter()
+        response = http.post("/encode", content=bomb, headers={"content-type": "image/jpeg"})
+        seconds = time.perf_counter() - started
+    report(f"progressive JPEG of {copies} repeated scans ({len(bomb) // 1024} KiB)", seen, seconds)
+    problem(response, 422, "scans; at most 64")
+    assert seconds < 0.5
     seen.assert_healthy()
