@@ -4,6 +4,8 @@ A model folder symlinked from outside the models folder is never served: refused
 VAE_STRICT_MODELS is false, a refusal to start when it is true. An unreadable manifest refuses its folder only.
 """
 
+import os
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -13,6 +15,7 @@ import pytest
 
 from ..service.payloads import png
 from ..tiny_models import build_model, build_zoo
+from .hostile import watch
 from .server import run_to_exit, running_process, running_server
 
 
@@ -96,3 +99,22 @@ def test_150_unloads_and_loads_under_traffic_leave_threads_and_memory_where_they
     assert set(answers) <= {200, 404} and answers.get(200, 0) > 0
     # A leak would grow with the cycles (150 of them); a pool's idle thread may come or go by one.
     assert threads_after <= max(threads_before * 1.1, threads_before + 1) and rss_after <= rss_before * 1.1
+
+
+def test_hostile_names_are_refused_before_the_file_system_is_asked_and_undecodable_folders_are_listed(tmp_path):
+    models = build_zoo(tmp_path / "models")
+    env = {"VAE_MODEL_CONTROL": "explicit", "VAE_PROCESSES": "1"}
+    with running_process(models, env) as (process, url), httpx.Client(base_url=url, timeout=30) as client:
+        with watch(process, url) as seen:
+            loads = [client.post(f"/v2/repository/models/{'m' * n}/load") for n in (300, 10_000)]
+            # A folder whose name is not UTF-8 (a file system allows any bytes but '/' and NUL).
+            strange = os.fsencode(models) + b"/caf\xe9-vae"
+            build_model(Path(os.fsdecode(strange)), name="cafe-vae")
+            indexed = client.post("/v2/repository/index")
+            shutil.rmtree(strange)
+            reindexed = client.post("/v2/repository/index")
+        seen.assert_healthy()
+    assert [r.status_code for r in loads] == [422, 422] and "255 bytes" in loads[0].text, loads[0].text
+    assert indexed.status_code == 200 and reindexed.status_code == 200, (indexed.text, reindexed.text)
+    assert "caf\\xe9-vae" in {entry["name"] for entry in indexed.json()}, indexed.text
+    assert "caf\\xe9-vae" not in {entry["name"] for entry in reindexed.json()}
