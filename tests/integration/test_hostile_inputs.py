@@ -235,3 +235,30 @@ def test_a_progressive_jpeg_of_repeated_scans_is_refused_before_decoding(server,
     problem(response, 422, "scans; at most 64")
     assert seconds < 0.5
     seen.assert_healthy()
+
+
+def test_multipart_parts_and_their_headers_are_bounded(server, http):
+    process, url = server
+    b = b"--XyZ\r\n"
+    end = b"--XyZ--\r\n"
+    file_head = b'Content-Disposition: form-data; name="file"; filename="a.png"\r\n'
+    bodies = {
+        "100,000 empty fields": b'--XyZ\r\nContent-Disposition: form-data; name="label"\r\n\r\n\r\n' * 100_000 + end,
+        "a part header of 9 MB": b + file_head + b"X-Long: " + b"a" * 9_000_000 + b"\r\n\r\nxx\r\n" + end,
+        "a million part header lines": b + file_head + b"X: y\r\n" * 1_000_000 + b"\r\nxx\r\n" + end,
+        "a label field of 9 MB": b
+        + b'Content-Disposition: form-data; name="label"\r\n\r\n'
+        + b"0" * 9_000_000
+        + b"\r\n"
+        + end,
+    }
+    headers = {"content-type": "multipart/form-data; boundary=XyZ"}
+    with watch(process, url) as seen:
+        started = time.perf_counter()
+        responses = {name: http.post("/encode", content=body, headers=headers) for name, body in bodies.items()}
+        seconds = time.perf_counter() - started
+    report("multipart: many parts, long part headers, a long field", seen, seconds)
+    problem(responses["100,000 empty fields"], 422, "Too many fields")
+    for name in list(bodies)[1:]:
+        problem(responses[name], 422, "the multipart body could not be parsed")
+    seen.assert_healthy()
