@@ -49,9 +49,9 @@ from typing import Any, ClassVar
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from ..engine.memory import release_freed_memory
 from ..settings import HttpSettings
 from .problems import PROBLEM_MEDIA_TYPE, problem_type
+from .unsent import Unsent
 
 log = logging.getLogger(__name__)
 
@@ -115,40 +115,6 @@ class CoalescedWrites:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.transport, name)
-
-
-class Unsent:
-    """The connections whose send buffer is full, oldest first, and the bytes each had waiting when it filled."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.waiting: dict[GuardedHttpProtocol, int] = {}  # insertion order: the longest waiting first
-        self.total = 0
-        self.trim_pending = False
-
-    def add(self, connection: GuardedHttpProtocol, nbytes: int) -> None:
-        self.remove(connection)
-        self.waiting[connection] = nbytes
-        self.total += nbytes
-        while self.total > self.limit and len(self.waiting) > 1:
-            oldest = next(iter(self.waiting))
-            oldest.drop(
-                f"{self.waiting[oldest]} bytes of answers unread while {self.total} waited on all connections "
-                f"(VAE_MAX_UNSENT_BYTES is {self.limit})"
-            )
-
-    def remove(self, connection: GuardedHttpProtocol) -> None:
-        self.total -= self.waiting.pop(connection, 0)
-
-    def give_back_memory(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Dropped answers are freed, but the allocator keeps freed heap mapped: return it, once for a burst."""
-        if not self.trim_pending:
-            self.trim_pending = True
-            loop.call_later(0.05, self._trim, loop)
-
-    def _trim(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.trim_pending = False
-        loop.run_in_executor(None, release_freed_memory)
 
 
 class GuardedHttpProtocol(HttpToolsProtocol):
