@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -127,13 +128,19 @@ class LocalFleet:
     """`instances` service processes and HAProxy in front of them; a context manager that stops them all."""
 
     def __init__(
-        self, models_dir: Path, instances: int = 3, port: int | None = None, env: dict[str, str] | None = None
+        self,
+        models_dir: Path | list[Path],
+        instances: int = 3,
+        port: int | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
+        """`models_dir`: one folder for every instance, or one each (a roll-out changes them one at a time)."""
         haproxy = shutil.which("haproxy")
         if haproxy is None:
             raise RuntimeError("haproxy is not installed (Debian: apt-get install haproxy)")
         self.haproxy = haproxy
-        self.instances = [Instance(f"vae-{i + 1}", models_dir, env or {}) for i in range(instances)]
+        folders = models_dir if isinstance(models_dir, list) else [models_dir] * instances
+        self.instances = [Instance(f"vae-{i + 1}", folders[i], env or {}) for i in range(instances)]
         self.port = port or free_port()
         self.stats_port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -185,9 +192,14 @@ class LocalFleet:
         rows = csv.DictReader(io.StringIO(text))
         return {row["svname"]: row for row in rows if row["pxname"] == "instances" and row["svname"].startswith("vae-")}
 
-    def restart(self, instance: Instance, sig: int = signal.SIGTERM) -> None:
-        """Stop an instance (SIGTERM drains it; SIGKILL does not), start it again, wait until HAProxy routes to it."""
+    def restart(
+        self, instance: Instance, sig: int = signal.SIGTERM, while_stopped: Callable[[], None] | None = None
+    ) -> None:
+        """Stop an instance (SIGTERM drains it; SIGKILL does not), run `while_stopped` (a roll-out changes its
+        models then), start it again, and wait until HAProxy routes to it."""
         instance.stop(sig)
+        if while_stopped is not None:
+            while_stopped()
         instance.start()
         instance.wait_ready()
         deadline = time.monotonic() + 15

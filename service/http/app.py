@@ -81,7 +81,14 @@ class ServiceApp:
                 allow_origins=origins,
                 allow_methods=["GET", "POST"],
                 allow_headers=["Authorization", "Content-Type", API_KEY_HEADER],
-                expose_headers=["Retry-After", "X-Model", "X-Prior", "X-Seed", "X-Reconstruction-Error"],
+                expose_headers=[
+                    "Retry-After",
+                    "X-Model",
+                    "X-Model-Version",
+                    "X-Prior",
+                    "X-Seed",
+                    "X-Reconstruction-Error",
+                ],
                 max_age=600,
             )
         self._executor: ThreadPoolExecutor | None = None

@@ -138,6 +138,9 @@ class ServedModel:
         self.can_sample = self.has_prior or fitted_prior is not None
         self.default_prior: PriorName = "fitted" if fitted_prior is not None else "standard"
         self.labels = LabelTable(manifest.name, manifest.kind, manifest.labels, self.decoder_takes_label)
+        # Every answer names the model and version that made it: behind a load balancer, during a roll-out,
+        # a client can tell which one answered.
+        self.reply_headers = {"X-Model": manifest.name, "X-Model-Version": manifest.version}
 
     @property
     def name(self) -> str:

@@ -95,7 +95,7 @@ async def _draw(
             "prior": sampled.prior,
             "labels": model.labels.names_of(sampled.labels),
         }
-        headers = {"X-Model": model.name, "X-Seed": str(drawn), "X-Prior": sampled.prior}
+        headers = {**model.reply_headers, "X-Seed": str(drawn), "X-Prior": sampled.prior}
         return images_reply(chosen_format, sampled.images, fields=fields, headers=headers, columns=columns, scale=scale)
 
     return await rendered(

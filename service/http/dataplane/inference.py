@@ -60,7 +60,7 @@ ReconstructQuery = DecodeQuery
 
 
 def _encoding(fmt: Format, model: ServedModel, seed: int | None, encoding: Encoding) -> Reply:
-    headers = {"X-Model": model.name, **({"X-Seed": str(seed)} if seed is not None else {})}
+    headers = {**model.reply_headers, **({"X-Seed": str(seed)} if seed is not None else {})}
     if fmt == "npy":
         return npy_reply(encoding.z if encoding.z is not None else encoding.mu, headers)
     body = {
@@ -129,7 +129,7 @@ async def decode(request: DataRequest) -> Reply:
 
     def render(decoded: Decoding) -> Reply:
         fields = {"model": model.name, "labels": model.labels.names_of(decoded.labels)}
-        return images_reply(fmt, decoded.images, fields=fields, headers={"X-Model": model.name}, scale=scale)
+        return images_reply(fmt, decoded.images, fields=fields, headers={**model.reply_headers}, scale=scale)
 
     return await rendered(
         lambda then: model.decode_labelled(z, labels, then=then), render, pixels=png_work(fmt, shape, scale)
@@ -138,7 +138,7 @@ async def decode(request: DataRequest) -> Reply:
 
 def _reconstruction(fmt: Format, model: ServedModel, scale: Scale, result: Reconstruction) -> Reply:
     errors = result.errors
-    headers = {"X-Model": model.name, "X-Reconstruction-Error": ",".join(f"{e:.4f}" for e in errors)}
+    headers = {**model.reply_headers, "X-Reconstruction-Error": ",".join(f"{e:.4f}" for e in errors)}
     recon = result.images
     if fmt == "png":  # each input beside its reconstruction
         pairs = np.stack([result.inputs, recon], axis=1).reshape(-1, *recon.shape[1:])

@@ -155,7 +155,7 @@ async def interpolate(request: DataRequest) -> Reply:
         model, images=images, z=body.z, labels=labels, steps=query.steps, path=query.path
     )
     fields = {"model": model.name, "path": query.path, "labels": model.labels.names_of(result.labels), "z": result.z}
-    headers = {"X-Model": model.name}
+    headers = {**model.reply_headers}
     return await images_reply_offloaded(
         fmt, result.images, fields=fields, headers=headers, columns=query.steps, scale=scale
     )
@@ -181,7 +181,7 @@ async def attribute(request: DataRequest) -> Reply:
     labels = merge_labels(query.label, body.labels, limit=limits.max_images, setting="VAE_MAX_IMAGES")
     sets = await decode_groups(body, model.manifest.image, limits)
     vector = await latent_ops.attribute(model, sets["with"], sets["without"], labels)
-    headers = {"X-Model": model.name}
+    headers = {**model.reply_headers}
     if fmt == "npy":
         return npy_reply(vector, headers)
     content = {
@@ -223,7 +223,7 @@ async def edit(request: DataRequest) -> Reply:
         model, groups["images"], vector=body.vector, sets=sets, labels=labels, strengths=values
     )
     fields = {"model": model.name, "strengths": values, "labels": model.labels.names_of(resolved)}
-    headers = {"X-Model": model.name}
+    headers = {**model.reply_headers}
     images = _one_row_per(n, images, fmt)
     return await images_reply_offloaded(fmt, images, fields=fields, headers=headers, columns=len(values), scale=scale)
 
@@ -261,7 +261,7 @@ async def _traverse(
         "labels": model.labels.names_of(result.labels[:1] if result.labels is not None else None),
     }
     images = _one_row_per(len(result.dims), result.images, fmt)
-    headers = {"X-Model": model.name}
+    headers = {**model.reply_headers}
     return await images_reply_offloaded(fmt, images, fields=fields, headers=headers, columns=query.steps, scale=scale)
 
 

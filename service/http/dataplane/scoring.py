@@ -77,4 +77,4 @@ async def score(request: DataRequest) -> Reply:
     rng, seed = rng_for(query.seed)
     result = await scoring.score(model, images, labels, k, rng, limits.anomaly_percentile)
     body = {"model": model.name, "samples": k, "seed": seed, "scores": result.rows()}
-    return await json_reply_offloaded(body, {"X-Model": model.name, "X-Seed": str(seed)}, numbers=7 * len(images))
+    return await json_reply_offloaded(body, {**model.reply_headers, "X-Seed": str(seed)}, numbers=7 * len(images))

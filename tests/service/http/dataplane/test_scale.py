@@ -113,3 +113,11 @@ async def test_every_route_that_returns_a_made_png_documents_scale(client):
         method, path = route.split()
         names = {p["name"] for p in openapi["paths"][path][method.lower()]["parameters"]}
         assert "scale" in names, route
+
+
+@pytest.mark.parametrize("route", PNG_ROUTES)
+async def test_every_answer_names_the_model_and_version_that_made_it(client, route):
+    r = await call(client, route)
+    model = r.headers["x-model"]
+    version = (await client.get(f"/models/{model}")).json()["version"]
+    assert r.status_code == 200 and r.headers["x-model-version"] == version, r.headers
