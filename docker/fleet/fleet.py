@@ -46,14 +46,15 @@ defaults
 """
 
 
-def config(servers: list[tuple[str, str]], port: int, stats_port: int) -> str:
-    """haproxy.cfg for `servers` [(name, host:port)], listening on `port`, with the CSV statistics on `stats_port`."""
-    lines = [
-        "global",
-        "    maxconn 4096",
-        DEFAULTS,
+def config(servers: list[str], bind: str, stats_bind: str, *, resolvers: str | None = None) -> str:
+    """haproxy.cfg: `servers` (HAProxy `server` or `server-template` lines) behind `bind`, the CSV statistics on
+    `stats_bind`; `resolvers`, a nameserver address, when the servers are found by DNS (compose: 127.0.0.11:53)."""
+    lines = ["global", "    maxconn 4096", "", DEFAULTS]
+    if resolvers is not None:
+        lines += ["resolvers dns", f"    nameserver dns {resolvers}", "    hold valid 1s", ""]
+    lines += [
         "frontend vae",
-        f"    bind 127.0.0.1:{port}",
+        f"    bind {bind}",
         "    default_backend instances",
         "",
         "backend instances",
@@ -61,10 +62,23 @@ def config(servers: list[tuple[str, str]], port: int, stats_port: int) -> str:
         "    option httpchk GET /ready",
         "    http-check expect status 200",
         "    http-response set-header X-Served-By %s",
+        *(f"    {line}" for line in servers),
+        "",
+        "frontend statistics",
+        f"    bind {stats_bind}",
+        "    stats enable",
+        "    stats uri /stats",
     ]
-    lines += [f"    server {name} {address} check" for name, address in servers]
-    lines += ["", "frontend statistics", f"    bind 127.0.0.1:{stats_port}", "    stats enable", "    stats uri /stats"]
     return "\n".join(lines) + "\n"
+
+
+def compose_config(replicas: int = 3) -> str:
+    """docker/fleet/haproxy.cfg: the compose fleet's `vae` replicas, found through Docker's DNS."""
+    template = f"server-template vae- {replicas} vae:8000 check resolvers dns init-addr none"
+    header = (
+        "# The compose fleet's HAProxy (docker/fleet/compose.yaml): `python docker/fleet/fleet.py --compose-config`.\n"
+    )
+    return header + config([template], "*:8000", "*:8404", resolvers="127.0.0.11:53")
 
 
 def free_port() -> int:
@@ -153,9 +167,9 @@ class LocalFleet:
                 instance.start()
             for instance in self.instances:
                 instance.wait_ready()
-            servers = [(i.name, f"127.0.0.1:{i.port}") for i in self.instances]
+            servers = [f"server {i.name} 127.0.0.1:{i.port} check" for i in self.instances]
             path = self.folder / "haproxy.cfg"
-            path.write_text(config(servers, self.port, self.stats_port))
+            path.write_text(config(servers, f"127.0.0.1:{self.port}", f"127.0.0.1:{self.stats_port}"))
             with (self.folder / "haproxy.log").open("ab") as out:
                 self.balancer = subprocess.Popen([self.haproxy, "-db", "-f", str(path)], stdout=out, stderr=out)
             deadline = time.monotonic() + 15
@@ -214,7 +228,11 @@ def main() -> None:
     parser.add_argument("--instances", type=int, default=3)
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--models-dir", type=Path, default=ROOT / "models")
+    parser.add_argument("--compose-config", action="store_true", help="print the compose fleet's haproxy.cfg")
     args = parser.parse_args()
+    if args.compose_config:
+        print(compose_config(), end="")
+        return
     with LocalFleet(args.models_dir.resolve(), args.instances, args.port) as fleet:
         print(f"{args.instances} instances behind HAProxy on {fleet.url}; statistics on :{fleet.stats_port}/stats")
         try:
