@@ -1,6 +1,7 @@
 """A real `python -m service` process: it refuses to start, with a message, when it cannot serve as configured;
 it listens while its models load (/ready 503 meanwhile); SIGTERM drains it (/ready 503) and it exits 0."""
 
+import os
 import signal
 import socket
 import time
@@ -60,6 +61,66 @@ def test_several_worker_processes_each_load_the_models_and_serve(zoo):
         for _ in range(3):  # whichever process answers, the count is both processes'
             counts = [x for x in httpx.get(f"{url}/metrics").text.splitlines() if x.startswith(line)]
             assert counts == [line + "20.0"], counts
+
+
+def worker_pids(supervisor: int) -> list[int]:
+    children = Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split()
+    return [int(pid) for pid in children if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+
+
+def peer_ports(pid: int) -> set[int]:
+    """The remote ports of a process's TCP connections on loopback (its clients' own ports)."""
+    inodes = {
+        fd.readlink().name[8:-1] for fd in Path(f"/proc/{pid}/fd").iterdir() if fd.readlink().name.startswith("socket:")
+    }
+    ports = set()
+    for row in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = row.split()
+        if fields[9] in inodes and fields[3] == "01":  # ESTABLISHED
+            ports.add(int(fields[2].split(":")[1], 16))
+    return ports
+
+
+def dead(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_a_worker_killed_with_sigkill_is_replaced_and_the_others_serve_on(zoo):
+    encode = {"content": png(), "headers": {"Content-Type": "image/png"}}
+    with running_process(zoo, {"VAE_PROCESSES": "2"}) as (process, url):
+        victim, survivor = worker_pids(process.pid)
+        clients = [httpx.Client(base_url=url, timeout=10) for _ in range(16)]  # keep-alive connections on both
+        try:
+            ports = []
+            for client in clients:
+                r = client.post("/encode", **encode)
+                assert r.status_code == 200
+                ports.append(r.extensions["network_stream"].get_extra_info("client_addr")[1])
+            on_victim = {i for i, port in enumerate(ports) if port in peer_ports(victim)}
+            assert 0 < len(on_victim) < len(clients), "both workers must hold connections for this to test anything"
+            os.kill(victim, signal.SIGKILL)
+            while not dead(victim):
+                time.sleep(0.01)
+            for i, client in enumerate(clients):
+                if i in on_victim:  # its server is gone mid-connection: the client may see it once, then reconnects
+                    try:
+                        client.post("/encode", **encode)
+                    except httpx.TransportError:
+                        pass
+                # The survivor's connections are not affected; the victim's clients are served on a new one.
+                assert client.post("/encode", **encode).status_code == 200
+        finally:
+            for client in clients:
+                client.close()
+        deadline = time.monotonic() + 30
+        while len(worker_pids(process.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        workers = worker_pids(process.pid)
+        assert len(workers) == 2 and survivor in workers and victim not in workers, workers
+        assert {httpx.post(f"{url}/encode", **encode).status_code for _ in range(20)} == {200}
 
 
 def test_startup_failure_in_a_worker_process_ends_the_service(tmp_path):
