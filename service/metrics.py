@@ -16,6 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
+from .graph_stats import GraphStatsCollector
 from .processes import ProcessGroup
 
 
@@ -55,6 +56,8 @@ class Metrics:
         r = self.registry
         self.requests = RequestStats()
         r.register(self.requests)
+        self.graphs = GraphStatsCollector()  # queue time, stages, queue depth, requests in flight
+        r.register(self.graphs)
         self.inference_seconds = Histogram(
             "vae_inference_seconds",
             "onnxruntime run time per call, by model and graph",

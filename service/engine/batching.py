@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from ..errors import DeadlineExceeded, Overloaded
+from ..graph_stats import GraphStats
 from ..settings import BatchingSettings
 from .runner import Done, Feeds, Graph, Job, OnGraph, Outputs, deliver, finish, make_feeds, rows_of
 from .split import Splitter
@@ -67,9 +68,16 @@ class MicroBatcher(OnGraph):
     """A `Runner` that queues jobs for one graph and runs them as combined batches (see the module's docstring)."""
 
     def __init__(
-        self, session: Graph, executor: Executor, settings: BatchingSettings, *, splitter: Splitter | None
+        self,
+        session: Graph,
+        executor: Executor,
+        settings: BatchingSettings,
+        *,
+        splitter: Splitter | None,
+        stats: GraphStats | None = None,
     ) -> None:
         super().__init__(session)
+        self.stats = stats
         self.executor = executor
         self.max_rows = settings.max_batch_rows
         self.max_delay = settings.max_batch_delay_ms / 1000
@@ -198,7 +206,7 @@ class MicroBatcher(OnGraph):
                         return
                     self._running = 1
                 try:
-                    results = self._run(batch)
+                    results = self._run(batch, time.monotonic())
                 finally:
                     self._running = 0
                 loop.call_soon_threadsafe(deliver, results)
@@ -239,11 +247,15 @@ class MicroBatcher(OnGraph):
         self._queue = kept
         return batch
 
-    def _run(self, batch: list[_Queued]) -> list[tuple[asyncio.Future[Any], Done[Any]]]:
+    def _run(self, batch: list[_Queued], taken: float) -> list[tuple[asyncio.Future[Any], Done[Any]]]:
         """Feeds, one session call per group of jobs whose arrays can be concatenated, and each job's finish."""
         results: list[tuple[asyncio.Future[Any], Done[Any]]] = []
         groups: dict[tuple[tuple[str, tuple[int, ...], str], ...], list[tuple[_Queued, Feeds]]] = {}
-        for queued, feeds in zip(batch, make_feeds([queued.job for queued in batch]), strict=True):
+        started = time.perf_counter()
+        made = make_feeds([queued.job for queued in batch])
+        decoded = time.perf_counter()
+        compute = 0.0
+        for queued, feeds in zip(batch, made, strict=True):
             if isinstance(feeds, Exception):  # a bad upload fails its own request only
                 results.append((queued.future, Done(error=feeds)))
                 continue
@@ -254,17 +266,25 @@ class MicroBatcher(OnGraph):
             feeds = (
                 group[0][1] if len(group) == 1 else {n: np.concatenate([f[n] for _, f in group]) for n in group[0][1]}
             )
+            before = time.perf_counter()
             try:
                 outputs = self._forward(outputs_wanted, feeds)
             except Exception as e:  # onnxruntime failed: every request of the call gets the error
                 results += [(queued.future, Done(error=e)) for queued, _ in group]
                 continue
+            finally:
+                compute += time.perf_counter() - before
             start = 0
             for queued, own in group:
                 rows = rows_of(own)
                 part = outputs if len(group) == 1 else [o[start : start + rows] for o in outputs]
                 results.append((queued.future, finish(queued.job, own, part)))
                 start += rows
+        if self.stats is not None:
+            render = time.perf_counter() - decoded - compute
+            failed = sum(1 for _, done in results if done.error is not None)
+            waits = [taken - queued.arrival for queued in batch]
+            self.stats.record_batch(waits, failed, decoded - started, compute, render)
         return results
 
     def _forward(self, outputs: list[str], feeds: Feeds) -> Outputs:

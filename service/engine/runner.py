@@ -19,6 +19,7 @@ from typing import Any, Generic, Protocol, TypeVar
 import numpy as np
 import onnxruntime as ort
 
+from ..graph_stats import GraphStats
 from ..metrics import Metrics
 
 Feeds = dict[str, np.ndarray]
@@ -229,10 +230,17 @@ class OnGraph:
 class GraphRunner(OnGraph):
     """Runs each job on its own: feeds, session run and finish in one worker-thread hop (batching off)."""
 
-    def __init__(self, session: Graph, executor: Executor, run: Callable[[Graph, list[str], Feeds], Outputs]) -> None:
+    def __init__(
+        self,
+        session: Graph,
+        executor: Executor,
+        run: Callable[[Graph, list[str], Feeds], Outputs],
+        stats: GraphStats | None = None,
+    ) -> None:
         super().__init__(session)
         self.executor = executor
         self.forward = run  # the session call: whole, or split across threads (service/engine/split.py)
+        self.stats = stats
 
     @property
     def batch_sizes(self) -> tuple[int, ...]:
@@ -243,15 +251,25 @@ class GraphRunner(OnGraph):
         """Nothing to stop: calls run in the shared executor, which the app shuts down."""
 
     async def run(self, job: Job[T]) -> T:
-        done = await asyncio.get_running_loop().run_in_executor(self.executor, self._work, job)
+        done = await asyncio.get_running_loop().run_in_executor(self.executor, self._work, job, time.monotonic())
         if done.error is not None:
             raise done.error
         return done.value  # type: ignore[return-value]
 
-    def _work(self, job: Job[T]) -> Done[T]:
+    def _work(self, job: Job[T], arrival: float) -> Done[T]:
+        waited = time.monotonic() - arrival
+        started = time.perf_counter()
+        decoded = computed = started
         try:
             feeds = job.inputs()
+            decoded = computed = time.perf_counter()
             outputs = self.forward(self.session, job.outputs, feeds)
+            computed = time.perf_counter()
+            done = finish(job, feeds, outputs)
         except Exception as e:  # a bad upload (ServiceError), or onnxruntime's own error: this request's
-            return Done(error=e)
-        return finish(job, feeds, outputs)
+            done = Done(error=e)
+        if self.stats is not None:
+            ended = time.perf_counter()
+            failed = int(done.error is not None)
+            self.stats.record_batch([waited], failed, decoded - started, computed - decoded, ended - computed)
+        return done

@@ -53,6 +53,7 @@ class Edge:
         self.api_keys = api_keys
         self.max_body = limits.max_body_bytes
         self.requests = state.metrics.requests
+        self.graphs = state.metrics.graphs  # its in-flight count
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -63,12 +64,14 @@ class Edge:
         found = self.routes.match(path)
         template = found.template if found is not None else None
         status = 500
+        self.graphs.in_flight += 1
         try:
             if found is not None:
                 status = await self._data(scope, receive, send, found)
             else:
                 status, template = await self._control(scope, receive, send)
         finally:
+            self.graphs.in_flight -= 1
             self.requests.record(template or "unmatched", scope["method"], status, time.perf_counter() - start)
 
     def _refusal(self, scope: Scope, length: bytes | None) -> Reply | None:

@@ -119,9 +119,14 @@ class Loader:
     def _runner(self, graph: Graph) -> Runner:
         # On a GPU provider a batch keeps to the warmed bucket shapes; on the CPU a large one is split (split.py).
         splitter = None if graph.providers[0] in GPU_PROVIDERS else self.splitter
+        stats = self.metrics.graphs.graph(graph.model, graph.graph)
+        runner: Runner
         if not self.batching.batching:
-            return GraphRunner(graph, self.executor, splitter.run if splitter is not None else _whole)
-        return MicroBatcher(graph, self.executor, self.batching, splitter=splitter)
+            runner = GraphRunner(graph, self.executor, splitter.run if splitter is not None else _whole, stats)
+        else:
+            runner = MicroBatcher(graph, self.executor, self.batching, splitter=splitter, stats=stats)
+        self.metrics.graphs.runners[(graph.model, graph.graph)] = runner
+        return runner
 
 
 def _whole(graph: Graph, outputs: list[str], feeds: Feeds) -> Outputs:

@@ -36,7 +36,9 @@ def url(tmp_path_factory) -> Iterator[str]:
     models = tmp_path_factory.mktemp("models")
     for name in MODELS:
         shutil.copytree(ROOT / "models" / name, models / name)
-    with running_server(Path(models), {"VAE_MODEL_CONTROL": "explicit", "VAE_STRICT_MODELS": "false"}) as base:
+    # One process: statistics are each process's own, and the metrics merged across processes only every second.
+    env = {"VAE_MODEL_CONTROL": "explicit", "VAE_STRICT_MODELS": "false", "VAE_PROCESSES": "1"}
+    with running_server(Path(models), env) as base:
         yield base
 
 
@@ -118,6 +120,33 @@ def test_conditional_encoder_equals_encode(client, url, binary):
     )
     np.testing.assert_allclose(result.as_numpy("mu"), expected, atol=1e-5)
     assert result.as_numpy("logvar").shape == (4, 32)
+
+
+def test_statistics_in_tritons_shape_and_the_queue_and_stage_metrics(client, url):
+    # The decoder tests above ran mnist-cvae's decoder through OIP and through /decode.
+    stats = client.get_inference_statistics("mnist-cvae.decoder")
+    (decoder,) = stats["model_stats"]
+    inference = decoder["inference_stats"]
+    assert (
+        decoder["name"] == "mnist-cvae.decoder"
+        and decoder["version"] == load_manifest(ROOT / "models" / "mnist-cvae").version
+    )
+    assert decoder["inference_count"] >= 4 and 1 <= decoder["execution_count"] <= decoder["inference_count"]
+    assert inference["success"]["count"] == decoder["inference_count"] and inference["queue"]["count"] >= 4
+    assert inference["compute_infer"]["ns"] > 0 and inference["success"]["ns"] >= inference["compute_infer"]["ns"]
+    assert sum(b["compute_infer"]["count"] for b in decoder["batch_stats"]) == decoder["execution_count"]
+    everything = client.get_inference_statistics()["model_stats"]
+    assert {m["name"] for m in everything} == {f"{m}.{g}" for m in MODELS for g in ("encoder", "decoder")}
+    with pytest.raises(InferenceServerException, match="no model named"):
+        client.get_inference_statistics("mnist-gan.decoder")
+    metrics = httpx.get(f"{url}/metrics").text
+    labels = 'graph="decoder",model="mnist-cvae"'
+    bucket = 'vae_queue_seconds_bucket{graph="decoder",le="+Inf",model="mnist-cvae"} '
+    queued = [row for row in metrics.splitlines() if row.startswith(bucket)]
+    assert queued and float(queued[0].rsplit(" ", 1)[1]) == inference["queue"]["count"]
+    for stage in ("queue", "decode", "compute", "render"):
+        assert f'vae_stage_seconds_total{{{labels},stage="{stage}"}}' in metrics
+    assert f"vae_queue_depth{{{labels}}} 0.0" in metrics and "vae_requests_in_flight 1.0" in metrics
 
 
 def test_a_tensor_of_the_wrong_shape_is_an_inference_error(client, url):

@@ -14,13 +14,13 @@ from fastapi import APIRouter, Request
 
 from ...models.model import ServedModel
 from ...models.repository import ModelRepository
-from ..dataplane.oip import graph_of
+from ..dataplane.oip import ROLES, graph_of
 from ..oip import InvalidTensor, metadata_tensor
 from .deps import ReadyRegistryDep, RegistryDep, StateDep
 
 router = APIRouter(prefix="/v2", include_in_schema=False)
 
-EXTENSIONS = ["binary_tensor_data", "model_repository"]
+EXTENSIONS = ["binary_tensor_data", "model_repository", "statistics"]
 PLATFORM = "onnx_onnxv1"  # Triton's name for a model served by onnxruntime
 
 
@@ -46,6 +46,19 @@ def _files(model: ServedModel, role: str) -> Any:
     return model.manifest.files.encoder if role == "encoder" else model.manifest.files.decoder
 
 
+@router.get("/models/stats")
+async def all_statistics(state: StateDep, registry: RegistryDep) -> dict[str, Any]:
+    """The statistics extension (Triton's shape): every graph of every loaded model, times in ns since start."""
+    graphs = state.metrics.graphs
+    return {
+        "model_stats": [
+            graphs.graph(model.name, role).triton(f"{model.name}.{role}", model.manifest.version)
+            for model in sorted(registry.models.values(), key=lambda m: m.name)
+            for role in ROLES
+        ]
+    }
+
+
 @router.get("/models/{name}")
 @router.get("/models/{name}/versions/{version}")
 async def model_metadata(registry: RegistryDep, name: str, version: str | None = None) -> dict[str, Any]:
@@ -67,6 +80,17 @@ async def model_ready(registry: ReadyRegistryDep, name: str, version: str | None
     """$ready_model_response: 200 while the model is loaded; 404 `{"error": ...}` for one that is not."""
     graph_of(registry, name, version)
     return {"name": name, "ready": True}
+
+
+@router.get("/models/{name}/stats")
+@router.get("/models/{name}/versions/{version}/stats")
+async def model_statistics(
+    state: StateDep, registry: RegistryDep, name: str, version: str | None = None
+) -> dict[str, Any]:
+    """The statistics extension for one graph (`<model>.encoder` or `<model>.decoder`): Triton's `model_stats`."""
+    model, role = graph_of(registry, name, version)
+    graphs = state.metrics.graphs
+    return {"model_stats": [graphs.graph(model.name, role).triton(name, model.manifest.version)]}
 
 
 # --- the model repository extension (Triton's): the names here are model folders -------------------------------
