@@ -97,3 +97,33 @@ def test_api_key_comes_from_an_optional_secret():
     assert ref["key"] in secret["stringData"]
     assert ("Secret", secret["metadata"]["name"]) not in RESOURCES, "kubectl apply -f docker/k8s/ sets no key"
     assert "VAE_API_KEY" not in RESOURCES["ConfigMap", "vae-service"]["data"], "a key belongs in a Secret"
+
+
+AUTOSCALING = K8S / "autoscaling"
+QUEUE_PER_REQUEST = "rate(vae_queue_seconds_sum"
+
+
+def test_the_hpa_scales_on_queue_time_per_request_with_cpu_as_a_backstop():
+    hpa = RESOURCES["HorizontalPodAutoscaler", "vae-service"]["spec"]
+    pods, cpu = hpa["metrics"]
+    assert pods["pods"]["metric"]["name"] == "vae_queue_seconds_per_request"
+    assert cpu["resource"]["name"] == "cpu"
+    (adapter,) = yaml_documents(AUTOSCALING / "prometheus-adapter-rules.yaml")
+    (rule,) = adapter["rules"]["custom"]
+    assert rule["name"]["as"] == "vae_queue_seconds_per_request"
+    assert QUEUE_PER_REQUEST in rule["metricsQuery"] and "vae_queue_seconds_count" in rule["metricsQuery"]
+
+
+def test_the_keda_alternative_scales_the_same_deployment_on_the_same_query():
+    (scaled,) = yaml_documents(AUTOSCALING / "keda-scaledobject.yaml")
+    assert (scaled["apiVersion"], scaled["kind"]) == ("keda.sh/v1alpha1", "ScaledObject")
+    target = scaled["spec"]["scaleTargetRef"]
+    assert (target["kind"], target["name"]) == ("Deployment", DEPLOYMENT["metadata"]["name"])
+    (trigger,) = scaled["spec"]["triggers"]
+    assert trigger["type"] == "prometheus" and QUEUE_PER_REQUEST in trigger["metadata"]["query"]
+    assert float(trigger["metadata"]["threshold"]) == 0.02  # the HPA's 20m
+    hpa = RESOURCES["HorizontalPodAutoscaler", "vae-service"]["spec"]
+    assert (scaled["spec"]["minReplicaCount"], scaled["spec"]["maxReplicaCount"]) == (
+        hpa["minReplicas"],
+        hpa["maxReplicas"],
+    )
