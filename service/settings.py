@@ -216,6 +216,11 @@ class HttpSettings(_Slice):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description="text: one line a record, with its request's X-Request-ID in brackets; json: one JSON object a "
+        "line (time, level, logger, message, request_id, exception) for log collectors",
+    )
     processes: int | Literal["auto"] = Field(
         "auto",
         description="server processes, each with every model loaded and its own event loop (a supervisor starts "

@@ -24,6 +24,7 @@ from .document import PathTable
 from .problems import error_reply, problem, unexpected
 from .reply import Reply
 from .request import DataRequest, too_large
+from .request_id import HEADER, REQUEST_ID, request_id
 from .security import is_open, key_matches, presented_key, unauthorized
 from .state import ServiceState
 
@@ -64,14 +65,22 @@ class Edge:
         found = self.routes.match(path)
         template = found.template if found is not None else None
         status = 500
+        sent_id = None
+        for name, value in scope["headers"]:
+            if name == HEADER:
+                sent_id = value
+                break
+        rid = request_id(sent_id)
+        token = REQUEST_ID.set(rid)
         self.graphs.in_flight += 1
         try:
             if found is not None:
-                status = await self._data(scope, receive, send, found)
+                status = await self._data(scope, receive, send, found, rid)
             else:
-                status, template = await self._control(scope, receive, send)
+                status, template = await self._control(scope, receive, send, rid)
         finally:
             self.graphs.in_flight -= 1
+            REQUEST_ID.reset(token)
             self.requests.record(template or "unmatched", scope["method"], status, time.perf_counter() - start)
 
     def _refusal(self, scope: Scope, length: bytes | None) -> Reply | None:
@@ -87,7 +96,7 @@ class Edge:
             return reply
         return None
 
-    async def _data(self, scope: Scope, receive: Receive, send: Send, found: Match) -> int:
+    async def _data(self, scope: Scope, receive: Receive, send: Send, found: Match, rid: str) -> int:
         path, method = scope["path"], scope["method"]
         length = content_type = accept = None
         for name, value in scope["headers"]:  # one pass for what the edge and every route read
@@ -120,10 +129,10 @@ class Edge:
                     reply = unexpected(path)
                 finally:
                     request.release()
-        await reply.send(send, head=method == "HEAD")
+        await reply.send(send, head=method == "HEAD", request_id=rid)
         return reply.status
 
-    async def _control(self, scope: Scope, receive: Receive, send: Send) -> tuple[int, str | None]:
+    async def _control(self, scope: Scope, receive: Receive, send: Send, rid: str) -> tuple[int, str | None]:
         path, method = scope["path"], scope["method"]
         if self._paths is None:
             self._paths = self.documented()
@@ -134,7 +143,7 @@ class Edge:
         if reply is None and documented is not None:
             reply = self._undeclared(scope, documented[1])
         if reply is not None:
-            await reply.send(send, head=method == "HEAD")
+            await reply.send(send, head=method == "HEAD", request_id=rid)
             return reply.status, template
         status = 500
         received = 0
@@ -151,6 +160,7 @@ class Edge:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                message = {**message, "headers": [*message.get("headers", ()), (HEADER, rid.encode())]}
             await send(message)
 
         try:

@@ -16,6 +16,7 @@ import orjson
 
 from ..errors import InvalidInput, NotReady, ServiceError
 from .reply import Reply
+from .request_id import REQUEST_ID
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,9 @@ def problem(
     }
     if instance:
         body["instance"] = instance
+    rid = REQUEST_ID.get()
+    if rid is not None:
+        body["request_id"] = rid  # the same as the X-Request-ID header and the log lines of the request
     body.update(extra)
     return Reply(status, PROBLEM_MEDIA_TYPE, orjson.dumps(body), dict(headers or {}))
 

@@ -33,9 +33,12 @@ class Reply:
         raw += [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in self.headers.items()]
         return raw
 
-    async def send(self, send: Send, *, head: bool = False) -> None:
+    async def send(self, send: Send, *, head: bool = False, request_id: str | None = None) -> None:
         """Send the reply; for a HEAD request, its headers only (Content-Length still says the body's size)."""
-        await send({"type": "http.response.start", "status": self.status, "headers": self.raw_headers()})
+        headers = self.raw_headers()
+        if request_id is not None:
+            headers.append((b"x-request-id", request_id.encode()))
+        await send({"type": "http.response.start", "status": self.status, "headers": headers})
         if head:
             await send({"type": "http.response.body", "body": b""})
         elif self.tail is None:

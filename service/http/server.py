@@ -30,16 +30,12 @@ from ..engine.memory import limit_heap_arenas
 from ..errors import StartupError
 from ..processes import ProcessGroup
 from ..settings import Settings
+from .request_id import configure_logging
 
 log = logging.getLogger(__name__)
 
 STARTUP_FAILURE = 3  # the exit status of a service that cannot start: a supervisor must not restart it
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-def configure_logging(level: str) -> None:
-    """The service's own loggers beside uvicorn's (which its Config configures)."""
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 def _ignore(signum: int, frame: FrameType | None) -> None:
@@ -65,7 +61,7 @@ def run(settings: Settings, sockets: list[socket.socket] | None = None, group: P
     try:
         app = create_app(settings, on_startup_failure=stop, group=group)
     except StartupError as e:  # an API key file that cannot be read, say: every retry would fail the same way
-        configure_logging(settings.log_level)
+        configure_logging(settings.log_level, settings.log_format)
         log.error("cannot start: %s", e)
         return STARTUP_FAILURE
     # uvicorn builds each access-log line's arguments before the logger drops it: none below the info level. The
@@ -77,6 +73,7 @@ def run(settings: Settings, sockets: list[socket.socket] | None = None, group: P
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        log_config=None,  # uvicorn's loggers reach the root handler: request IDs, text or JSON (request_id.py)
         access_log=access_log,
         proxy_headers=access_log,
         lifespan="on",
@@ -85,7 +82,7 @@ def run(settings: Settings, sockets: list[socket.socket] | None = None, group: P
         timeout_keep_alive=settings.keep_alive_timeout_s,
         timeout_graceful_shutdown=settings.graceful_shutdown_timeout_s,
     )
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     server = SignalledServer(config, on_exit=app.state.begin_shutdown)
     in_main = threading.current_thread() is threading.main_thread()
     previous = {sig: signal.signal(sig, _ignore) for sig in STOP_SIGNALS} if in_main else {}
@@ -111,7 +108,7 @@ def listening_socket(settings: Settings) -> socket.socket:
 
 def supervise(settings: Settings, processes: int) -> int:
     """Run `processes` server processes on one socket until SIGTERM or SIGINT; replace one that dies."""
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     sock = listening_socket(settings)
     folder = tempfile.mkdtemp(prefix="vae-serve-")  # what the processes share (service/processes.py)
     context = multiprocessing.get_context("spawn")  # each process loads its own models, nothing inherited
@@ -176,7 +173,7 @@ def serve(settings: Settings) -> None:
     processes = settings.process_count()
     if processes > 1 and settings.model_control == "explicit":
         # A load or unload request reaches one process; the others would go on serving what they had.
-        configure_logging(settings.log_level)
+        configure_logging(settings.log_level, settings.log_format)
         log.error(
             "cannot start: VAE_MODEL_CONTROL=explicit loads and unloads models in one process, and VAE_PROCESSES=%d "
             "would leave the others serving what they had; use VAE_PROCESSES=1 (or auto) with explicit control, or "

@@ -1,6 +1,7 @@
 """A real `python -m service` process: it refuses to start, with a message, when it cannot serve as configured;
 it listens while its models load (/ready 503 meanwhile); SIGTERM drains it (/ready 503) and it exits 0."""
 
+import json
 import os
 import signal
 import socket
@@ -248,3 +249,21 @@ def test_the_graceful_shutdown_timeout_bounds_a_never_ending_upload(zoo):
         assert process.wait(10) == 0
         assert time.monotonic() - start < 3
         upload.close()
+
+
+@pytest.mark.parametrize("form", ["text", "json"])
+def test_every_log_line_of_a_request_carries_its_request_id(zoo, form):
+    with running_process(zoo, {"VAE_PROCESSES": "1", "VAE_LOG_FORMAT": form}) as (process, url):
+        r = httpx.post(f"{url}/encode?model=nope", content=png(), headers={"X-Request-ID": "log-test-7"})
+        assert r.status_code == 404 and r.headers["x-request-id"] == "log-test-7"
+        time.sleep(0.2)
+        lines = Path(f"/proc/{process.pid}/fd/1").read_text().splitlines()
+    if form == "json":
+        records = [json.loads(line) for line in lines if line.startswith("{")]
+        assert len(records) == len([line for line in lines if line.strip()]), lines[:5]  # every line is JSON
+        mine = [r for r in records if r["request_id"] == "log-test-7"]
+        assert any(r["logger"] == "uvicorn.access" and "POST /encode" in r["message"] for r in mine), mine
+        assert all(r["request_id"] == "-" for r in records if "loaded model" in r["message"])  # outside requests
+    else:
+        access = [line for line in lines if "POST /encode?model=nope" in line]
+        assert access and all("[log-test-7]" in line for line in access), access
