@@ -6,6 +6,7 @@ import kubernetes_validate
 import pytest
 
 from .files import K8S, final_stage, yaml_documents
+from .kserve_schema import check
 
 FILES = sorted(K8S.glob("*.yaml"))
 RESOURCES = {(doc["kind"], doc["metadata"]["name"]): doc for path in FILES for doc in yaml_documents(path)}
@@ -74,14 +75,42 @@ def test_service_hpa_pdb_and_config_point_at_the_deployment():
     assert ("ConfigMap", config["configMapRef"]["name"]) in RESOURCES
 
 
-def test_kserve_inference_service_uses_the_same_container():
-    (isvc,) = yaml_documents(K8S / "kserve" / "inferenceservice.yaml")
-    assert (isvc["apiVersion"], isvc["kind"]) == ("serving.kserve.io/v1beta1", "InferenceService")
-    (container,) = isvc["spec"]["predictor"]["containers"]
+KSERVE = K8S / "kserve"
+(RUNTIME,) = yaml_documents(KSERVE / "servingruntime.yaml")
+SERVICES = {mode: yaml_documents(KSERVE / f"inferenceservice-{mode}.yaml")[0] for mode in ("raw", "serverless")}
+
+
+@pytest.mark.parametrize(
+    ("path", "model"),
+    [("servingruntime.yaml", "V1alpha1ServingRuntime")]
+    + [(f"inferenceservice-{mode}.yaml", "V1beta1InferenceService") for mode in ("raw", "serverless")],
+)
+def test_kserve_resources_have_only_fields_of_kserves_own_models(path, model):
+    (doc,) = yaml_documents(KSERVE / path)
+    check(doc, model, path)
+
+
+def test_the_serving_runtime_runs_the_same_container_on_mnt_models_over_v2():
+    assert (RUNTIME["apiVersion"], RUNTIME["kind"]) == ("serving.kserve.io/v1alpha1", "ServingRuntime")
+    spec = RUNTIME["spec"]
+    assert spec["protocolVersions"] == ["v2"] and spec["multiModel"] is False
+    (container,) = spec["containers"]
     assert container["image"] == CONTAINER["image"]
-    assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
-    assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
-    assert container["livenessProbe"]["httpGet"]["path"] == "/health"
+    assert container["command"] == ["vae-serve"] and container["args"] == ["--models-dir", "/mnt/models"]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "runtime"}, "spec": {"containers": [container]}}
+    kubernetes_validate.validate(pod, "1.30.0", strict=True)
+
+
+@pytest.mark.parametrize(("mode", "deployment_mode"), [("raw", "RawDeployment"), ("serverless", "Serverless")])
+def test_each_inference_service_loads_from_storage_with_the_runtime(mode, deployment_mode):
+    isvc = SERVICES[mode]
+    assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == deployment_mode
+    model = isvc["spec"]["predictor"]["model"]
+    formats = {f["name"] for f in RUNTIME["spec"]["supportedModelFormats"]}
+    assert model["runtime"] == RUNTIME["metadata"]["name"] and model["modelFormat"]["name"] in formats
+    assert model["protocolVersion"] == "v2" and "://" in model["storageUri"]
 
 
 SECRET_FILE = K8S / "secrets" / "api-key.yaml"
