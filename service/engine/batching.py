@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from .. import tracing
 from ..errors import DeadlineExceeded, Overloaded
 from ..graph_stats import GraphStats
 from ..settings import BatchingSettings
@@ -55,13 +56,14 @@ def _key(job: Job[Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
 class _Queued:
     """A job waiting in the queue; its key is worked out by the drain loop, off the event loop."""
 
-    __slots__ = ("job", "future", "arrival", "key")
+    __slots__ = ("job", "future", "arrival", "key", "trace")
 
     def __init__(self, job: Job[Any], future: asyncio.Future[Any], arrival: float) -> None:
         self.job = job
         self.future = future
         self.arrival = arrival  # time.monotonic()
         self.key: tuple[tuple[str, ...], tuple[str, ...]] | None = None
+        self.trace = tracing.current()  # the request's trace context, when tracing is on
 
 
 class MicroBatcher(OnGraph):
@@ -280,11 +282,16 @@ class MicroBatcher(OnGraph):
                 part = outputs if len(group) == 1 else [o[start : start + rows] for o in outputs]
                 results.append((queued.future, finish(queued.job, own, part)))
                 start += rows
+        ended = time.perf_counter()
         if self.stats is not None:
-            render = time.perf_counter() - decoded - compute
             failed = sum(1 for _, done in results if done.error is not None)
             waits = [taken - queued.arrival for queued in batch]
-            self.stats.record_batch(waits, failed, decoded - started, compute, render)
+            self.stats.record_batch(waits, failed, decoded - started, compute, ended - decoded - compute)
+        if tracing.TRACER is not None:  # stage marks on the monotonic clock of the arrivals
+            fed = taken + (decoded - started)
+            marks = (fed, fed + compute, taken + (ended - started))
+            for queued in batch:
+                tracing.record_stages(queued.trace, self.session.graph, (queued.arrival, taken, *marks))
         return results
 
     def _forward(self, outputs: list[str], feeds: Feeds) -> Outputs:

@@ -19,6 +19,7 @@ from typing import Any, Generic, Protocol, TypeVar
 import numpy as np
 import onnxruntime as ort
 
+from .. import tracing
 from ..graph_stats import GraphStats
 from ..metrics import Metrics
 
@@ -251,13 +252,15 @@ class GraphRunner(OnGraph):
         """Nothing to stop: calls run in the shared executor, which the app shuts down."""
 
     async def run(self, job: Job[T]) -> T:
-        done = await asyncio.get_running_loop().run_in_executor(self.executor, self._work, job, time.monotonic())
+        loop = asyncio.get_running_loop()
+        done = await loop.run_in_executor(self.executor, self._work, job, time.monotonic(), tracing.current())
         if done.error is not None:
             raise done.error
         return done.value  # type: ignore[return-value]
 
-    def _work(self, job: Job[T], arrival: float) -> Done[T]:
-        waited = time.monotonic() - arrival
+    def _work(self, job: Job[T], arrival: float, trace: Any = None) -> Done[T]:
+        taken = time.monotonic()
+        waited = taken - arrival
         started = time.perf_counter()
         decoded = computed = started
         try:
@@ -268,8 +271,11 @@ class GraphRunner(OnGraph):
             done = finish(job, feeds, outputs)
         except Exception as e:  # a bad upload (ServiceError), or onnxruntime's own error: this request's
             done = Done(error=e)
+        ended = time.perf_counter()
         if self.stats is not None:
-            ended = time.perf_counter()
             failed = int(done.error is not None)
             self.stats.record_batch([waited], failed, decoded - started, computed - decoded, ended - computed)
+        if trace is not None:
+            marks = (taken + decoded - started, taken + computed - started, taken + ended - started)
+            tracing.record_stages(trace, self.session.graph, (arrival, taken, *marks))
         return done

@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .. import tracing
 from ..errors import InvalidInput, PayloadTooLarge, ServiceError
 from ..settings import LimitSettings
 from .dataplane.routing import Match, RouteTable
@@ -73,12 +74,15 @@ class Edge:
         rid = request_id(sent_id)
         token = REQUEST_ID.set(rid)
         self.graphs.in_flight += 1
+        traced = tracing.start_request(scope["method"], template, path, scope["headers"]) if tracing.TRACER else None
         try:
             if found is not None:
                 status = await self._data(scope, receive, send, found, rid)
             else:
                 status, template = await self._control(scope, receive, send, rid)
         finally:
+            if traced is not None:
+                tracing.end_request(*traced, status)
             self.graphs.in_flight -= 1
             REQUEST_ID.reset(token)
             self.requests.record(template or "unmatched", scope["method"], status, time.perf_counter() - start)

@@ -26,6 +26,7 @@ import threading
 from pathlib import Path
 from types import FrameType
 
+from .. import tracing
 from ..engine.memory import limit_heap_arenas
 from ..errors import StartupError
 from ..processes import ProcessGroup
@@ -83,6 +84,7 @@ def run(settings: Settings, sockets: list[socket.socket] | None = None, group: P
         timeout_graceful_shutdown=settings.graceful_shutdown_timeout_s,
     )
     configure_logging(settings.log_level, settings.log_format)
+    tracing.configure_from_environment()  # per process: the exporter's thread does not survive a fork
     server = SignalledServer(config, on_exit=app.state.begin_shutdown)
     in_main = threading.current_thread() is threading.main_thread()
     previous = {sig: signal.signal(sig, _ignore) for sig in STOP_SIGNALS} if in_main else {}
