@@ -11,7 +11,9 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sys
 from contextvars import ContextVar
+from typing import TextIO
 
 import orjson
 
@@ -52,11 +54,20 @@ class JsonFormatter(logging.Formatter):
 
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"
+ACCESS_FORMAT = "%(levelname)s [%(request_id)s] %(message)s"  # uvicorn's access lines, as terse as its own
 
 
 def configure_logging(level: str, form: str = "text") -> None:
-    """The root logger's one handler, which uvicorn's loggers reach too, with request IDs, in text or JSON."""
-    handler = logging.StreamHandler()
+    """Request IDs in every line, in text or JSON: the service's and uvicorn's lines on stderr, uvicorn's access
+    lines on stdout (where uvicorn writes them itself, so that they can be sent elsewhere or dropped)."""
+    logging.basicConfig(level=level.upper(), handlers=[_handler(sys.stderr, form, TEXT_FORMAT)], force=True)
+    access = logging.getLogger("uvicorn.access")
+    access.handlers = [_handler(sys.stdout, form, ACCESS_FORMAT)]
+    access.propagate = False
+
+
+def _handler(stream: TextIO, form: str, text: str) -> logging.Handler:
+    handler = logging.StreamHandler(stream)
     handler.addFilter(RequestIdFilter())
-    handler.setFormatter(JsonFormatter() if form == "json" else logging.Formatter(TEXT_FORMAT))
-    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+    handler.setFormatter(JsonFormatter() if form == "json" else logging.Formatter(text))
+    return handler
