@@ -8,7 +8,7 @@ from pathlib import Path
 
 from vaeformat.errors import ManifestError
 from vaeformat.files import sha256_file
-from vaeformat.manifest import load_manifest, verify_files, verify_prior, write_manifest
+from vaeformat.manifest import Manifest, load_manifest, verify_files, verify_prior, write_manifest
 
 from .corruption import Corruption
 from .data import DataError
@@ -19,6 +19,17 @@ from .networks import KINDS, NetConfig
 from .pipeline import OutputExists, RunOptions, run
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (0 epochs, a batch of 0 ... would train nothing)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Appends "(default: X)" to each option's help, except where there is no value to show: a flag, a required
     option, or a default of None or "" (the help says in words what happens then)."""
@@ -27,6 +38,21 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         if action.required or action.default in (None, "") or isinstance(action.default, bool):
             return action.help
         return super()._get_help_string(action)
+
+
+DATASET_AGAIN = (
+    "where the model's dataset is now, e.g. folder:/data/pets (default: the one the manifest records, a path "
+    "relative to the folder training ran in)"
+)
+
+
+def _load_checked(folder: Path, dataset: str | None) -> Manifest:
+    """The model's manifest, its files verified, with `dataset` (when given) in place of the recorded one."""
+    manifest = load_manifest(folder)
+    verify_files(folder, manifest)
+    if dataset is None:
+        return manifest
+    return manifest.model_copy(update={"training": manifest.training.model_copy(update={"dataset": dataset})})
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -52,12 +78,20 @@ def _parser() -> argparse.ArgumentParser:
         help="model folder to write, e.g. models/my-vae; a new folder (an existing model needs --force)",
     )
     t.add_argument("--force", action="store_true", help="replace the model already in --out")
-    t.add_argument("--latent-dim", type=int, default=NetConfig.latent_dim, help="dimensions of the latent code z")
+    t.add_argument(
+        "--keep-checkpoint",
+        action="store_true",
+        help="keep checkpoints/NAME/ after the run finishes (by default it is removed once the model is written; "
+        "an interrupted run keeps it for --resume)",
+    )
+    t.add_argument(
+        "--latent-dim", type=positive_int, default=NetConfig.latent_dim, help="dimensions of the latent code z"
+    )
     t.add_argument("--beta", type=float, default=TrainConfig.beta, help="weight of the KL term (beta > 1: a beta-VAE)")
-    t.add_argument("--epochs", type=int, default=TrainConfig.epochs, help="passes over the training rows")
+    t.add_argument("--epochs", type=positive_int, default=TrainConfig.epochs, help="passes over the training rows")
     t.add_argument(
         "--batch-size",
-        type=int,
+        type=positive_int,
         default=TrainConfig.batch_size,
         help="images per step (the global batch under torchrun)",
     )
@@ -78,7 +112,10 @@ def _parser() -> argparse.ArgumentParser:
         "(MNIST-like), gaussian with a learned pixel noise for 3 (colour)",
     )
     t.add_argument(
-        "--image-size", type=int, metavar="SIZE", help="resize images to SIZE x SIZE (default: the dataset's own size)"
+        "--image-size",
+        type=positive_int,
+        metavar="SIZE",
+        help="resize images to SIZE x SIZE (default: the dataset's own size)",
     )
     t.add_argument(
         "--channels",
@@ -115,11 +152,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     t.add_argument(
         "--base-channels",
-        type=int,
+        type=positive_int,
         default=NetConfig.base_channels,
         help="channels of the first convolution (doubled at each resolution level)",
     )
-    t.add_argument("--hidden", type=int, default=NetConfig.hidden, help="width of the fully connected layer")
+    t.add_argument("--hidden", type=positive_int, default=NetConfig.hidden, help="width of the fully connected layer")
     t.add_argument(
         "--extra-convs", type=int, default=NetConfig.extra_convs, help="stride-1 convolutions per resolution level"
     )
@@ -128,9 +165,11 @@ def _parser() -> argparse.ArgumentParser:
         "--val-fraction", type=float, default=0.1, help="share of the rest kept aside to choose the best checkpoint"
     )
     t.add_argument(
-        "--limit", type=int, help="use a stratified subset of this many images, for quick runs (default: every image)"
+        "--limit",
+        type=positive_int,
+        help="use a stratified subset of this many images, for quick runs (default: every image)",
     )
-    t.add_argument("--iw-samples", type=int, default=500, help="K for the importance-weighted bound")
+    t.add_argument("--iw-samples", type=positive_int, default=500, help="K for the importance-weighted bound")
     t.add_argument("--resume", action="store_true", help="continue from checkpoints/NAME/last.pt (also under torchrun)")
     t.add_argument(
         "--device",
@@ -154,8 +193,9 @@ def _parser() -> argparse.ArgumentParser:
 
     e = command("evaluate", "re-measure an exported model on its held-out split")
     e.add_argument("folder", type=Path, help="the model folder, e.g. models/my-vae")
-    e.add_argument("--iw-samples", type=int, default=500, help="K for the importance-weighted bound")
+    e.add_argument("--iw-samples", type=positive_int, default=500, help="K for the importance-weighted bound")
     e.add_argument("--write", action="store_true", help="store the new figures in the manifest")
+    e.add_argument("--dataset", help=DATASET_AGAIN)
     e.add_argument(
         "--device",
         default="auto",
@@ -171,7 +211,8 @@ def _parser() -> argparse.ArgumentParser:
         "and write prior.npz and the figures into the manifest (the weights stay as they are)",
     )
     f.add_argument("folder", type=Path, help="the model folder, e.g. models/my-vae")
-    f.add_argument("--iw-samples", type=int, default=500, help="K for the importance-weighted bound")
+    f.add_argument("--iw-samples", type=positive_int, default=500, help="K for the importance-weighted bound")
+    f.add_argument("--dataset", help=DATASET_AGAIN)
     f.add_argument(
         "--device",
         default="auto",
@@ -219,6 +260,7 @@ def _train(a: argparse.Namespace) -> int:
         iw_samples=a.iw_samples,
         resume=a.resume,
         force=a.force,
+        keep_checkpoint=a.keep_checkpoint,
         device=a.device,
         precision=a.precision,
         progress=not a.no_progress,
@@ -233,8 +275,7 @@ def _evaluate(a: argparse.Namespace) -> int:
     from .distributed import resolve_device
     from .evaluate import EvalSpec, evaluate, format_metrics
 
-    manifest = load_manifest(a.folder)
-    verify_files(a.folder, manifest)
+    manifest = _load_checked(a.folder, a.dataset)
     verify_prior(a.folder, manifest)
     device = resolve_device(a.device)
     metrics = evaluate(
@@ -244,7 +285,7 @@ def _evaluate(a: argparse.Namespace) -> int:
     if metrics != manifest.metrics:
         print(f"the manifest records\n{format_metrics(manifest.metrics)}")
     if a.write:
-        write_manifest(a.folder, manifest.model_copy(update={"metrics": metrics}))
+        write_manifest(a.folder, load_manifest(a.folder).model_copy(update={"metrics": metrics}))
         print(f"wrote the figures into {a.folder}/manifest.json")
     return 0
 
@@ -255,9 +296,7 @@ def _fit_prior(a: argparse.Namespace) -> int:
     from .evaluate import EvalSpec, evaluate, format_metrics
     from .prior import fit_and_save
 
-    manifest = load_manifest(a.folder)
-    verify_files(a.folder, manifest)
-    m = manifest
+    m = _load_checked(a.folder, a.dataset)
     data = load_dataset(m.training.dataset, size=m.image.height, channels=m.image.channels)
     num_classes = len(m.labels) if m.labels else None
     prior = fit_and_save(a.folder, data, m.training.split.test_indices, num_classes, m.latent_dim)

@@ -6,6 +6,7 @@ A large folder stays on disk (`FolderImages`): indexing it decodes just the rows
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+CLASS_LIST = "classes.txt"  # a folder's class order, one name per line, when natural order is not it
 LAZY_BYTES = 2**30  # a folder whose decoded images would take more than this is decoded batch by batch
 
 
@@ -157,21 +159,54 @@ def _decode(path: Path, mode: str, size: tuple[int, int]) -> np.ndarray:
     return arr[None] if mode == "L" else arr.transpose(2, 0, 1)
 
 
+def natural_key(name: str) -> list[int | str]:
+    """Sort key that orders digits by value: class2 before class10."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
+
+
+def _class_order(root: Path, folders: list[str]) -> list[str]:
+    """The class folders in label order: as `classes.txt` lists them (one name per line), else natural order."""
+    listing = root / CLASS_LIST
+    if not listing.is_file():
+        return sorted(folders, key=natural_key)
+    lines = [line.strip() for line in listing.read_text(encoding="utf-8").splitlines()]
+    names = [line for line in lines if line and not line.startswith("#")]
+    if len(set(names)) != len(names) or set(names) != set(folders):
+        raise DataError(
+            f"{listing}: lists {names} but the class folders are {sorted(folders, key=natural_key)}; "
+            "name every class folder once, one per line, in label order"
+        )
+    return names
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(
+        (p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=lambda p: natural_key(p.name)
+    )
+
+
 def load_folder(arg: str | None) -> Dataset:
-    """A folder with one subfolder per class; PNG/JPEG files; class names become labels."""
+    """A folder of PNG/JPEG files: one subfolder per class (the folder names become the labels, in natural order or
+    as `classes.txt` lists them), or the images themselves, unlabelled, for the unconditional kinds."""
     root = Path(arg or "")
     if not arg or not root.is_dir():
-        raise DataError(f"folder:{arg}: no such folder; expected folder:PATH with one subfolder per class")
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not classes:
-        raise DataError(f"{root}: no class subfolders; put images in {root}/<class name>/*.png")
-    files, labels = [], []
-    for index, cls in enumerate(classes):
-        found = sorted(p for p in (root / cls).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not found:
-            raise DataError(f"{root / cls}: no PNG or JPEG images in this class folder")
-        files += found
-        labels += [index] * len(found)
+        raise DataError(f"folder:{arg}: no such folder; expected folder:PATH holding images or class subfolders")
+    folders = [p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    files: list[Path] = []
+    labels: list[int] | None = None
+    classes: list[str] | None = None
+    if folders:
+        classes, labels = _class_order(root, folders), []
+        for index, cls in enumerate(classes):
+            found = _images_in(root / cls)
+            if not found:
+                raise DataError(f"{root / cls}: no PNG or JPEG images in this class folder")
+            files += found
+            labels += [index] * len(found)
+    else:
+        files = _images_in(root)
+        if not files:
+            raise DataError(f"{root}: no PNG or JPEG images; put them in {root}/ or in {root}/<class name>/")
     # Mixed sizes and modes are fine: all images take the most common size, and colour if any has colour.
     headers = [_header(path) for path in files]
     sizes = [size for size, _ in headers]
@@ -180,7 +215,7 @@ def load_folder(arg: str | None) -> Dataset:
     images: FolderImages | np.ndarray = FolderImages(files, mode, (w, h))
     if len(files) * (1 if mode == "L" else 3) * h * w <= LAZY_BYTES:
         images = images[:]  # small enough: decoded once, kept in memory
-    return Dataset(f"folder:{arg}", images, np.asarray(labels, np.int64), classes)
+    return Dataset(f"folder:{arg}", images, None if labels is None else np.asarray(labels, np.int64), classes)
 
 
 def load_npz(arg: str | None) -> Dataset:

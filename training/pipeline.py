@@ -42,6 +42,7 @@ class RunOptions:
     iw_samples: int = 500
     resume: bool = False
     force: bool = False  # replace the model already in `out`
+    keep_checkpoint: bool = False  # keep checkpoints/NAME/ after a finished run (it is removed by default)
     device: str = "auto"  # auto | cpu | cuda | cuda:N (distributed.resolve_device)
     precision: str = "fp32"  # fp32 | bf16
     progress: bool = True
@@ -114,7 +115,7 @@ def run(opts: RunOptions, log=print) -> Manifest | None:
     if opts.kind == "cvae" and data.labels is None:
         raise DataError(
             f"{opts.dataset}: a cvae needs class labels; give folder:PATH with one subfolder per class "
-            "or an npz with a 'y' array"
+            "or an npz with a 'y' array (the unconditional kinds, ae and vae, take a flat folder)"
         )
     c, h, w = data.shape  # after --image-size and --channels
     train = replace(opts.train, likelihood=resolve_likelihood(opts.train.likelihood, c))
@@ -130,6 +131,8 @@ def run(opts: RunOptions, log=print) -> Manifest | None:
         f"training on {place.describe()} in {place.precision}"
         + (f", data-parallel over {place.world_size} processes" if place.distributed else "")
     )
+    if data.class_names is not None:
+        log("classes (label: name): " + ", ".join(f"{i}: {n}" for i, n in enumerate(data.class_names)))
     if place.distributed and train.free_bits > 0:
         log(
             "note: --free-bits floors each process's batch-mean KL, not the global batch's: with free bits a "
@@ -217,7 +220,7 @@ def run(opts: RunOptions, log=print) -> Manifest | None:
         gaussian_sigma=sigma,
         files=Files(**files),
         training=Training(
-            dataset=opts.dataset,
+            dataset=recorded_dataset(opts.dataset),
             split=Split(
                 seed=train.seed,
                 stratified=labels is not None,
@@ -252,4 +255,27 @@ def run(opts: RunOptions, log=print) -> Manifest | None:
     opts.out.parent.mkdir(parents=True, exist_ok=True)
     shutil.move(str(staging), str(opts.out))
     log(f"wrote {opts.out}/ ({', '.join(sorted(p.name for p in opts.out.iterdir()))})")
+    if not opts.keep_checkpoint:
+        shutil.rmtree(ckpt_dir, ignore_errors=True)  # the run is done: its resume point would only pile up
+    log(serve_hint(opts.out, manifest))
     return manifest
+
+
+def recorded_dataset(spec: str) -> str:
+    """The dataset as the manifest records it: a path relative to the working folder when it lies below it, else
+    the folder's or file's name alone (`evaluate --dataset` points at it again), never this machine's absolute path."""
+    kind, _, arg = spec.partition(":")
+    if not arg:
+        return spec
+    path = Path(arg).resolve()
+    try:
+        return f"{kind}:{path.relative_to(Path.cwd().resolve()).as_posix()}"
+    except ValueError:
+        return f"{kind}:{path.name}"
+
+
+def serve_hint(out: Path, manifest: Manifest) -> str:
+    """The last line of a run: how to serve the model and call it."""
+    models_dir = out.parent
+    serve = "make run" if models_dir.resolve() == Path("models").resolve() else f"vae-serve --models-dir {models_dir}"
+    return f"serve it: {serve}, then curl localhost:8000/models/{manifest.name} (its routes take model={manifest.name})"

@@ -115,3 +115,22 @@ def test_train_help_lists_defaults_from_the_configs(capsys):
         main(["train", "--help"])
     shown = " ".join(capsys.readouterr().out.split())
     assert "dimensions of the latent code z (default: 32)" in shown and "(default: 70)" in shown
+
+
+@pytest.mark.parametrize("option", ["--epochs", "--batch-size", "--latent-dim", "--iw-samples"])
+def test_counts_below_one_are_refused_before_any_work(option, in_tmp, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--kind", "vae", "--dataset", "mnist", "--out", "models/m", option, "0"])
+    assert exit_.value.code == 2 and f"argument {option}: must be at least 1, got 0" in capsys.readouterr().err
+    assert not (in_tmp / "checkpoints").exists() and not (in_tmp / "models").exists()
+
+
+def test_the_manifest_records_the_dataset_relative_or_by_name_never_by_absolute_path(in_tmp, tmp_path_factory):
+    from training.pipeline import recorded_dataset
+
+    (in_tmp / "data" / "pets").mkdir(parents=True)
+    assert recorded_dataset(f"folder:{in_tmp / 'data' / 'pets'}") == "folder:data/pets"
+    assert recorded_dataset("folder:data/pets") == "folder:data/pets"
+    elsewhere = tmp_path_factory.mktemp("elsewhere") / "faces.npz"
+    assert recorded_dataset(f"npz:{elsewhere}") == "npz:faces.npz"
+    assert recorded_dataset("mnist") == "mnist"

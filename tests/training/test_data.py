@@ -46,6 +46,23 @@ def test_folder_dataset_labels_from_subfolders_and_resizes(tmp_path):
     assert load_dataset(f"folder:{root}", channels=1).images.shape == (12, 1, 12, 10)
 
 
+def test_a_flat_folder_is_unlabelled_images(tmp_path):
+    root = _write_folder(tmp_path / "pets", classes=("cat",), per_class=12) / "cat"
+    data = load_dataset(f"folder:{root}")
+    assert data.images.shape == (12, 3, 12, 10) and data.labels is None and data.class_names is None
+
+
+def test_class_folders_come_in_natural_order_or_as_classes_txt_lists_them(tmp_path):
+    root = _write_folder(tmp_path / "c", classes=("class10", "class2", "Class1"), per_class=4)
+    assert load_dataset(f"folder:{root}").class_names == ["Class1", "class2", "class10"]
+    (root / "classes.txt").write_text("# label order\nclass10\n\nClass1\nclass2\n")
+    data = load_dataset(f"folder:{root}")
+    assert data.class_names == ["class10", "Class1", "class2"] and data.labels.tolist() == [0] * 4 + [1] * 4 + [2] * 4
+    (root / "classes.txt").write_text("class10\nclass2\n")
+    with pytest.raises(DataError, match="name every class folder once"):
+        load_dataset(f"folder:{root}")
+
+
 def test_a_large_folder_stays_on_disk_and_reads_what_memory_would(tmp_path, monkeypatch):
     root = _write_folder(tmp_path / "pets", size=(10, 12))
     Image.new("L", (7, 7), 90).save(root / "dog" / "grey-and-smaller.png")  # mixed modes and sizes
@@ -82,7 +99,7 @@ def _bad_npz(tmp_path, **arrays):
     [
         (lambda p: "imagenet", "unknown dataset"),
         (lambda p: f"folder:{p / 'nowhere'}", "no such folder"),
-        (lambda p: (p / "empty").mkdir() or f"folder:{p / 'empty'}", "no class subfolders"),
+        (lambda p: (p / "empty").mkdir() or f"folder:{p / 'empty'}", "no PNG or JPEG images; put them in"),
         (lambda p: (p / "f" / "cat").mkdir(parents=True) or f"folder:{p / 'f'}", "no PNG or JPEG"),
         (lambda p: f"npz:{p / 'missing.npz'}", "no such file"),
         (lambda p: _bad_npz(p, images=np.zeros((20, 4, 4), np.uint8)), "no array 'x'"),

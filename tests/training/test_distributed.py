@@ -134,12 +134,13 @@ def test_torchrun_trains_resumes_and_exports_a_model_the_service_loads(tmp_path)
 
     from ..registries import load_registry
 
-    first = _torchrun(tmp_path, "--epochs", "1")
+    first = _torchrun(tmp_path, "--epochs", "1", "--keep-checkpoint")
     assert "data-parallel over 2 processes" in first.stdout
     assert first.stdout.count("wrote models/ddp-vae/") == 1  # rank 0 alone exports and writes
     # A finished run continued for more epochs replaces its model: that takes --force.
     again = _torchrun(tmp_path, "--epochs", "2", "--resume", "--force")
     assert "resumed from checkpoints/ddp-vae/last.pt at epoch 1" in again.stdout
+    assert not (tmp_path / "checkpoints" / "ddp-vae").exists()  # a finished run leaves no checkpoint behind
 
     out = tmp_path / "models" / "ddp-vae"
     manifest = load_manifest(out)
