@@ -2,8 +2,15 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# Two stamps: what serving needs (pyproject's base dependencies, no torch) and the rest (train and test extras).
+# Where `make run` listens and what it serves: `make run PORT=8001`, or VAE_PORT=8001 make run (likewise HOST and
+# VAE_HOST, MODELS_DIR and VAE_MODELS_DIR).
+HOST ?= $(or $(VAE_HOST),127.0.0.1)
+PORT ?= $(or $(VAE_PORT),8000)
+MODELS_DIR ?= $(or $(VAE_MODELS_DIR),models)
+# Stamps: what serving needs (pyproject's base dependencies, no torch), what training needs (the train extra), and
+# everything (train and test extras).
 SERVE_STAMP := $(VENV)/.installed-serve
+TRAIN_STAMP := $(VENV)/.installed-train
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 # DEVICE=auto trains on the GPU when PyTorch sees one; DEVICE=cpu is how the shipped models were made (bit for bit).
@@ -11,10 +18,22 @@ DEVICE ?= auto
 # --force: these targets replace the shipped models in place (a plain train refuses an existing model folder).
 TRAIN := $(PY) -m training train --dataset mnist --device $(DEVICE) --force
 
-.PHONY: setup setup-serve run test lint bench readme-images models mnist-ae mnist-vae mnist-beta-vae mnist-cvae mnist-dae clean image image-test
+.PHONY: setup setup-serve setup-train run test lint bench readme-images models mnist-ae mnist-vae mnist-beta-vae mnist-cvae mnist-dae clean image image-test
+
+NEED_PYTHON := 3.11
+# A venv an older Python made (or whose Python is gone) cannot be used: it is removed here and made again below.
+ifneq ($(wildcard $(VENV)/pyvenv.cfg),)
+ifneq ($(shell $(PY) -c 'import sys; print(sys.version_info >= (3, 11))' 2>/dev/null),True)
+$(info make: $(VENV) was made by a Python older than $(NEED_PYTHON) (or one no longer there); making it again)
+$(shell rm -rf $(VENV))
+endif
+endif
 
 # pip runs without --quiet: a first install downloads a few hundred MB, and its progress shows.
 $(PY):
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
+		echo "make: Python $(NEED_PYTHON) or newer is needed, and $(PYTHON) is $$($(PYTHON) --version 2>&1 || echo missing);" \
+			"install one and run make PYTHON=python$(NEED_PYTHON) (or the path to it)" >&2; exit 1; }
 	@echo "make: creating $(VENV) with $(PYTHON)"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
@@ -27,16 +46,24 @@ $(SERVE_STAMP): pyproject.toml constraints.txt | $(PY)
 	$(PY) -m pip install -c constraints.txt -e . -e ./client
 	touch $@
 
+# Training only (`python -m training ...`): the train extra (torch, onnx, ...), no test tools.
+setup-train: $(TRAIN_STAMP)
+
+$(TRAIN_STAMP): pyproject.toml constraints.txt | $(PY)
+	@echo "make: installing what training needs (the train extra: torch, onnx, ...) into $(VENV)"
+	$(PY) -m pip install -c constraints.txt -e '.[train]' -e ./client
+	touch $@ $(SERVE_STAMP)
+
 # `make test`, `make models` and the rest: the train extra (torch, onnx, ...) and the test extra (pytest, ruff, ...).
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt | $(PY)
 	@echo "make: installing the train and test extras (torch, onnx, pytest, ruff, mypy, ...) into $(VENV)"
 	$(PY) -m pip install -c constraints.txt -e '.[train,test]' -e ./client
-	touch $@ $(SERVE_STAMP)
+	touch $@ $(SERVE_STAMP) $(TRAIN_STAMP)
 
 run: setup-serve
-	$(PY) -m service --host 127.0.0.1 --port 8000 --models-dir models
+	$(PY) -m service --host $(HOST) --port $(PORT) --models-dir $(MODELS_DIR)
 
 test: setup lint
 	$(PY) -m pytest

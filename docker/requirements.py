@@ -3,6 +3,8 @@
     python3 requirements.py --variant gpu    # onnxruntime-gpu[cuda,cudnn]: the CUDA 13 / cuDNN 9 pip libraries
     python3 requirements.py --variant cpu    # onnxruntime-gpu alone: it runs on its CPU provider
 
+On platforms without onnxruntime-gpu wheels (an arm64 image), pyproject's markers install onnxruntime instead.
+
 Runs in the image's build stage with the base image's python3 (stdlib only), so the image installs exactly the
 project's base dependencies and no second list has to be kept in step with pyproject.toml.
 """
@@ -34,7 +36,8 @@ def runtime_requirements(dependencies: list[str], variant: str) -> list[str]:
         if m is None:
             raise ValueError(f"pyproject.toml: cannot read the dependency {line!r}")
         name = normalize(m["name"])
-        if name == "onnxruntime":
+        if name == "onnxruntime" and ";" not in m["rest"]:
+            # Allowed only behind a marker (the platforms without onnxruntime-gpu wheels), never beside it.
             raise ValueError("pyproject.toml lists onnxruntime: it must not be installed beside onnxruntime-gpu")
         if name == RUNTIME:
             found = True

@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import argparse
 import sys
+from importlib.metadata import PackageNotFoundError, version
 
 from pydantic import ValidationError
 
 from .http.server import serve
 from .settings import Settings
+
+
+def installed_version() -> str:
+    try:
+        return version("vae-service")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "(not installed)"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -17,6 +25,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Serve the VAE-family models in a folder over HTTP. Every option also reads a VAE_* "
         "environment variable (VAE_HOST, VAE_PORT, VAE_MODELS_DIR, ...); options win.",
     )
+    parser.add_argument("--version", action="version", version=f"vae-serve {installed_version()}")
     parser.add_argument("--host", help="address to bind (default 127.0.0.1; 0.0.0.0 in a container)")
     parser.add_argument("--port", type=int, help="port to bind (default 8000)")
     parser.add_argument("--models-dir", help="folder with one sub-folder per model (default ./models)")

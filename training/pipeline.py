@@ -51,7 +51,7 @@ class RunOptions:
 
 
 def library_versions() -> dict[str, str]:
-    names = ("torch", "onnx", "onnxscript", "onnxruntime-gpu", "numpy", "mlxtend", "scikit-learn")
+    names = ("torch", "onnx", "onnxscript", "onnxruntime-gpu", "onnxruntime", "numpy", "mlxtend", "scikit-learn")
     found = {"python": platform.python_version()}
     for name in names:
         try:

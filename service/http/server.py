@@ -13,6 +13,7 @@ Connection limits (header size and time, body time and rate, connection cap) are
 
 from __future__ import annotations
 
+import errno
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -108,10 +109,30 @@ def listening_socket(settings: Settings) -> socket.socket:
     return sock
 
 
-def supervise(settings: Settings, processes: int) -> int:
+def bind_or_exit(settings: Settings) -> socket.socket:
+    """The listening socket, bound before anything is loaded; a port that cannot be had is one line and exit 3."""
+    try:
+        return listening_socket(settings)
+    except OSError as e:
+        reason = "the port is in use (another server?)" if e.errno == errno.EADDRINUSE else (e.strerror or str(e))
+        print(
+            f"vae-serve: cannot listen on {settings.host}:{settings.port}: {reason}; choose another port with "
+            "--port or VAE_PORT (make run PORT=8001)",
+            file=sys.stderr,
+        )
+        sys.exit(STARTUP_FAILURE)
+
+
+def address_line(settings: Settings) -> str:
+    """Where to point a browser: the playground and the API's docs."""
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    base = f"http://{f'[{host}]' if ':' in host else host}:{settings.port}"
+    return f"listening on {base}: playground {base}/playground, API docs {base}/docs; loading the models"
+
+
+def supervise(settings: Settings, processes: int, sock: socket.socket) -> int:
     """Run `processes` server processes on one socket until SIGTERM or SIGINT; replace one that dies."""
     configure_logging(settings.log_level, settings.log_format)
-    sock = listening_socket(settings)
     folder = tempfile.mkdtemp(prefix="vae-serve-")  # what the processes share (service/processes.py)
     context = multiprocessing.get_context("spawn")  # each process loads its own models, nothing inherited
     stopping = threading.Event()
@@ -183,8 +204,11 @@ def serve(settings: Settings) -> None:
             processes,
         )
         sys.exit(STARTUP_FAILURE)
+    sock = bind_or_exit(settings)
+    configure_logging(settings.log_level, settings.log_format)
+    log.info(address_line(settings))
     if processes == 1:
         limit_heap_arenas()
-    status = run(settings) if processes == 1 else supervise(settings, processes)
+    status = run(settings, [sock]) if processes == 1 else supervise(settings, processes, sock)
     if status:
         sys.exit(status)

@@ -33,6 +33,14 @@ def test_onnxruntime_beside_onnxruntime_gpu_is_refused():
         requirements.runtime_requirements([*DEPS, "onnxruntime>=1.20"], "cpu")
 
 
+def test_onnxruntime_behind_a_platform_marker_is_kept_as_it_is():
+    deps = ["onnxruntime-gpu>=1.20; platform_machine == 'x86_64'", "onnxruntime>=1.20; platform_machine != 'x86_64'"]
+    assert requirements.runtime_requirements(deps, "gpu") == [
+        "onnxruntime-gpu[cuda,cudnn]>=1.20; platform_machine == 'x86_64'",
+        "onnxruntime>=1.20; platform_machine != 'x86_64'",
+    ]
+
+
 def test_a_dependency_list_without_onnxruntime_gpu_is_refused():
     with pytest.raises(ValueError, match="onnxruntime-gpu is not among the dependencies"):
         requirements.runtime_requirements(["fastapi"], "gpu")

@@ -1,7 +1,10 @@
 """__main__.py: command-line options override the VAE_* environment; bad settings exit with a message; the
 settings reach uvicorn (and every server process) through service/http/server.py."""
 
+import importlib.metadata
+import os
 import pickle
+import socket
 import subprocess
 import sys
 
@@ -34,11 +37,37 @@ def test_help_names_the_options():
 
 def test_main_serves_the_settings_with_the_process_count(monkeypatch):
     supervised, single = [], []
-    monkeypatch.setattr(server, "supervise", lambda settings, processes: supervised.append((settings, processes)) or 0)
+    monkeypatch.setattr(server, "listening_socket", lambda settings: socket.socket())
+    monkeypatch.setattr(server, "supervise", lambda settings, n, sock: supervised.append((settings, n)) or 0)
     monkeypatch.setattr(server, "run", lambda settings, sockets=None: single.append(settings) or 0)
     main(["--port", "8123", "--processes", "3"])
     main(["--port", "8124", "--processes", "1"])
     assert [(s.port, p) for s, p in supervised] == [(8123, 3)] and [s.port for s in single] == [8124]
+
+
+def test_a_busy_port_is_one_line_and_exit_3_before_any_model_loads(tmp_path):
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        env = {**os.environ, "VAE_MODELS_DIR": str(tmp_path / "nowhere"), "VAE_PROCESSES": "1"}
+        done = subprocess.run(
+            [sys.executable, "-m", "service", "--port", str(port)], capture_output=True, text=True, timeout=60, env=env
+        )
+    assert done.returncode == 3
+    assert done.stderr.strip() == (
+        f"vae-serve: cannot listen on 127.0.0.1:{port}: the port is in use (another server?); choose another port "
+        "with --port or VAE_PORT (make run PORT=8001)"
+    )
+
+
+def test_version_is_the_installed_distributions():
+    done = subprocess.run([sys.executable, "-m", "service", "--version"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == f"vae-serve {importlib.metadata.version('vae-service')}"
+
+
+def test_the_start_up_line_points_at_the_playground_and_the_docs():
+    line = server.address_line(Settings(host="0.0.0.0", port=8001))
+    assert "http://127.0.0.1:8001/playground" in line and "http://127.0.0.1:8001/docs" in line
+    assert "http://[::1]:80/docs" in server.address_line(Settings(host="::1", port=80))
 
 
 def test_the_uvicorn_config_carries_the_settings_to_every_server_process(zoo, monkeypatch):
