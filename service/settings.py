@@ -59,250 +59,314 @@ class _Slice(BaseModel):
 class ModelSettings(_Slice):
     """Where models come from and how the set of them may change (service/models/)."""
 
-    models_dir: Path = Field(Path("models"), description="folder holding one sub-folder per model")
+    models_dir: Path = Field(Path("models"), description="folder with one sub-folder per model")
     default_model: str | None = Field(
         None,
-        description="model used when a request names none; unset: the best unconditional generative model among "
-        "those whose bounds compare (service/models/registry.py, `ranked`)",
+        description="model used when a request names none; unset: chosen by the rule below",
     )
     default_conditional_model: str | None = Field(
-        None, description="conditional model /generate uses when a request names none; unset: chosen as above"
+        None,
+        description=(
+            "conditional model `/generate` uses when a request names none; must be a cvae; unset: chosen by the "
+            "rule below"
+        ),
     )
-    strict_models: bool = Field(False, description="refuse to start when any model folder is refused")
+    strict_models: bool = Field(False, description="refuse to start if any model folder is refused")
     model_control: Literal["none", "explicit", "poll"] = Field(
         "none",
-        description="none: every model folder loads at start and the set never changes; explicit: "
-        "POST /v2/repository/models/{name}/load and /unload change it; poll: the models folder is rescanned "
-        "every VAE_MODEL_POLL_S seconds (new folders load, changed ones reload, removed ones unload)",
+        description=(
+            "model control as Triton's: `none` (load every folder at start), `explicit` "
+            "(`/v2/repository/models/NAME/load` and `unload`), `poll` (rescan the folder)"
+        ),
     )
-    model_poll_s: float = Field(15.0, gt=0, description="seconds between rescans of the models folder (poll mode)")
-    load_threads: int = Field(
-        4, ge=1, description="models loaded and warmed side by side at start-up (their warm-ups overlap on a GPU)"
-    )
+    model_poll_s: float = Field(15.0, gt=0, description="seconds between rescans with `VAE_MODEL_CONTROL=poll`")
+    load_threads: int = Field(4, ge=1, description="models loaded and warmed side by side at start-up")
     warm_buckets: Literal["auto", "all", "none"] = Field(
         "auto",
-        description="warm every batch-size bucket before /ready: auto warms them on a GPU provider only (a new "
-        "shape costs the CPU provider a few ms, once)",
+        description=(
+            "run every bucket once before `/ready`: `auto` does on a GPU provider only (a new shape costs cuDNN a"
+            " search there, the CPU provider a few ms once), `all` always, `none` never"
+        ),
     )
 
 
 class EngineSettings(_Slice):
     """How graphs run: execution providers and onnxruntime's options (service/engine/)."""
 
-    providers: ProviderMode = Field(
-        "auto", description="auto: CUDA when a session really runs on it, else CPU; tensorrt adds TensorRT first"
+    providers: ProviderMode = Field("auto", description="`auto`, `cpu`, `cuda` or `tensorrt`")
+    require_gpu: bool = Field(False, description="refuse to start unless the sessions run on a GPU provider")
+    workers: int = Field(
+        2, ge=1, description="threads per process that run the batchers' drain loops off the event loop"
     )
-    require_gpu: bool = Field(False, description="refuse to start when no session runs on a GPU provider")
-    workers: int = Field(2, ge=1, description="threads per process that run inference off the event loop")
     graph_optimization: Literal["disabled", "basic", "extended", "all"] = Field(
-        "all", description="onnxruntime graph optimisation level (constant folding, fusions, layout)"
+        "all", description="onnxruntime graph optimisation: `disabled`, `basic`, `extended`, `all`"
     )
     threads: int = Field(
         1,
         ge=0,
-        description="onnxruntime intra-op threads per session; 1 (the default): a large batch on the CPU is split "
-        "across threads instead (service/engine/split.py: 256 rows of a conv decoder ran 1.2 times faster than "
-        "onnxruntime's own two threads on 2 cores, and no spinning thread took a core from the event loop or the "
-        "other processes); 0: the cores each process has, cores / processes",
+        description=(
+            "onnxruntime intra-op threads per session; a large batch on the CPU is split across threads instead "
+            "(`0`: the cores each process has, cores / processes)"
+        ),
     )
-    inter_op_threads: int = Field(1, ge=1, description="onnxruntime inter-op threads per session")
+    inter_op_threads: int = Field(
+        1, ge=1, description="onnxruntime inter-op threads per session (the graphs are chains)"
+    )
     thread_spinning: bool = Field(
         False,
-        description="intra-op threads busy-wait between parallel sections (onnxruntime's default is on): on 2 "
-        "cores it made 256-image batches about 25% faster, but under load a spinning thread takes the core the "
-        "event loop needs (null model, 64 clients: /encode 770 req/s with it, 1410 without), so it is off",
+        description=(
+            "with more than one intra-op thread, they busy-wait within a call (never between calls): faster "
+            "alone, but under load a spinning thread takes a core the others need"
+        ),
     )
     cpu_memory_arena: bool = Field(
         True,
-        description="onnxruntime's CPU memory arena: a session reuses its activations' memory instead of asking "
-        "the heap for it on every call (without it, large batches ran up to a third slower in some server starts), "
-        "and keeps its largest calls' activations resident (at most 4 x VAE_MAX_BATCH_ROWS rows a call on the "
-        "CPU); off saves about 15 MiB a process",
+        description=(
+            "onnxruntime's CPU arena: a session reuses its activations' memory rather than asking the heap on "
+            "every call (without it, large batches ran up to a third slower in some server starts), and keeps its"
+            " largest calls' activations resident (a CPU call holds at most 4 x `VAE_MAX_BATCH_ROWS` rows); "
+            "`false` saves about 15 MiB a process"
+        ),
     )
     cuda_device: int = Field(0, ge=0, description="GPU index for the CUDA and TensorRT providers")
     cuda_memory_limit_mb: int | Literal["auto"] = Field(
         "auto",
-        description="ceiling on each session's CUDA arena, in MiB: auto derives it from the graph (256 MiB plus 16 "
-        "times the file's size, several times what the shipped models need at VAE_MAX_BATCH_ROWS, so a leak or a "
-        "runaway stops there rather than taking the GPU; raise it for large images or batches), 0 sets none",
+        description=(
+            "ceiling on each session's CUDA arena in MiB: `auto` is 256 MiB + 16 x the graph file's size (see "
+            '"GPU"), `0` none'
+        ),
     )
     cuda_arena_strategy: Literal["next_power_of_two", "same_as_requested"] = Field(
         "same_as_requested",
-        description="how the CUDA arena grows: exactly by what is asked (the default: warm-up runs every batch "
-        "shape, so the arena ends at the largest need and stays there) or doubling (held 1.9-2.9 GiB per process "
-        "for 53 MB of weights on an H100)",
+        description="CUDA arena growth: exactly what is asked (`same_as_requested`), or doubling (`next_power_of_two`)",
     )
     cudnn_search: Literal["exhaustive", "heuristic", "default"] = Field(
         "heuristic",
-        description="cuDNN convolution algorithm search per new shape: heuristic (the default) picks from cuDNN's "
-        "own ranking, hundreds of times cheaper than timing every algorithm (exhaustive: start to ready 8.5 s "
-        "against 4.3 s on an H100 with the shipped models) and as fast for convolutions this small",
+        description=(
+            "cuDNN convolution algorithm search: `heuristic`, `exhaustive`, `default` (paid once per shape, at warm-up)"
+        ),
     )
     cuda_tf32: bool = Field(
         False,
-        description="let float32 convolutions and matrix products run in TF32 on the GPU (use_tf32): faster, but "
-        "a row's result then depends on what shares its batch (6e-4 apart), so the same seed would not give the "
-        "same bytes; off by default",
+        description=(
+            "let float32 convolutions and matrix products run in TF32 on the GPU; off so the same seed gives the "
+            "same bytes"
+        ),
     )
-    tensorrt_fp16: bool = Field(False, description="let TensorRT build fp16 engines (VAE_PROVIDERS=tensorrt)")
+    tensorrt_fp16: bool = Field(False, description="let TensorRT build fp16 engines (`VAE_PROVIDERS=tensorrt`)")
     tensorrt_cache_dir: Path | None = Field(
-        None, description="folder for TensorRT engines, so a restart does not rebuild them"
+        None, description="a folder where built TensorRT engines are kept across restarts"
     )
 
 
 class BatchingSettings(_Slice):
     """How concurrent requests share graph runs (service/engine/batching.py)."""
 
-    batching: bool = Field(True, description="combine concurrent requests' rows into one onnxruntime call per graph")
+    batching: bool = Field(
+        True,
+        description=(
+            "combine concurrent requests' rows into one onnxruntime call per graph; `false`: one call per request"
+        ),
+    )
     max_batch_rows: int = Field(
         64,
         ge=1,
-        description="rows per onnxruntime call; on a GPU larger requests are split into warmed buckets, on the CPU "
-        "a larger request on an idle graph runs as one call",
+        description=(
+            "rows a batch of concurrent requests gathers; on a GPU larger requests are split and reassembled, and"
+            " batches are padded to power-of-two buckets (and this value); on the CPU a large request runs as "
+            "chunks side by side on every core (one call at most 4 x this value)"
+        ),
     )
     max_batch_delay_ms: float = Field(
-        2.0, ge=0, description="how long a batch may wait to fill while the graph is busy (none when it is idle)"
+        2.0,
+        ge=0,
+        description=(
+            "while a graph is busy, how long a batch may wait to fill (from its oldest request); an idle graph "
+            "runs at once"
+        ),
     )
-    queue_capacity: int = Field(256, ge=1, description="requests waiting per graph; one more is answered 503")
+    queue_capacity: int = Field(
+        256, ge=1, description="requests waiting per graph; one more is answered 503 `overloaded` with `Retry-After`"
+    )
     request_deadline_ms: float = Field(
-        5000.0, gt=0, description="a request still queued after this long is dropped with a 503"
+        5000.0,
+        gt=0,
+        description=(
+            "a request still queued after this long is dropped with 503 `deadline-exceeded` (one already running "
+            "is not)"
+        ),
     )
 
 
 class LimitSettings(_Slice):
     """What one request may ask for, checked before anything is allocated (service/http/)."""
 
-    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="largest request body accepted")
-    max_images: int = Field(64, ge=1, description="images per request (encode, reconstruct)")
-    max_pixels: int = Field(
-        4_000_000, ge=1, description="width x height of one uploaded image, checked before decoding"
+    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="largest request body")
+    max_images: int = Field(64, ge=1, description="images per request")
+    max_pixels: int = Field(4_000_000, ge=1, description="width x height of one uploaded image")
+    max_n: int = Field(256, ge=1, description="images per `/sample` or `/generate` request")
+    max_latents: int = Field(
+        1024, ge=1, description="latent vectors per `/decode`; z draws per `/encode` (images x samples)"
     )
-    max_n: int = Field(256, ge=1, description="images per /sample or /generate request")
-    max_latents: int = Field(1024, ge=1, description="latent vectors per /decode request, and z draws per /encode")
-    max_samples: int = Field(64, ge=1, description="z draws per image on /encode (samples=k)")
-    max_temperature: float = Field(10.0, gt=0, description="largest prior temperature accepted")
-    max_score_samples: int = Field(1000, ge=1, description="importance samples per image on /score (samples=k)")
+    max_samples: int = Field(64, ge=1, description="`samples=k` per image on `/encode`")
+    max_temperature: float = Field(10.0, gt=0, description="largest `temperature`")
+    max_score_samples: int = Field(1000, ge=1, description="importance samples per image on `/score` (`samples=k`)")
     max_score_rows: int = Field(
-        16384, ge=1, description="images x samples per /score request (each is one decoder row)"
+        16384,
+        ge=1,
+        description=(
+            "images x samples per `/score` request (each is one decoder row), checked before anything is decoded"
+        ),
     )
     anomaly_percentile: float = Field(
-        99.0, ge=0, le=100, description="/score flags an image 'anomalous' above this percentile of held-out scores"
+        99.0,
+        ge=0,
+        le=100,
+        description="`/score` flags an image `anomalous` above this percentile of the held-out scores",
     )
-    max_scale: int = Field(8, ge=1, description="largest scale= of a PNG output (8: a 28x28 digit at 224x224)")
+    max_scale: int = Field(8, ge=1, description="largest `scale=` of a PNG output (a 28x28 digit at 224x224)")
     max_output_pixels: int = Field(
         4 * 1024 * 1024,
         ge=1,
-        description="width x height of a response's PNG images once enlarged by scale= (summed over JSON's "
-        "images), checked before any is made: 4 Mi is a 2048x2048 image, a 256-digit grid at scale 4",
+        description=(
+            "width x height of a response's PNGs once enlarged by `scale` (summed over JSON's images), checked "
+            "before any is made"
+        ),
     )
     max_steps: int = Field(
-        64, ge=2, description="points on an /interpolate path, strengths per /edit, columns of a /traverse grid"
+        64,
+        ge=2,
+        description=(
+            "`steps` of `/interpolate` and `/traverse`, `strengths` per `/edit` (the images made also count "
+            "against `VAE_MAX_N`)"
+        ),
     )
     max_response_bytes: int = Field(
         16 * 1024 * 1024,
         ge=1024,
-        description="largest answer an inference request may ask for, reckoned before the model runs from what it "
-        "asks (rows, images, format, scale; a PNG at its incompressible size, a JSON number at its longest, 24 "
-        "bytes); larger ones are refused with 413: ask for fewer images, a smaller scale, or binary outputs",
+        description=(
+            "largest answer any inference request may ask for, reckoned before the model runs from what it asks "
+            "(images, format, scale, rows and outputs: a PNG at its incompressible size, a JSON number at its "
+            "longest, 24 bytes, binary outputs at their dtype's size); 413 past it"
+        ),
     )
-    max_range: float = Field(
-        20.0, gt=0, description="largest /traverse range (offsets from -range to +range around the base)"
-    )
+    max_range: float = Field(20.0, gt=0, description="largest `range` of `/traverse`")
 
 
 class HttpSettings(_Slice):
     """The server, its connections and the edge every request passes (service/http/)."""
 
-    host: str = "127.0.0.1"
-    port: int = Field(8000, ge=1, le=65535)
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    host: str = Field(
+        "127.0.0.1", description="address to listen on (`0.0.0.0` in a container, to be reached from outside it)"
+    )
+    port: int = Field(
+        8000,
+        ge=1,
+        le=65535,
+        description="port to listen on; a port already in use stops the start at once with a message",
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="`debug`, `info`, `warning`, `error`"
+    )
     log_format: Literal["text", "json"] = Field(
         "text",
-        description="text: one line a record, with its request's X-Request-ID in brackets; json: one JSON object a "
-        "line (time, level, logger, message, request_id, exception) for log collectors",
+        description=(
+            "`text`: a line a record, the request's ID in brackets; `json`: one JSON object a line (`time`, "
+            "`level`, `logger`, `message`, `request_id`, `exception`)"
+        ),
     )
     processes: int | Literal["auto"] = Field(
         "auto",
-        description="server processes, each with every model loaded and its own event loop (a supervisor starts "
-        "them on one port and replaces one that dies; /metrics merges them all); auto (or 0): one per CPU core the "
-        "service may use (its affinity and cgroup quota), at most one per GiB of available memory, and one with "
-        "VAE_MODEL_CONTROL=explicit",
+        description=(
+            "server processes sharing the port, each with every model loaded and its own event loop: `auto` (or "
+            "`0`) is one per CPU core the service may use (affinity, cgroup quota), at most one per GiB of "
+            "available memory, and one with `VAE_MODEL_CONTROL=explicit`; a supervisor replaces one that dies, "
+            "and `/metrics` merges them all. Each process costs its own copy of the models (about 200 MiB "
+            "resident with the shipped ones; BENCHMARKS.md)"
+        ),
     )
     api_key: SecretStr | None = Field(
         None,
-        description="API key(s) every route but /health, /ready and /metrics needs (X-API-Key: KEY or "
-        "Authorization: Bearer KEY); several separated by commas or whitespace; unset or empty: no key needed",
+        description=(
+            "API key(s) every route but `/health`, `/ready` and `/metrics` needs (`X-API-Key: KEY` or "
+            "`Authorization: Bearer KEY`); several separated by commas or whitespace"
+        ),
     )
     api_key_file: Path | None = Field(
         None,
-        description="file of API keys, one per line ('#' comments allowed), e.g. a mounted Kubernetes Secret; "
-        "read once at start, together with VAE_API_KEY",
+        description=(
+            "a file of API keys, one per line (`#` comments allowed), e.g. a mounted Kubernetes Secret; read once"
+            " at start, with `VAE_API_KEY`; unreadable or empty: start-up fails"
+        ),
     )
     cors_origins: str = Field(
         "",
-        description="origins that browsers may call the API from, comma-separated (https://app.example.com), "
-        "or * for any; empty: no CORS headers, so other origins' pages cannot read responses",
+        description=(
+            "origins whose pages may call the API from a browser, comma-separated, or `*`; empty: no CORS headers"
+        ),
     )
     max_header_bytes: int = Field(
         32 * 1024,
         ge=1024,
-        description="request line plus headers, in bytes; more is answered 431 and the connection closed, "
-        "before the excess is buffered",
+        description=(
+            "request line plus headers; more is answered 431 and the connection closed, before the excess is buffered"
+        ),
     )
     header_timeout_s: float = Field(
         10.0,
         gt=0,
-        description="seconds a connection may take from opening (or from a request's first byte) to the end of "
-        "its headers; then 408 and close, so a slowloris or silent connection does not hold a socket forever",
+        description=(
+            "from a connection's opening (or a request's first byte) to the end of its headers; then 408 and "
+            "close; a connection that sends nothing is closed"
+        ),
     )
     body_timeout_s: float = Field(
         10.0,
         gt=0,
-        description="seconds an upload may go without a byte; then 408 and close. Also the grace period before "
-        "VAE_MIN_BODY_BYTES_PER_S applies",
+        description="longest pause inside an upload; then 408 and close; also the grace period before the rate check",
     )
     min_body_bytes_per_s: int = Field(
         1024,
         ge=0,
-        description="slowest average upload rate accepted once VAE_BODY_TIMEOUT_S has passed (408 below it), so "
-        "a body sent a byte at a time cannot hold a connection; 0: no rate check",
+        description="slowest average upload rate accepted after that grace period (`0`: no rate check)",
     )
     upload_timeout_s: float = Field(
         120.0,
         gt=0,
-        description="seconds a request's whole body may take to arrive, however steadily it comes (time the "
-        "server is not reading does not count); then 408 and close, so slow uploads cannot hold the connection "
-        "slots for long",
+        description=(
+            "longest time a request's whole body may take to arrive, however steadily (time the server is not "
+            "reading does not count); then 408 and close"
+        ),
     )
     send_timeout_s: float = Field(
         30.0,
         gt=0,
-        description="seconds a client may leave its answer unread once the server's send buffer for it is full; "
-        "then the connection is dropped and the buffered answer freed, so clients that do not read cannot "
-        "hold memory",
+        description=(
+            "longest a client may leave its answer unread once the server's send buffer for it is full; then the "
+            "connection is dropped and the buffered answer freed"
+        ),
     )
     max_unsent_bytes: int = Field(
         64 * 1024 * 1024,
         ge=1024 * 1024,
-        description="answers waiting in send buffers for clients that read them slower than they are made, over "
-        "all of a process's connections; past it the connections that have waited longest are dropped and their "
-        "answers freed (one connection alone is never dropped for it: one answer is bounded by "
-        "VAE_MAX_RESPONSE_BYTES)",
+        description=(
+            "answers waiting in full send buffers over all of a process's connections; past it the connections "
+            "that have waited longest are dropped and their answers freed (one connection alone is never dropped "
+            "for it)"
+        ),
     )
-    keep_alive_timeout_s: int = Field(
-        5, ge=1, description="seconds an idle keep-alive connection stays open between requests"
-    )
+    keep_alive_timeout_s: int = Field(5, ge=1, description="how long an idle keep-alive connection stays open")
     max_connections: int = Field(
         512,
         ge=1,
-        description="open connections per process; one more is answered 503 and closed at once, while the "
-        "open ones keep working (keep it below the process's open-file limit)",
+        description="open connections per process; one more is answered 503 and closed, the open ones keep working",
     )
     graceful_shutdown_timeout_s: int = Field(
         8,
         ge=0,
-        description="after SIGTERM, seconds to let requests in flight finish before they are cancelled; fits "
-        "in docker stop's default 10 s",
+        description=(
+            "after SIGTERM, how long requests in flight may run before they are cancelled (fits `docker stop`'s 10 s)"
+        ),
     )
 
 

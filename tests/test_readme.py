@@ -1,5 +1,7 @@
 """The README's figures come from the manifests, and the manifests' files are the ones shipped."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -29,3 +31,14 @@ def test_shipped_model_validates_and_its_hashes_match(folder):
 def test_the_default_models_ship():
     assert {"mnist-ae", "mnist-vae", "mnist-cvae"} <= set(SHIPPED_NAMES)
     assert all((folder / "manifest.json").is_file() for folder in SHIPPED)
+
+
+def test_the_settings_table_is_the_one_printed_from_the_settings():
+    def settings_table(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "docs.settings_table", *args]
+        return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+    checked = settings_table("--check", "docs/service.md")
+    assert checked.returncode == 0, checked.stderr
+    rows = settings_table().stdout.splitlines()[2:]
+    assert len(rows) > 50 and not [row for row in rows if row.endswith("|  |")]  # every setting says what it does
