@@ -24,7 +24,7 @@ def test_shipped_model_validates_and_its_hashes_match(folder):
     manifest = load_manifest(folder)
     verify_files(folder, manifest)
     assert verify_prior(folder, manifest) is not None  # every shipped model carries its fitted prior
-    assert manifest.name == folder.name
+    assert manifest.name == folder.name and manifest.description  # GET /models says what each model is
     assert all((folder / f).is_file() for f in manifest.reports.values())
 
 

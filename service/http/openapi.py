@@ -187,6 +187,7 @@ def labels_body() -> dict[str, Any]:
                     "schema": _limited(
                         LabelsJSON.model_json_schema(),
                         labels={"maxItems": "max_n"},
+                        n={"maximum": "max_n"},
                         temperature={"maximum": "max_temperature"},
                     ),
                     "example": {"labels": [0, 1, 2, "3", "7"], "seed": 42, "temperature": 0.8},

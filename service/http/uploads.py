@@ -53,7 +53,8 @@ class LabelsJSON(BaseModel):
     """JSON body for POST /generate: one image per label."""
 
     model_config = ConfigDict(extra="forbid", strict=True)  # true/false is not a number
-    labels: list[Label] = Field(min_length=1, description="class indices or names; one image is made per entry")
+    labels: list[Label] = Field(min_length=1, description="class indices or names; n images are made per entry")
+    n: int = Field(1, ge=1, description="images per label (one grid row per label when more than one)")
     seed: int | None = Field(None, ge=0, le=2**63 - 1)
     temperature: float = Field(1.0, ge=0.0)
 
@@ -66,9 +67,26 @@ class Uploads:
 
 
 def _validation_message(e: ValidationError) -> str:
-    return "; ".join(
-        f"body field '{'.'.join(str(p) for p in err['loc']) or '(top level)'}': {err['msg']}" for err in e.errors()
-    )
+    """One line per distinct problem: the same error at every entry of a list is said once, for the list."""
+    said: dict[tuple[str, str, str], list[int]] = {}
+    for err in e.errors():
+        loc = list(err["loc"])
+        last = loc[-1] if loc else None
+        entry = -1  # not an entry of a list
+        if isinstance(last, int):
+            entry = last
+            loc.pop()
+        key = (".".join(str(p) for p in loc) or "(top level)", err["msg"], err["type"])
+        said.setdefault(key, []).append(entry)
+    lines = []
+    for (where, msg, kind), entries in said.items():
+        if len(entries) > 1 and min(entries) >= 0:
+            lines.append(f"body field '{where}': every entry ({len(entries)} of them): {msg}")
+            if kind == "list_type":
+                lines[-1] += f"; '{where}' is a list of lists: send [[...], [...]], one inner list per row"
+        else:
+            lines += [f"body field '{where}{'' if i < 0 else f'.{i}'}': {msg}" for i in entries]
+    return "; ".join(lines)
 
 
 async def parse_json(request: DataRequest, schema: type[BaseModel], max_values: int, limits: str) -> BaseModel:

@@ -189,12 +189,24 @@ async def generate(request: DataRequest) -> Reply:
     },
 )
 async def generate_many(request: DataRequest) -> Reply:
-    """Conditional generation from a JSON list of labels: one image per label, in order."""
+    """Conditional generation from a JSON list of labels: n images per label (default one), in order."""
     query = request.query(GenerateManyQuery)
     served = request.registry.get_conditional(query.model)
     max_n = request.state.limits.max_n
     body = await parse_json(request, LabelsJSON, max_n + 8, f"at most {max_n} labels (VAE_MAX_N)")
     assert isinstance(body, LabelsJSON)
+    at_most(len(body.labels) * body.n, max_n, "n x labels", "VAE_MAX_N")  # before the per-image list is built
+    per_image = [value for value in body.labels for _ in range(body.n)]
+    columns = body.n if body.n > 1 and len(body.labels) > 1 else None
     return await _draw(
-        request, served, len(body.labels), body.labels, body.seed, body.temperature, query.fmt, query.prior, query.scale
+        request,
+        served,
+        len(per_image),
+        per_image,
+        body.seed,
+        body.temperature,
+        query.fmt,
+        query.prior,
+        query.scale,
+        columns,
     )

@@ -59,6 +59,7 @@ def assert_problem(r, status: int, words: str = "") -> None:
         ("POST", "/decode", {"json": {"z": [[0.0] * 3]}}, 422, "latent_dim is 4"),
         ("POST", "/decode", {"json": {"z": []}}, 422, "z"),
         ("POST", "/decode", {"json": {"z": [["a", 0, 0, 0]]}}, 422, "z.0.0"),
+        ("POST", "/decode", {"json": {"z": [0.0] * 16}}, 422, "every entry (16 of them)"),
         (
             "POST",
             "/decode",

@@ -132,3 +132,14 @@ async def test_post_generate_counts_the_labels_before_parsing_them(client):
     assert r.status_code == 413 and "at most 64 labels (VAE_MAX_N)" in r.json()["detail"]
     over = await client.post("/generate", json={"labels": [0] * 65})
     assert over.status_code == 422 and "VAE_MAX_N" in over.json()["detail"]
+
+
+async def test_post_generate_takes_n_images_per_label_in_rows(client):
+    r = await client.post("/generate?format=npy", json={"labels": [0, 1], "n": 3, "seed": 2})
+    assert r.status_code == 200 and load_npy(r.content).shape == (6, 1, 8, 8)
+    grid = await client.post("/generate", json={"labels": [0, 1], "n": 3, "seed": 2})
+    assert load_png(grid.content).shape == (2 + 2 * 10, 2 + 3 * 10)  # one row per label, n columns
+    same = await client.get("/generate?label=0,1&n=3&seed=2&format=npy")
+    np.testing.assert_array_equal(load_npy(same.content), load_npy(r.content))  # GET and POST draw alike
+    over = await client.post("/generate", json={"labels": [0, 1], "n": 40})
+    assert over.status_code == 422 and "'n x labels' is 80" in over.json()["detail"]

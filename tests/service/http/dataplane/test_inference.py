@@ -170,3 +170,12 @@ async def test_bad_exif_and_png_text_chunks(client):
     files = [("f", (f"{i}.png", ztxt_bomb_png(), "image/png")) for i in range(2)]
     text = await client.post("/encode", files=files)  # 120 MiB of text, never inflated
     assert text.status_code == 200 and len(text.json()["mu"]) == 2
+
+
+async def test_a_flat_z_is_one_error_that_says_how_to_wrap_it(client):
+    r = await client.post("/decode", json={"z": [0.0, 0.1, 0.2, 0.3]})
+    assert r.status_code == 422
+    assert r.json()["detail"] == (
+        "body field 'z': every entry (4 of them): Input should be a valid array; 'z' is a list of lists: send "
+        "[[...], [...]], one inner list per row"
+    )
