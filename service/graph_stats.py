@@ -124,8 +124,9 @@ class GraphStatsCollector(Collector):
 
     def __init__(self) -> None:
         self.graphs: dict[tuple[str, str], GraphStats] = {}
-        # (model, graph) -> its runner, whose `waiting` is read at each scrape; weak: an unloaded model's goes
-        self.runners: weakref.WeakValueDictionary[tuple[str, str], Any] = weakref.WeakValueDictionary()
+        # (model, graph, version) -> its runner, whose `waiting` is read at each scrape; weak: an unloaded model's
+        # goes. A model's versions count together, as their stats do.
+        self.runners: weakref.WeakValueDictionary[tuple[str, str, str], Any] = weakref.WeakValueDictionary()
         self.in_flight = 0  # HTTP requests being answered (the edge counts them, on the event loop)
 
     def graph(self, model: str, graph: str) -> GraphStats:
@@ -164,8 +165,11 @@ class GraphStatsCollector(Collector):
         yield stages
         yield outcomes
         depth = GaugeMetricFamily("vae_queue_depth", "requests waiting for a batch now", labels=["model", "graph"])
-        for (model, graph), runner in sorted(self.runners.items()):
-            depth.add_metric([model, graph], getattr(runner, "waiting", 0))
+        waiting: dict[tuple[str, str], int] = {}
+        for (model, graph, _), runner in list(self.runners.items()):
+            waiting[(model, graph)] = waiting.get((model, graph), 0) + getattr(runner, "waiting", 0)
+        for (model, graph), count in sorted(waiting.items()):
+            depth.add_metric([model, graph], count)
         yield depth
         in_flight = GaugeMetricFamily("vae_requests_in_flight", "HTTP requests being answered now")
         in_flight.add_metric([], self.in_flight)

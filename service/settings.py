@@ -80,6 +80,15 @@ class ModelSettings(_Slice):
         ),
     )
     model_poll_s: float = Field(15.0, gt=0, description="seconds between rescans with `VAE_MODEL_CONTROL=poll`")
+    version_policy: str = Field(
+        "latest:1",
+        pattern=r"^(all|latest:[1-9][0-9]*|specific:[^,\s]+(,[^,\s]+)*)$",
+        description=(
+            "which versions of a model to serve when several folders hold the same model name with different "
+            "versions (each manifest's `version`), as Triton's version policy: `latest:N` (the N newest), `all`, "
+            "or `specific:1,3`; requests take `version=` and reach the newest served one without it"
+        ),
+    )
     load_threads: int = Field(4, ge=1, description="models loaded and warmed side by side at start-up")
     warm_buckets: Literal["auto", "all", "none"] = Field(
         "auto",

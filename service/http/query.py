@@ -87,8 +87,14 @@ class Query(BaseModel):
             for name, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
                 if name in cls._lists:
                     values.setdefault(name, []).append(value)
+                elif name in values and name in cls._names:
+                    # Which of two values was meant cannot be told (Starlette would take the last one silently).
+                    raise InvalidInput(
+                        f"query parameter '{name}' is given more than once on {where}; give it once",
+                        errors=[{"loc": ["query", name], "msg": "given more than once"}],
+                    )
                 else:
-                    values[name] = value  # the last one wins, as in Starlette
+                    values[name] = value
             unknown = sorted(values.keys() - cls._names)
             if unknown:
                 names = ", ".join(repr(name) for name in unknown)
@@ -123,6 +129,14 @@ _LABEL = "class index or class name from the model's manifest; repeat (label=1&l
 ModelName = Annotated[
     str | None,
     Field(description="model name (see GET /models); the default model when omitted", examples=[EXAMPLE_MODEL]),
+]
+ModelVersion = Annotated[
+    str | None,
+    Field(
+        max_length=255,
+        description="one of the model's served versions (GET /models lists them); its newest when omitted",
+        examples=["1"],
+    ),
 ]
 FormatName = Annotated[
     Format | None,
@@ -184,9 +198,10 @@ ScaleFactor = Annotated[
 
 
 class ModelQuery(Query):
-    """Every data-plane route names its model, or takes the default one."""
+    """Every data-plane route names its model, or takes the default one, and a version of it, or its newest."""
 
     model: ModelName = None
+    version: ModelVersion = None
 
 
 class ImagesOut(ModelQuery):

@@ -75,10 +75,11 @@ class DataRequest:
     def registry(self) -> ModelRegistry:
         return self.state.loaded_registry()
 
-    def model(self, name: str | None) -> ServedModel:
-        """The named model, or the default one (404 for a name that is not loaded), held for this request: an
-        unload of it waits until the request is answered (the edge lets go, `release`)."""
-        model = self.state.loaded_registry().get(name)
+    def model(self, name: str | None, version: str | None = None) -> ServedModel:
+        """The named model (its newest version, or `version`), or the default one (404 for a name or version that
+        is not served), held for this request: an unload of it waits until the request is answered (the edge lets
+        go, `release`)."""
+        model = self.state.loaded_registry().get(name, version)
         self.state.in_flight.enter(model)
         self.held.append(model)
         return model

@@ -99,9 +99,9 @@ class Loader:
         model = ServedModel(
             manifest,
             folder,
-            self._runner(sessions["encoder"]),
-            self._runner(sessions["decoder"]),
-            self._runner(chain),
+            self._runner(sessions["encoder"], manifest.version),
+            self._runner(sessions["decoder"], manifest.version),
+            self._runner(chain, manifest.version),
             self.metrics,
             fitted_prior=fitted_prior,
         )
@@ -116,7 +116,7 @@ class Loader:
             ).set(1)
         return model
 
-    def _runner(self, graph: Graph) -> Runner:
+    def _runner(self, graph: Graph, version: str) -> Runner:
         # On a GPU provider a batch keeps to the warmed bucket shapes; on the CPU a large one is split (split.py).
         splitter = None if graph.providers[0] in GPU_PROVIDERS else self.splitter
         stats = self.metrics.graphs.graph(graph.model, graph.graph)
@@ -125,7 +125,7 @@ class Loader:
             runner = GraphRunner(graph, self.executor, splitter.run if splitter is not None else _whole, stats)
         else:
             runner = MicroBatcher(graph, self.executor, self.batching, splitter=splitter, stats=stats)
-        self.metrics.graphs.runners[(graph.model, graph.graph)] = runner
+        self.metrics.graphs.runners[(graph.model, graph.graph, version)] = runner
         return runner
 
 

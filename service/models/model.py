@@ -147,6 +147,10 @@ class ServedModel:
         return self.manifest.name
 
     @property
+    def version(self) -> str:
+        return self.manifest.version
+
+    @property
     def conditional(self) -> bool:
         return self.decoder_takes_label
 

@@ -13,6 +13,7 @@ from ..engine.providers import GPU_PROVIDERS, ProviderPlan
 from ..errors import NotConditional, StartupError, UnknownModel
 from ..settings import ModelSettings
 from .model import ServedModel
+from .versions import newest_first
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,8 @@ class ModelRegistry:
         plan: ProviderPlan,
         default_conditional: str | None = None,
     ) -> None:
-        self.models = models
+        self.models = models  # name -> the newest served version: what a request without `version` reaches
+        self.versions: dict[str, dict[str, ServedModel]] = {n: {m.version: m} for n, m in models.items()}
         self.default = default
         self.default_conditional = default_conditional
         self.refused = refused
@@ -43,17 +45,24 @@ class ModelRegistry:
         self.default = choose_default(self.models, settings.default_model)
         self.default_conditional = choose_default_conditional(self.models, settings.default_conditional_model)
 
-    def get(self, name: str | None = None) -> ServedModel:
-        """The named model, or the default one; UnknownModel (404) lists what is loaded."""
+    def get(self, name: str | None = None, version: str | None = None) -> ServedModel:
+        """The named model (its newest served version, or `version`), or the default one; UnknownModel (404)
+        lists what is loaded."""
         model = self.models.get(name or self.default)
         if model is None:
             raise UnknownModel(f"no model named {name!r} is loaded; loaded models: {sorted(self.models)}")
-        return model
+        if version is None or version == model.version:
+            return model
+        found = self.versions[model.name].get(version)
+        if found is None:
+            served = newest_first(self.versions[model.name])
+            raise UnknownModel(f"model {model.name!r} has no version {version!r} served; served versions: {served}")
+        return found
 
-    def get_conditional(self, name: str | None = None) -> ServedModel:
+    def get_conditional(self, name: str | None = None, version: str | None = None) -> ServedModel:
         """The named model if it is conditional, else the default conditional one; 409 when there is none."""
         if name is not None:
-            model = self.get(name)
+            model = self.get(name, version)
             if not model.conditional:
                 raise NotConditional(
                     f"model {name!r} is unconditional (kind {model.manifest.kind!r}): it cannot generate a given "
@@ -65,7 +74,7 @@ class ModelRegistry:
                 f"no conditional model is loaded (loaded: {sorted(self.models)}); "
                 "train and export a cvae to generate given labels"
             )
-        return self.models[self.default_conditional]
+        return self.get(self.default_conditional, version)
 
     @property
     def conditional_names(self) -> list[str]:
@@ -81,18 +90,35 @@ class ModelRegistry:
         """True when some session runs on a GPU provider (first in its list: the one that takes the nodes)."""
         return any(active[0] in GPU_PROVIDERS for graphs in self.providers.values() for active in graphs.values())
 
+    def served(self) -> list[ServedModel]:
+        """Every served version of every model."""
+        return [m for versions in self.versions.values() for m in versions.values()]
+
     async def close(self) -> None:
         """Stop every model's runners (queued requests get a 503)."""
-        for model in self.models.values():
+        for model in self.served():
             await model.close()
 
     def add(self, model: ServedModel) -> None:
-        """Serve `model` under its name (the repository keeps the defaults valid)."""
-        self.models[model.name] = model
+        """Serve `model` under its name and version (the repository keeps the defaults valid)."""
+        self.versions.setdefault(model.name, {})[model.version] = model
+        self._newest(model.name)
 
-    def remove(self, name: str) -> ServedModel:
-        """Stop looking `name` up; the caller closes its graphs once its requests in flight are done."""
-        return self.models.pop(name)
+    def remove(self, name: str, version: str | None = None) -> ServedModel:
+        """Stop looking up `name` (its newest version, or `version`); the caller closes its graphs once its
+        requests in flight are done."""
+        versions = self.versions[name]
+        model = versions.pop(version if version is not None else self.models[name].version)
+        self._newest(name)
+        return model
+
+    def _newest(self, name: str) -> None:
+        versions = self.versions.get(name)
+        if versions:
+            self.models[name] = versions[newest_first(versions)[0]]
+        else:
+            self.versions.pop(name, None)
+            self.models.pop(name, None)
 
     def refuse(self, folder: str, reason: str) -> None:
         """List `folder` as refused, for `reason` (replacing an earlier reason)."""

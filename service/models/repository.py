@@ -27,6 +27,7 @@ from pathlib import Path
 
 from vaeformat.errors import ManifestError
 from vaeformat.files import MANIFEST_FILE, shown
+from vaeformat.manifest import load_manifest
 
 from ..engine.memory import release_freed_memory
 from ..errors import CapabilityMissing, InvalidInput, ServiceError, StartupError, UnknownModel
@@ -35,6 +36,7 @@ from .folders import MAX_NAME_BYTES, is_folder_name, model_folders, stamp, witho
 from .loading import Loader
 from .model import ServedModel
 from .registry import ModelRegistry, Refused
+from .versions import newest_first, policy_reason, served_versions
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +118,7 @@ class ModelRepository:
     # Folders are named by their directory name (what tritonclient's load_model and unload_model send).
 
     def _served(self, folder: str) -> ServedModel | None:
-        return next((m for m in self.registry.models.values() if m.folder.name == folder), None)
+        return next((m for m in self.registry.served() if m.folder.name == folder), None)
 
     def index(self) -> list[FolderState]:
         """Every model folder, loaded (READY) or not (UNAVAILABLE, with the reason)."""
@@ -125,8 +127,8 @@ class ModelRepository:
         for path in model_folders(self.settings.models_dir):
             model = self._served(path.name)
             name = shown(path, self.settings.models_dir)  # a name that is not UTF-8 comes escaped
-            if model is not None:
-                states.append(FolderState(name, model.manifest.version, READY, ""))
+            if model is not None:  # listed under the name requests use (its folder's name loads and unloads it too)
+                states.append(FolderState(model.name, model.version, READY, ""))
             else:
                 reason = "unloaded" if path.name in self._unloaded else refused.get(name, "not loaded")
                 states.append(FolderState(name, "", UNAVAILABLE, reason))
@@ -148,6 +150,9 @@ class ModelRepository:
                 "of UTF-8, no control characters, not starting with '.' or '_'"
             )
         folder = self.settings.models_dir / name
+        served = self.registry.models.get(name)
+        if served is not None and not folder.is_dir():  # the name the index lists: its newest version's folder
+            return served.folder
         try:
             found = folder.is_dir()
         except OSError:  # a name the file system refuses (too long for it, say): no such folder either
@@ -181,23 +186,29 @@ class ModelRepository:
             log.error("refused model folder %s: %s", where, reason)
             self.registry.refuse(where, reason)
             raise LoadFailed(reason) from None
-        clash = self.registry.models.get(model.name)
+        clash = self.registry.versions.get(model.name, {}).get(model.version)
         if clash is not None and clash.folder.name != folder.name:
             reason = (
-                f"{where}/{MANIFEST_FILE}: field 'name' is {model.name!r}, already served from "
-                f"{shown(clash.folder, root)}; give each model a unique name"
+                f"{where}/{MANIFEST_FILE}: model {model.name!r} version {model.version!r} is already served from "
+                f"{shown(clash.folder, root)}; give the manifest another 'version' to serve both, or another 'name'"
             )
             self.registry.refuse(where, reason)
             self._drain(model)
             raise LoadFailed(reason)
         old = self._served(folder.name)
         if old is not None:
-            self.registry.remove(old.name)
+            self.registry.remove(old.name, old.version)
         self.registry.add(model)
         self.registry.accept(where)
         release_freed_memory()  # the new graphs' parse buffers (service/engine/memory.py)
         self._unloaded.discard(folder.name)
         self._stamps[folder.name] = stamp(folder)
+        for version in set(self.registry.versions[model.name]) - served_versions(
+            self.registry.versions[model.name], self.settings.version_policy
+        ):
+            dropped = self.registry.remove(model.name, version)
+            self.registry.refuse(shown(dropped.folder, root), policy_reason(self.settings.version_policy))
+            self._drain(dropped)
         self.registry.choose_defaults(self.settings)
         if old is not None:
             self._drain(old)
@@ -205,23 +216,31 @@ class ModelRepository:
         return model
 
     def _unload(self, name: str) -> None:
-        model = self._served(name)
-        if model is None:
+        """Unload the folder `name`, or every served version of the model `name`."""
+        folder_model = self._served(name)
+        if folder_model is not None:
+            models = [folder_model]
+        else:
+            models = list(self.registry.versions.get(name, {}).values())
+        if not models:
             raise UnknownModel(f"no model is loaded from folder {name!r}; loaded: {sorted(self.registry.models)}")
+        model = models[0]
+        last_version = len(self.registry.versions[model.name]) == len(models)
         for setting, configured in (
             ("VAE_DEFAULT_MODEL", self.settings.default_model),
             ("VAE_DEFAULT_CONDITIONAL_MODEL", self.settings.default_conditional_model),
         ):
-            if model.name == configured:
+            if model.name == configured and last_version:
                 raise ControlRefused(f"model {model.name!r} is {setting}: it stays loaded")
-        if len(self.registry.models) == 1:
+        if len(self.registry.models) == 1 and last_version:
             raise ControlRefused(f"model {model.name!r} is the last one loaded: it stays loaded")
-        self.registry.remove(model.name)
+        for each in models:
+            self.registry.remove(each.name, each.version)
+            self._unloaded.add(each.folder.name)
+            self._stamps.pop(each.folder.name, None)
+            self._drain(each)
+            log.info("unloading model %s version %s once its requests in flight are done", each.name, each.version)
         self.registry.choose_defaults(self.settings)
-        self._unloaded.add(name)
-        self._stamps.pop(name, None)
-        self._drain(model)
-        log.info("unloading model %s from %s once its requests in flight are done", model.name, name)
 
     def _drain(self, model: ServedModel) -> None:
         task = asyncio.get_running_loop().create_task(self._close_when_idle(model))
@@ -240,10 +259,10 @@ class ModelRepository:
     def _forget(self, model: ServedModel) -> None:
         """Take the model's `vae_model_info` series out of /metrics, unless its successor has the same labels."""
         m = model.manifest
-        now = self.registry.models.get(model.name)
         for role, runner in (("encoder", model.encoder), ("decoder", model.decoder)):
             labels = (m.name, m.kind, m.version, role, runner.providers[0])
-            if now is not None and now.manifest.version == m.version and now.manifest.kind == m.kind:
+            now = self.registry.versions.get(model.name, {}).get(m.version)
+            if now is not None and now.manifest.kind == m.kind:
                 continue
             try:
                 self.loader.metrics.model_info.remove(*labels)
@@ -257,7 +276,7 @@ class ModelRepository:
             present = {shown(p, self.settings.models_dir) for p in folders.values()}
             for gone in [r.folder for r in self.registry.refused if r.folder not in present]:
                 self.registry.accept(gone)  # a refused folder that was removed is no longer listed
-            for name in [m.folder.name for m in self.registry.models.values()]:
+            for name in [m.folder.name for m in self.registry.served()]:
                 if name not in folders:
                     try:
                         self._unload(name)
@@ -306,9 +325,10 @@ def load_all(loader: Loader) -> ModelRegistry:
     root = loader.root
     if not root.is_dir():
         raise StartupError(f"models directory {str(root)!r} does not exist; set VAE_MODELS_DIR or --models-dir")
-    models: dict[str, ServedModel] = {}
+    served: dict[tuple[str, str], ServedModel] = {}
     refused: list[Refused] = []
-    folders = model_folders(root)
+    folders, skipped = by_version_policy(model_folders(root), root, loader.settings.version_policy)
+    refused += [Refused(folder=shown(folder, root), reason=reason) for folder, reason in skipped]
     # Models load side by side: session creation and warm-up release the GIL, and on a GPU each session has its
     # own stream, so the warm-ups overlap. Results are taken in folder order, so names and logs do not depend on
     # which finished first.
@@ -319,10 +339,12 @@ def load_all(loader: Loader) -> ModelRegistry:
         where = shown(folder, root)
         try:
             model = future.result()
-            if model.name in models:
+            clash = served.get((model.name, model.version))
+            if clash is not None:
                 raise ManifestError(
-                    f"{where}/{MANIFEST_FILE}: field 'name' is {model.name!r}, already served from "
-                    f"{shown(models[model.name].folder, root)}; give each model a unique name"
+                    f"{where}/{MANIFEST_FILE}: model {model.name!r} version {model.version!r} is already served "
+                    f"from {shown(clash.folder, root)}; give the manifest another 'version' to serve both, or "
+                    "another 'name'"
                 )
         except StartupError:  # an operator's rule (VAE_REQUIRE_GPU, an explicit provider): not this folder's fault
             raise
@@ -334,7 +356,7 @@ def load_all(loader: Loader) -> ModelRegistry:
             log.error("refused model folder %s (in models directory %s): %s", where, root, reason)
             refused.append(Refused(folder=where, reason=reason))
             continue
-        models[model.name] = model
+        served[(model.name, model.version)] = model
         log.info(
             "loaded model %s (kind %s, version %s) from %s on encoder=%s decoder=%s",
             model.name,
@@ -349,10 +371,14 @@ def load_all(loader: Loader) -> ModelRegistry:
             f"VAE_STRICT_MODELS=true and {len(refused)} model folder(s) were refused: "
             + " | ".join(r.reason for r in refused)
         )
-    if not models:
+    if not served:
         why = f"; refused: {' | '.join(r.reason for r in refused)}" if refused else ""
         raise StartupError(f"no model could be loaded from {str(root)!r}{why}")
-    registry = ModelRegistry(models, min(models), refused, loader.plan)
+    names = sorted({name for name, _ in served})
+    registry = ModelRegistry({}, names[0], refused, loader.plan)
+    for model in served.values():
+        registry.add(model)
+    models = registry.models
     registry.choose_defaults(loader.settings)
     release_freed_memory()  # the graphs' parse buffers and the warm-ups' activations (service/engine/memory.py)
     log.info(
@@ -363,3 +389,28 @@ def load_all(loader: Loader) -> ModelRegistry:
         registry.default_conditional,
     )
     return registry
+
+
+def by_version_policy(folders: list[Path], root: Path, policy: str) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """The folders to load, and those the version policy leaves out (with the reason), from their manifests' names
+    and versions; a folder whose manifest cannot be read is loaded, so that loading says what is wrong with it."""
+    versions: dict[str, dict[str, list[Path]]] = {}
+    unread: list[Path] = []
+    for folder in folders:
+        try:
+            manifest = load_manifest(folder, root)
+        except Exception:  # refused when it loads, with the reason
+            unread.append(folder)
+            continue
+        versions.setdefault(manifest.name, {}).setdefault(manifest.version, []).append(folder)
+    keep, skipped = list(unread), []
+    for name, by_version in versions.items():
+        chosen = served_versions(by_version, policy)
+        for version, found in by_version.items():
+            if version in chosen:
+                keep += found
+            else:
+                newest = newest_first(chosen)
+                why = f"{policy_reason(policy)} (model {name!r} version {version!r}; served: {newest})"
+                skipped += [(folder, why) for folder in found]
+    return sorted(keep), skipped

@@ -6,10 +6,11 @@ import asyncio
 from dataclasses import asdict
 from typing import Any
 
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Path, Query, Response
 
 from ...models.describe import details, summary
 from ...models.reports import read_report
+from ...models.versions import newest_first
 from .. import openapi as doc
 from .deps import ReadyRegistryDep, RegistryDep, StateDep
 
@@ -36,6 +37,7 @@ _SUMMARY_EXAMPLE = {
     },
     "priors": ["fitted", "standard"],
     "default_prior": "fitted",
+    "versions": ["1"],
     "providers": {"encoder": ["CPUExecutionProvider"], "decoder": ["CPUExecutionProvider"]},
 }
 
@@ -54,20 +56,23 @@ def _ok(example: dict[str, Any], description: str) -> dict[int | str, dict[str, 
                 "provider_mode": "auto",
                 "models": [_SUMMARY_EXAMPLE],
                 "refused": [],
+                "limits": {"max_images": 64, "max_latents": 1024, "max_n": 256, "max_body_bytes": 10485760},
             },
             "the loaded models and the refused folders",
         ),
         **doc.errors(503),
     },
 )
-async def list_models(registry: RegistryDep) -> dict[str, Any]:
-    """Every loaded model (from its manifest), with the execution providers its sessions really run on."""
+async def list_models(registry: RegistryDep, state: StateDep) -> dict[str, Any]:
+    """Every loaded model (from its manifest), with the execution providers its sessions really run on, and the
+    limits one request must keep within (VAE_MAX_*: the client splits larger work into requests that do)."""
     return {
         "default": registry.default,
         "default_conditional": registry.default_conditional,
         "provider_mode": registry.plan.mode,
-        "models": [summary(m) for m in registry.models.values()],
+        "models": [summary(m) | {"versions": newest_first(registry.versions[n])} for n, m in registry.models.items()],
         "refused": [{"folder": r.folder, "reason": r.reason} for r in registry.refused],
+        "limits": state.limits.model_dump(),
     }
 
 
@@ -85,9 +90,14 @@ async def list_models(registry: RegistryDep) -> dict[str, Any]:
         **doc.errors(404, 503),
     },
 )
-async def get_model(registry: RegistryDep, name: str = Path(examples=["mnist-vae"])) -> dict[str, Any]:
+async def get_model(
+    registry: RegistryDep,
+    name: str = Path(examples=["mnist-vae"]),
+    version: str | None = Query(None, max_length=255, description="a served version; the newest when omitted"),
+) -> dict[str, Any]:
     """One model in detail: held-out metrics, training provenance, graph files and their declared I/O."""
-    return details(registry.get(name))
+    model = registry.get(name, version)
+    return details(model) | {"versions": newest_first(registry.versions[model.name])}
 
 
 @router.get(

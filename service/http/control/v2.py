@@ -12,9 +12,9 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from ...models.model import ServedModel
 from ...models.repository import ModelRepository
-from ..dataplane.oip import ROLES, graph_of
+from ...models.versions import newest_first
+from ..dataplane.oip import ROLES, WHOLE, graph_of, tensors_of
 from ..oip import InvalidTensor, metadata_tensor
 from .deps import ReadyRegistryDep, RegistryDep, StateDep
 
@@ -42,18 +42,14 @@ async def ready(registry: ReadyRegistryDep) -> dict[str, bool]:
     return {"ready": True}
 
 
-def _files(model: ServedModel, role: str) -> Any:
-    return model.manifest.files.encoder if role == "encoder" else model.manifest.files.decoder
-
-
 @router.get("/models/stats")
 async def all_statistics(state: StateDep, registry: RegistryDep) -> dict[str, Any]:
     """The statistics extension (Triton's shape): every graph of every loaded model, times in ns since start."""
     graphs = state.metrics.graphs
     return {
         "model_stats": [
-            graphs.graph(model.name, role).triton(f"{model.name}.{role}", model.manifest.version)
-            for model in sorted(registry.models.values(), key=lambda m: m.name)
+            graphs.graph(model.name, role).triton(f"{model.name}.{role}", model.version)
+            for model in sorted(registry.served(), key=lambda m: (m.name, m.version))
             for role in ROLES
         ]
     }
@@ -64,13 +60,13 @@ async def all_statistics(state: StateDep, registry: RegistryDep) -> dict[str, An
 async def model_metadata(registry: RegistryDep, name: str, version: str | None = None) -> dict[str, Any]:
     """$metadata_model_response: OIP datatypes, -1 for the batch axis."""
     model, role = graph_of(registry, name, version)
-    files = _files(model, role)
+    inputs, outputs = tensors_of(model, role)
     return {
         "name": name,
-        "versions": [model.manifest.version],
+        "versions": newest_first(registry.versions[model.name]) if version is None else [model.version],
         "platform": PLATFORM,
-        "inputs": [metadata_tensor(t) for t in files.inputs],
-        "outputs": [metadata_tensor(t) for t in files.outputs],
+        "inputs": [metadata_tensor(t) for t in inputs],
+        "outputs": [metadata_tensor(t) for t in outputs],
     }
 
 
@@ -90,7 +86,8 @@ async def model_statistics(
     """The statistics extension for one graph (`<model>.encoder` or `<model>.decoder`): Triton's `model_stats`."""
     model, role = graph_of(registry, name, version)
     graphs = state.metrics.graphs
-    return {"model_stats": [graphs.graph(model.name, role).triton(name, model.manifest.version)]}
+    roles = ROLES if role == WHOLE else (role,)
+    return {"model_stats": [graphs.graph(model.name, r).triton(f"{model.name}.{r}", model.version) for r in roles]}
 
 
 # --- the model repository extension (Triton's): the names here are model folders -------------------------------

@@ -122,7 +122,7 @@ async def _draw(
 async def sample(request: DataRequest) -> Reply:
     """Sample n images from the model's prior; a conditional model needs `label` (one for all, or one per image)."""
     query = request.query(SampleQuery)
-    model = request.model(query.model)
+    model = request.model(query.model, query.version)
     labels = merge_labels(query.label, None, limit=request.state.limits.max_n, setting="VAE_MAX_N")
     return await _draw(
         request, model, query.n, labels, query.seed, query.temperature, query.fmt, query.prior, query.scale
@@ -147,7 +147,7 @@ async def sample(request: DataRequest) -> Reply:
 async def generate(request: DataRequest) -> Reply:
     """Conditional generation: n images of class `label`; with several labels, one grid row per label."""
     query = request.query(GenerateQuery)
-    served = request.registry.get_conditional(query.model)
+    served = request.registry.get_conditional(query.model, query.version)
     limits = request.state.limits
     labels = merge_labels(query.label, None, limit=limits.max_n, setting="VAE_MAX_N")
     if not labels:
@@ -191,7 +191,7 @@ async def generate(request: DataRequest) -> Reply:
 async def generate_many(request: DataRequest) -> Reply:
     """Conditional generation from a JSON list of labels: n images per label (default one), in order."""
     query = request.query(GenerateManyQuery)
-    served = request.registry.get_conditional(query.model)
+    served = request.registry.get_conditional(query.model, query.version)
     max_n = request.state.limits.max_n
     body = await parse_json(request, LabelsJSON, max_n + 8, f"at most {max_n} labels (VAE_MAX_N)")
     assert isinstance(body, LabelsJSON)

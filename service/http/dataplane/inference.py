@@ -83,7 +83,7 @@ def _encoding(fmt: Format, model: ServedModel, seed: int | None, encoding: Encod
 async def encode(request: DataRequest) -> Reply:
     """Encode images to q(z|x): mu and logvar [N, D] per image, and `samples` draws of z [N, k, D]."""
     query = request.query(EncodeQuery)
-    model = request.model(query.model)
+    model = request.model(query.model, query.version)
     limits = request.state.limits
     fmt = choose_format(query.fmt, request.accept, ("json", "npy"), "json", request.path)
     uploads = await receive_images(request, limits)
@@ -118,7 +118,7 @@ async def encode(request: DataRequest) -> Reply:
 async def decode(request: DataRequest) -> Reply:
     """Decode latent vectors [N, D] (+ labels for a conditional model) to images."""
     query = request.query(DecodeQuery)
-    model = request.model(query.model)
+    model = request.model(query.model, query.version)
     limits = request.state.limits
     fmt = choose_format(query.fmt, request.accept, ("png", "json", "npy"), "png", request.path)
     scale = Scale.of(query.scale, limits)
@@ -170,7 +170,7 @@ async def reconstruct(request: DataRequest) -> Reply:
     reconstruction; npy is the reconstructions [N, C, H, W].
     """
     query = request.query(ReconstructQuery)
-    model = request.model(query.model)
+    model = request.model(query.model, query.version)
     limits = request.state.limits
     fmt = choose_format(query.fmt, request.accept, ("json", "png", "npy"), "json", request.path)
     scale = Scale.of(query.scale, limits)

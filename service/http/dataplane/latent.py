@@ -141,7 +141,7 @@ async def interpolate(request: DataRequest) -> Reply:
     interpolated). png: one row, the ends at the edges; json adds the path's latents `z`; npy: [steps, C, H, W].
     """
     query = request.query(InterpolateQuery)
-    model = request.model(query.model)
+    model = request.model(query.model, query.version)
     limits = request.state.limits
     fmt = choose_format(query.fmt, request.accept, ("png", "json", "npy"), "png", request.path)
     at_most(query.steps, limits.max_n, "steps", "VAE_MAX_N")
@@ -174,7 +174,7 @@ async def attribute(request: DataRequest) -> Reply:
     Labels, for a conditioned encoder: one for all, or one per image (`with` first).
     """
     query = request.query(AttributeQuery)
-    model = request.model(query.model)
+    model = request.model(query.model, query.version)
     limits = request.state.limits
     fmt = choose_format(query.fmt, request.accept, ("json", "npy"), "json", request.path)
     body = await receive_sets(request, limits, images=False, latent_dim=model.manifest.latent_dim)
@@ -207,12 +207,16 @@ async def edit(request: DataRequest) -> Reply:
     alongside. png: one row per image (strength 0 is the reconstruction); npy: [N, strengths, C, H, W].
     """
     query = request.query(EditQuery)
-    model = request.model(query.model)
+    model = request.model(query.model, query.version)
     limits = request.state.limits
     fmt = choose_format(query.fmt, request.accept, ("png", "json", "npy"), "png", request.path)
     scale = Scale.of(query.scale, limits)
-    values = _strengths(query.strengths, limits)
+    values = _strengths(query.strengths, limits)  # checked before the body is read, when the query gives them
     body = await receive_sets(request, limits, images=True, latent_dim=model.manifest.latent_dim)
+    if body.strengths is not None:
+        if query.strengths:
+            raise InvalidInput("'strengths' is given in both the query and the JSON body; give it once")
+        values = _strengths(body.strengths, limits)
     n = body.count("images")
     at_most(n * len(values), limits.max_n, "images x strengths", "VAE_MAX_N")  # before any image is decoded
     scale.check(fmt, (n * len(values), *model.image_shape), len(values))
@@ -283,7 +287,7 @@ async def traverse(request: DataRequest) -> Reply:
     An ae has no prior mean: POST an image as the base instead.
     """
     query = request.query(TraverseQuery)
-    model = request.model(query.model)
+    model = request.model(query.model, query.version)
     labels = merge_labels(query.label, None, limit=request.state.limits.max_n, setting="VAE_MAX_N")
     return await _traverse(request, model, query, None, labels)
 
@@ -292,7 +296,7 @@ async def traverse(request: DataRequest) -> Reply:
 async def traverse_image(request: DataRequest) -> Reply:
     """Latent traversal around one image's posterior mean (the image as POST /encode takes it)."""
     query = request.query(TraverseQuery)
-    model = request.model(query.model)
+    model = request.model(query.model, query.version)
     limits = request.state.limits
     uploads = await receive_images(request, limits)
     labels = merge_labels(query.label, uploads.labels, limit=limits.max_images, setting="VAE_MAX_IMAGES")

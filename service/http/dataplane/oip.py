@@ -1,12 +1,16 @@
 """POST /v2/models/{name}/infer (and .../versions/{version}/infer): the Open Inference Protocol's inference.
 
-Each model's graphs are OIP models `<model>.encoder` and `<model>.decoder`, with the manifest's tensor names. A
+Each model is three OIP models: `<model>` (image in, its reconstruction out: the name the repository index lists),
+`<model>.encoder` and `<model>.decoder`, with the manifest's tensor names; a version in the path picks one of
+the model's served versions, its newest without. A
 request goes through the same batchers, limits and API key as the service's own routes; its answer is rendered on
 the batch's worker thread. Errors are `{"error": ...}` (service/http/problems.py chooses that body under /v2). The
 route stays out of the OpenAPI document: the protocol is specified by its own (kserve/open-inference-protocol).
 """
 
 from __future__ import annotations
+
+from vaeformat.manifest import TensorSpec
 
 from ...engine.runner import Feeds, Job, Outputs
 from ...errors import UnknownModel, UnsupportedMediaType
@@ -21,18 +25,35 @@ from .routing import Routes
 
 routes = Routes(documented=False)
 ROLES = ("encoder", "decoder")
+WHOLE = "model"  # the bare model name: encoder then decoder (reconstruct)
 
 
 def graph_of(registry: ModelRegistry, name: str, version: str | None) -> tuple[ServedModel, str]:
-    """`<model>.encoder` or `<model>.decoder` (and, when given, its version); UnknownModel (404) otherwise."""
+    """`<model>` (the whole autoencoder: image in, reconstruction out), `<model>.encoder` or `<model>.decoder`, its
+    newest served version or `version`; UnknownModel (404) otherwise."""
     base, _, role = name.rpartition(".")
-    model = registry.models.get(base) if role in ROLES else None
+    if role not in ROLES:
+        base, role = name, WHOLE
+    model = registry.models.get(base)
     if model is None:
-        names = sorted(f"{m}.{r}" for m in registry.models for r in ROLES)
+        names = sorted([*registry.models, *(f"{m}.{r}" for m in registry.models for r in ROLES)])
         raise UnknownModel(f"no model named {name!r}; the models here are {names}")
-    if version is not None and version != model.manifest.version:
-        raise UnknownModel(f"model {name!r} has version {model.manifest.version!r}, not {version!r}")
-    return model, role
+    return registry.get(base, version), role
+
+
+def tensors_of(model: ServedModel, role: str) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """The inputs and outputs a role takes and gives; the whole model: the encoder's inputs (and the decoder's
+    label, where only the decoder takes one), and the decoder's image."""
+    files = model.manifest.files
+    if role == "encoder":
+        return files.encoder.inputs, files.encoder.outputs
+    if role == "decoder":
+        return files.decoder.inputs, files.decoder.outputs
+    taken = {t.name for t in files.encoder.inputs}
+    extra = [t for t in files.decoder.inputs if t.name not in taken and t.name != "z"]
+    image = files.decoder.output("image")
+    assert image is not None  # the graph contract
+    return [*files.encoder.inputs, *extra], [image]
 
 
 class InferQuery(Query):
@@ -49,20 +70,18 @@ async def infer(request: DataRequest) -> Reply:
     if (request.header(b"content-encoding") or "identity").lower() != "identity":
         raise UnsupportedMediaType("compressed request bodies are not accepted; send the body uncompressed")
     limits = request.state.limits
-    files = model.manifest.files.encoder if role == "encoder" else model.manifest.files.decoder
+    inputs, outputs = tensors_of(model, role)
     rows, setting = (
-        (limits.max_images, "VAE_MAX_IMAGES") if role == "encoder" else (limits.max_latents, "VAE_MAX_LATENTS")
+        (limits.max_latents, "VAE_MAX_LATENTS") if role == "decoder" else (limits.max_images, "VAE_MAX_IMAGES")
     )
     with request.state.in_flight.hold(model):  # an unload of this model waits for this request
         body = await request.body()
         header_length = request.header(HEADER_LENGTH.lower().encode())
-        parsed = await cpu_bound(
-            parse_request, body, header_length, files.inputs, files.outputs, rows, setting, nbytes=len(body)
-        )
+        parsed = await cpu_bound(parse_request, body, header_length, inputs, outputs, rows, setting, nbytes=len(body))
         check_labels(parsed.feeds, len(model.class_names))
         first = next(iter(parsed.feeds.values()))
-        check_response_size(parsed, files.outputs, len(first), limits.max_response_bytes)
-        runner = model.encoder if role == "encoder" else model.decoder
+        check_response_size(parsed, outputs, len(first), limits.max_response_bytes)
+        runner = {"encoder": model.encoder, "decoder": model.decoder}.get(role, model.chain)
         name, version = params["name"], model.manifest.version
 
         def finish(_: Feeds, arrays: Outputs) -> Reply:

@@ -65,7 +65,7 @@ async def score(request: DataRequest) -> Reply:
     VAE_ANOMALY_PERCENTILE. An ae is scored by its squared reconstruction error.
     """
     query = request.query(ScoreQuery)
-    model = request.model(query.model)
+    model = request.model(query.model, query.version)
     limits = request.state.limits
     uploads = await receive_images(request, limits)
     k = query.samples if model.has_posterior else 0

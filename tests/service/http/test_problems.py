@@ -133,3 +133,11 @@ async def test_random_garbage_never_causes_a_500(client):
             r = await client.post(url, content=body, headers=headers)
             assert 400 <= r.status_code < 500, (url, headers, body[:20], r.status_code, r.text)
     assert (await client.get("/ready")).status_code == 200
+
+
+async def test_a_query_parameter_given_twice_is_refused_unless_it_repeats_by_design(client):
+    r = await client.get("/sample?n=2&n=3")
+    assert r.status_code == 422 and r.json()["detail"] == (
+        "query parameter 'n' is given more than once on GET /sample; give it once"
+    )
+    assert (await client.get("/sample?model=tiny-cvae&label=1&label=2&n=2&format=npy")).status_code == 200

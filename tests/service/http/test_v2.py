@@ -90,7 +90,7 @@ async def test_model_metadata_lists_the_manifest_tensors_with_oip_datatypes(clie
 
 
 @pytest.mark.parametrize(
-    "path", ["/v2/models/tiny-vae", "/v2/models/nope.encoder", "/v2/models/tiny-vae.encoder/versions/9", "/v2/nope"]
+    "path", ["/v2/models/nope", "/v2/models/nope.encoder", "/v2/models/tiny-vae.encoder/versions/9", "/v2/nope"]
 )
 async def test_unknown_models_and_routes_are_404_with_an_error_object(client, path):
     for r in (await client.get(path), await client.get(path + "/ready")):

@@ -177,6 +177,16 @@ async def test_edit_with_the_sets_equals_edit_with_their_attribute_vector(client
     np.testing.assert_allclose(load_npy(with_sets.content), load_npy(with_vector.content), atol=1e-5)
 
 
+async def test_edit_takes_its_strengths_in_the_json_body_too(client):
+    body = {"images": [b64(png(seed=1))], "vector": [1.0, 0.0, 0.0, 0.0]}
+    in_query = await client.post("/edit?strengths=0,1,3&format=npy", json=body)
+    in_body = await client.post("/edit?format=npy", json={**body, "strengths": [0, 1, 3]})
+    assert load_npy(in_body.content).shape == (1, 3, 1, SIZE, SIZE)
+    np.testing.assert_array_equal(load_npy(in_body.content), load_npy(in_query.content))
+    both = await client.post("/edit?strengths=1", json={**body, "strengths": [2]})
+    assert both.status_code == 422 and "both the query and the JSON body" in both.json()["detail"]
+
+
 async def test_edit_png_has_one_row_per_image(client):
     r = await client.post(
         "/edit?strengths=0,1", json={"images": [b64(png(seed=s)) for s in range(3)], "vector": [0.0] * D}
