@@ -10,12 +10,13 @@ import httpx
 import numpy as np
 from numpy.typing import ArrayLike
 
-from . import calls
+from . import bulk, calls
 from .calls import API_KEY_HEADER, Call, Labels
 from .results import Encoding, Generated, Reconstruction, Scores
-from .wire import Images
+from .wire import Images, each_image
 
 T = TypeVar("T")
+R = TypeVar("R")
 DEFAULT_TIMEOUT_S = 30.0
 
 
@@ -32,9 +33,19 @@ class Client:
 
     def __init__(self, url: str, api_key: str | None = None, timeout: float | None = DEFAULT_TIMEOUT_S) -> None:
         self._http = httpx.Client(**_options(url, api_key, timeout))
+        self._limits: bulk.Limits | None = None
 
     def _send(self, call: Call[T]) -> T:
         return call.result(self._http.send(call.request(self._http)))
+
+    def limits(self) -> bulk.Limits:
+        """The service's limits on one request and its models' shapes (GET /models, asked once)."""
+        if self._limits is None:
+            self._limits = bulk.Limits.from_models(self._send(calls.models(None)))
+        return self._limits
+
+    def _run(self, job: bulk.Job[T, R], what: str, progress: bool) -> R:
+        return job.join([self._send(call) for call in bulk.Progress(what, job.rows, progress).each(job.calls)])
 
     def encode(
         self,
@@ -44,13 +55,23 @@ class Client:
         seed: int | None = None,
         label: Labels = None,
         model: str | None = None,
+        progress: bool = False,
     ) -> Encoding:
-        """q(z|x) of each image: mu and logvar [N, D]; with samples=k, also k draws of z per image [N, k, D]."""
-        return self._send(calls.encode(images, samples, seed, label, model))
+        """q(z|x) of each image: mu and logvar [N, D]; with samples=k, also k draws of z per image [N, k, D].
 
-    def decode(self, z: ArrayLike, *, label: Labels = None, model: str | None = None) -> np.ndarray:
+        Any number of images: more than one request may carry go in several (request i draws with seed + i), and
+        `progress` shows a bar on stderr. The same holds for decode, reconstruct, score and sample."""
+        if len(each_image(images)) <= 1:
+            return self._send(calls.encode(images, samples, seed, label, model))
+        return self._run(bulk.encode(self.limits(), images, samples, seed, label, model), "encode", progress)
+
+    def decode(
+        self, z: ArrayLike, *, label: Labels = None, model: str | None = None, progress: bool = False
+    ) -> np.ndarray:
         """Images [N, C, H, W] in [0, 1] decoded from latent vectors [N, D] (a conditional model needs label)."""
-        return self._send(calls.decode(z, label, model))
+        if np.ndim(z) < 2 or len(z) <= 1:  # type: ignore[arg-type]
+            return self._send(calls.decode(z, label, model))
+        return self._run(bulk.decode(self.limits(), z, label, model), "decode", progress)
 
     def sample(
         self,
@@ -61,9 +82,13 @@ class Client:
         label: Labels = None,
         prior: str | None = None,
         model: str | None = None,
+        progress: bool = False,
     ) -> Generated:
         """n images from the model's prior (`prior`: "fitted" or "standard"; the service's default when None)."""
-        return self._send(calls.sample(n, seed, temperature, label, prior, model))
+        if n is None or n <= 1:
+            return self._send(calls.sample(n, seed, temperature, label, prior, model))
+        job = bulk.sample(self.limits(), n, seed, temperature, label, prior, model)
+        return self._run(job, "sample", progress)
 
     def generate(
         self,
@@ -78,9 +103,13 @@ class Client:
         """n images of each label, label after label [len(labels) * n, C, H, W], from a conditional model."""
         return self._send(calls.generate(labels, n, seed, temperature, prior, model))
 
-    def reconstruct(self, images: Images, *, label: Labels = None, model: str | None = None) -> Reconstruction:
+    def reconstruct(
+        self, images: Images, *, label: Labels = None, model: str | None = None, progress: bool = False
+    ) -> Reconstruction:
         """Each image encoded and decoded at z = mu, with its squared error."""
-        return self._send(calls.reconstruct(images, label, model))
+        if len(each_image(images)) <= 1:
+            return self._send(calls.reconstruct(images, label, model))
+        return self._run(bulk.reconstruct(self.limits(), images, label, model), "reconstruct", progress)
 
     def score(
         self,
@@ -90,9 +119,12 @@ class Client:
         seed: int | None = None,
         label: Labels = None,
         model: str | None = None,
+        progress: bool = False,
     ) -> Scores:
         """Importance-weighted -log p(x) of each image, its ELBO terms and its percentile among held-out images."""
-        return self._send(calls.score(images, samples, seed, label, model))
+        if len(each_image(images)) <= 1:
+            return self._send(calls.score(images, samples, seed, label, model))
+        return self._run(bulk.score(self.limits(), images, samples, seed, label, model), "score", progress)
 
     def interpolate(
         self,
@@ -170,9 +202,19 @@ class AsyncClient:
 
     def __init__(self, url: str, api_key: str | None = None, timeout: float | None = DEFAULT_TIMEOUT_S) -> None:
         self._http = httpx.AsyncClient(**_options(url, api_key, timeout))
+        self._limits: bulk.Limits | None = None
 
     async def _send(self, call: Call[T]) -> T:
         return call.result(await self._http.send(call.request(self._http)))
+
+    async def limits(self) -> bulk.Limits:
+        """Client.limits."""
+        if self._limits is None:
+            self._limits = bulk.Limits.from_models(await self._send(calls.models(None)))
+        return self._limits
+
+    async def _run(self, job: bulk.Job[T, R], what: str, progress: bool) -> R:
+        return job.join([await self._send(call) for call in bulk.Progress(what, job.rows, progress).each(job.calls)])
 
     async def encode(
         self,
@@ -182,13 +224,22 @@ class AsyncClient:
         seed: int | None = None,
         label: Labels = None,
         model: str | None = None,
+        progress: bool = False,
     ) -> Encoding:
         """Client.encode."""
-        return await self._send(calls.encode(images, samples, seed, label, model))
+        if len(each_image(images)) <= 1:
+            return await self._send(calls.encode(images, samples, seed, label, model))
+        return await self._run(
+            bulk.encode(await self.limits(), images, samples, seed, label, model), "encode", progress
+        )
 
-    async def decode(self, z: ArrayLike, *, label: Labels = None, model: str | None = None) -> np.ndarray:
+    async def decode(
+        self, z: ArrayLike, *, label: Labels = None, model: str | None = None, progress: bool = False
+    ) -> np.ndarray:
         """Client.decode."""
-        return await self._send(calls.decode(z, label, model))
+        if np.ndim(z) < 2 or len(z) <= 1:  # type: ignore[arg-type]
+            return await self._send(calls.decode(z, label, model))
+        return await self._run(bulk.decode(await self.limits(), z, label, model), "decode", progress)
 
     async def sample(
         self,
@@ -199,9 +250,13 @@ class AsyncClient:
         label: Labels = None,
         prior: str | None = None,
         model: str | None = None,
+        progress: bool = False,
     ) -> Generated:
         """Client.sample."""
-        return await self._send(calls.sample(n, seed, temperature, label, prior, model))
+        if n is None or n <= 1:
+            return await self._send(calls.sample(n, seed, temperature, label, prior, model))
+        job = bulk.sample(await self.limits(), n, seed, temperature, label, prior, model)
+        return await self._run(job, "sample", progress)
 
     async def generate(
         self,
@@ -216,9 +271,13 @@ class AsyncClient:
         """Client.generate."""
         return await self._send(calls.generate(labels, n, seed, temperature, prior, model))
 
-    async def reconstruct(self, images: Images, *, label: Labels = None, model: str | None = None) -> Reconstruction:
+    async def reconstruct(
+        self, images: Images, *, label: Labels = None, model: str | None = None, progress: bool = False
+    ) -> Reconstruction:
         """Client.reconstruct."""
-        return await self._send(calls.reconstruct(images, label, model))
+        if len(each_image(images)) <= 1:
+            return await self._send(calls.reconstruct(images, label, model))
+        return await self._run(bulk.reconstruct(await self.limits(), images, label, model), "reconstruct", progress)
 
     async def score(
         self,
@@ -228,9 +287,12 @@ class AsyncClient:
         seed: int | None = None,
         label: Labels = None,
         model: str | None = None,
+        progress: bool = False,
     ) -> Scores:
         """Client.score."""
-        return await self._send(calls.score(images, samples, seed, label, model))
+        if len(each_image(images)) <= 1:
+            return await self._send(calls.score(images, samples, seed, label, model))
+        return await self._run(bulk.score(await self.limits(), images, samples, seed, label, model), "score", progress)
 
     async def interpolate(
         self,

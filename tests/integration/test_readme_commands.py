@@ -4,11 +4,13 @@ and its file must be what it says) and the Python client example."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from .server import ROOT, running_server
@@ -24,9 +26,13 @@ def blocks(language: set[str]) -> list[str]:
     return [body for lang, body in FENCE.findall(README.read_text()) if lang in language]
 
 
-def curls() -> list[str]:
+def commands(program: str) -> list[str]:
     joined = [line for body in blocks({"sh", "bash"}) for line in body.replace("\\\n", " ").splitlines()]
-    return [line.split("  #")[0].strip() for line in joined if line.startswith("curl ")]
+    return [line.split("  #")[0].strip() for line in joined if line.startswith(f"{program} ")]
+
+
+def curls() -> list[str]:
+    return commands("curl")
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +67,25 @@ def test_each_curl_works_as_pasted(command, url, workdir):
         assert (workdir / written[1]).read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     else:
         assert json.loads(done.stdout)
+
+
+def test_the_batch_commands_run_as_pasted_one_after_another(url, workdir):
+    env = {**os.environ, "VAE_URL": url, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    pasted = commands("vae-client")
+    assert len(pasted) >= 4
+    for command in pasted:
+        done = subprocess.run(
+            ["bash", "-c", command], cwd=workdir, capture_output=True, text=True, timeout=120, env=env
+        )
+        assert done.returncode == 0, f"{command}: {done.stderr[-2000:]}"
+    assert np.load(workdir / "latents.npy").shape == (10, 16) and np.load(workdir / "images.npy").shape == (
+        10,
+        1,
+        28,
+        28,
+    )
+    assert np.load(workdir / "samples.npy").shape == (1000, 1, 28, 28)
+    assert len((workdir / "scores.csv").read_text().splitlines()) == 11
 
 
 def test_the_python_client_example_runs_as_pasted(url, workdir):
