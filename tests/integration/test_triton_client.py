@@ -175,3 +175,43 @@ def test_repository_index_unload_and_load(client, url):
     assert httpx.get(f"{url}/models/mnist-ae").status_code == 200
     with pytest.raises(InferenceServerException, match="no model folder"):
         client.load_model("no-such-model")
+
+
+def test_two_versions_of_a_model_side_by_side_through_tritonclient(tmp_path):
+    """mnist-vae as version 1 and, from another folder, a version 2 whose decoder is mnist-beta-vae's (other
+    weights, other latent size): each version answers on the protocol's and the service's routes."""
+    models = tmp_path / "models"
+    shutil.copytree(ROOT / "models" / "mnist-vae", models / "mnist-vae")
+    second = shutil.copytree(ROOT / "models" / "mnist-beta-vae", models / "mnist-vae-2")
+    manifest = (second / "manifest.json").read_text()
+    (second / "manifest.json").write_text(
+        manifest.replace('"name": "mnist-beta-vae"', '"name": "mnist-vae"').replace('"version": "1"', '"version": "2"')
+    )
+    with running_server(models, {"VAE_VERSION_POLICY": "all", "VAE_PROCESSES": "1"}) as base:
+        triton = tritonclient_http.InferenceServerClient(base.removeprefix("http://"))
+        try:
+            assert triton.is_model_ready("mnist-vae", "1") and triton.is_model_ready("mnist-vae", "2")
+            assert triton.get_model_metadata("mnist-vae")["versions"] == ["2", "1"]
+            index = {(m["name"], m["version"]) for m in triton.get_model_repository_index()}
+            assert {("mnist-vae", "1"), ("mnist-vae", "2")} <= index
+            for version, dim in (("1", VAE_LATENT_DIM), ("2", 32)):
+                z = np.random.default_rng(1).standard_normal((3, dim)).astype(np.float32)
+                tensor = tritonclient_http.InferInput("z", [3, dim], "FP32")
+                tensor.set_data_from_numpy(z)
+                result = triton.infer("mnist-vae.decoder", [tensor], model_version=version)
+                assert result.get_response()["model_version"] == version
+                ours = httpx.post(
+                    f"{base}/decode?model=mnist-vae&version={version}&format=npy",
+                    content=_npy_bytes(z),
+                    headers={"content-type": "application/x-npy"},
+                )
+                assert ours.headers["x-model-version"] == version
+                np.testing.assert_allclose(result.as_numpy("image"), _npy(ours), atol=1e-6)
+        finally:
+            triton.close()
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
