@@ -58,8 +58,22 @@ def operation(route: Route) -> dict[str, Any]:
     }
     if route.body is not None:
         op.update(copy.deepcopy(route.body))
+        if route.json_body:
+            _body_params(op, route)
     op["responses"] = {str(status): copy.deepcopy(answer) for status, answer in route.responses.items()}
     return op
+
+
+def _body_params(op: dict[str, Any], route: Route) -> None:
+    """A JSON body may carry the query's parameters too (service/http/body_params.py): its schema says so."""
+    schema = op["requestBody"]["content"]["application/json"]["schema"]
+    properties = schema.setdefault("properties", {})
+    for parameter in parameters(route):
+        prop = copy.deepcopy(parameter["schema"])
+        if prop.get("type") == "array" and prop.get("items", {}).get("type") == "string":
+            prop["items"] = {"anyOf": [{"type": "string"}, {"type": "number"}]}  # label indices, strengths
+        prop["description"] = f"as the query parameter '{parameter['name']}' (give it in one place)"
+        properties.setdefault(parameter["name"], prop)
 
 
 def parameters(route: Route) -> list[dict[str, Any]]:

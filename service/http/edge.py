@@ -118,6 +118,8 @@ class Edge:
             else:
                 request = DataRequest(scope, receive, self.state, found.params, content_type, accept)
                 try:
+                    if route.json_body and request.media_type == "application/json":
+                        await request.take_body_params(route.query)
                     reply = await route.handler(request)
                 except ServiceError as e:
                     reply = error_reply(e, path)

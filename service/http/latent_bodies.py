@@ -50,9 +50,6 @@ class EditJSON(BaseModel):
     with_: list[str] | None = Field(None, alias="with", min_length=1, description="base64 images with the attribute")
     without: list[str] | None = Field(None, min_length=1, description="base64 images without it")
     labels: list[Label] | None = Field(None, description="one label, or one per image (images, with, without)")
-    strengths: list[float] | None = Field(
-        None, min_length=1, description="as the query parameter `strengths`: one column per strength"
-    )
 
 
 @dataclass
@@ -63,7 +60,6 @@ class Received:
     labels: list[int | str] | None = None
     z: np.ndarray | None = None  # [N, D], /interpolate's latent ends
     vector: np.ndarray | None = None  # [D], /edit's attribute vector
-    strengths: list[str] | None = None  # /edit's strengths, when the JSON body gives them
 
     def count(self, *names: str) -> int:
         return sum(len(self.groups.get(name, [])) for name in names)
@@ -131,15 +127,12 @@ async def receive_sets(request: DataRequest, settings: LimitSettings, *, images:
     if kind == "application/json":
         schema: type[AttributeJSON | EditJSON] = EditJSON if images else AttributeJSON
         limits = f"at most {settings.max_images} images in all (VAE_MAX_IMAGES), a vector of {latent_dim} numbers"
-        values = 3 * settings.max_images + latent_dim + settings.max_steps + 16
-        body = await parse_json(request, schema, values, limits)
+        body = await parse_json(request, schema, 3 * settings.max_images + latent_dim + 16, limits)
         assert isinstance(body, AttributeJSON | EditJSON)
         groups = {name: b64_files(values, name) for name, values in _json_groups(body).items() if values is not None}
         labels = list(body.labels) if body.labels is not None else None
         vector = body.vector if isinstance(body, EditJSON) else None
         received = Received(groups, labels, vector=None if vector is None else np.asarray(vector, dtype=np.float32))
-        if isinstance(body, EditJSON) and body.strengths is not None:
-            received.strengths = [repr(v) for v in body.strengths]
         _limit_images(received.count("images", *SETS), settings)
     elif kind == "multipart/form-data":
         uploads = await receive_images(request, settings)  # counts the files against VAE_MAX_IMAGES

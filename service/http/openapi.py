@@ -276,7 +276,7 @@ def sets_body(*, images: bool) -> dict[str, Any]:
     """/attribute (`images=False`: the sets 'with' and 'without') or /edit (images, and a vector or the sets)."""
     schema = _limited(
         (EditJSON if images else AttributeJSON).model_json_schema(by_alias=True),
-        **({"images": {"maxItems": "max_images"}, "strengths": {"maxItems": "max_steps"}} if images else {}),
+        **({"images": {"maxItems": "max_images"}} if images else {}),
         **{"with": {"maxItems": "max_images"}, "without": {"maxItems": "max_images"}},
     )
     properties: dict[str, Any] = {

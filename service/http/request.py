@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TypeVar
 
+import orjson
 from starlette.datastructures import FormData
 from starlette.requests import ClientDisconnect, Request
 from starlette.types import Message, Receive, Scope
@@ -16,6 +17,8 @@ from starlette.types import Message, Receive, Scope
 from ..errors import PayloadTooLarge
 from ..models.model import ServedModel
 from ..models.registry import ModelRegistry
+from . import body_params
+from .offload import cpu_bound
 from .query import Query
 from .state import ServiceState
 
@@ -29,7 +32,7 @@ def too_large(size: str, limit: int) -> PayloadTooLarge:
 class DataRequest:
     """What a data-plane route reads: headers, query, body, and the loaded models (503 until they are)."""
 
-    __slots__ = ("scope", "receive", "state", "path", "path_params", "content_type", "accept", "held")
+    __slots__ = ("scope", "receive", "state", "path", "path_params", "content_type", "accept", "held", "_body")
 
     def __init__(
         self,
@@ -49,6 +52,7 @@ class DataRequest:
         self.content_type = content_type
         self.accept = accept.decode("latin-1") if accept is not None else None
         self.held: list[ServedModel] = []  # the models this request uses, which an unload waits for
+        self._body: bytes | None = None  # the body once read whole (a JSON body's parameters taken out)
 
     @property
     def where(self) -> str:
@@ -90,8 +94,27 @@ class DataRequest:
             self.state.in_flight.leave(model)
         self.held.clear()
 
+    async def take_body_params(self, kind: type[Query]) -> None:
+        """A JSON body's query parameters, moved into the query (service/http/body_params.py)."""
+        body = self._body = await self.body()
+        if not body_params.named(body, kind):
+            return
+        limits = self.state.limits
+        dims = max((m.manifest.latent_dim for m in self.registry.served()), default=1)
+        body_params.check_count(body, limits.max_latents * dims + 3 * limits.max_images + limits.max_steps + 1000)
+        try:
+            document = await cpu_bound(orjson.loads, body, nbytes=len(body))
+        except orjson.JSONDecodeError:
+            return  # the route's own reader says what is wrong with it
+        found = body_params.split(document, kind, self.scope["query_string"])
+        if found is not None:
+            self._body, query_string = found
+            self.scope = {**self.scope, "query_string": query_string}
+
     async def body(self) -> bytes:
         """The whole body, refused (413) as soon as it passes VAE_MAX_BODY_BYTES."""
+        if self._body is not None:
+            return self._body
         limit = self.state.limits.max_body_bytes
         chunks: list[bytes] = []
         size = 0

@@ -211,12 +211,8 @@ async def edit(request: DataRequest) -> Reply:
     limits = request.state.limits
     fmt = choose_format(query.fmt, request.accept, ("png", "json", "npy"), "png", request.path)
     scale = Scale.of(query.scale, limits)
-    values = _strengths(query.strengths, limits)  # checked before the body is read, when the query gives them
+    values = _strengths(query.strengths, limits)
     body = await receive_sets(request, limits, images=True, latent_dim=model.manifest.latent_dim)
-    if body.strengths is not None:
-        if query.strengths:
-            raise InvalidInput("'strengths' is given in both the query and the JSON body; give it once")
-        values = _strengths(body.strengths, limits)
     n = body.count("images")
     at_most(n * len(values), limits.max_n, "images x strengths", "VAE_MAX_N")  # before any image is decoded
     scale.check(fmt, (n * len(values), *model.image_shape), len(values))

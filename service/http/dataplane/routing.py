@@ -30,6 +30,12 @@ class Route:
     def name(self) -> str:
         return self.handler.__name__
 
+    @property
+    def json_body(self) -> bool:
+        """Whether the route reads a JSON body of its own (which may carry its query parameters too)."""
+        content = (self.body or {}).get("requestBody", {}).get("content", {})
+        return self.documented and "application/json" in content
+
 
 class Routes:
     """One module's routes, as FastAPI's APIRouter gathers them."""
