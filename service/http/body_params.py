@@ -27,7 +27,7 @@ def named(body: bytes, kind: type[Query]) -> bool:
 @functools.cache
 def _keys(kind: type[Query]) -> re.Pattern[bytes]:
     """One pass over the body for any of the names in quotes."""
-    return re.compile(b'"(?:' + b"|".join(re.escape(n.encode()) for n in sorted(kind._names)) + b')"')
+    return re.compile(b'"(?:' + b"|".join(re.escape(n.encode()) for n in sorted(kind.names())) + b')"')
 
 
 def check_count(body: bytes, max_values: int) -> None:
@@ -44,7 +44,7 @@ def split(document: Any, kind: type[Query], query_string: bytes) -> tuple[bytes,
     """(the body without the route's parameters, the query string with them), or None when the body has none."""
     if not isinstance(document, dict):
         return None  # the body's reader refuses it with its own message
-    taken = {name: document.pop(name) for name in list(document) if name in kind._names}
+    taken = {name: document.pop(name) for name in list(document) if name in kind.names()}
     if not taken:
         return None
     in_query = {pair.split(b"=", 1)[0].decode("latin-1") for pair in query_string.split(b"&") if pair}

@@ -79,6 +79,11 @@ class Query(BaseModel):
         cls._default = None
 
     @classmethod
+    def names(cls) -> frozenset[str]:
+        """The names the URL may use."""
+        return cls._names
+
+    @classmethod
     def read(cls, query_string: bytes, limits: LimitSettings, where: str) -> Self:
         """The route's parameters from a raw query string; 422 for unknown names, bad values and limits."""
         query: Self | None = cls._default if not query_string else None

@@ -43,5 +43,5 @@ async def test_no_route_has_a_body_field_and_a_query_parameter_of_one_name():
     for route in ROUTES:
         if route.json_body:
             schema = (route.body or {})["requestBody"]["content"]["application/json"]["schema"]
-            clash = set(schema.get("properties", {})) & route.query._names
+            clash = set(schema.get("properties", {})) & route.query.names()
             assert not clash, f"{route.method} {route.path}: {clash}"
