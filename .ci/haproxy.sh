@@ -5,11 +5,5 @@ set -euo pipefail
 if command -v haproxy >/dev/null; then
     exit 0
 fi
-sudo=""
-if [ "$(id -u)" -ne 0 ]; then
-    sudo="sudo"
-fi
-export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -qq
-$sudo apt-get install -y -qq --no-install-recommends haproxy
+bash "$(dirname "$0")/apt-install.sh" haproxy
 haproxy -v | head -1

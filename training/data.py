@@ -62,6 +62,7 @@ class Dataset:
     images: np.ndarray | FolderImages  # uint8 [N, C, H, W], in memory or (a large folder) on disk
     labels: np.ndarray | None  # int64 [N], or None when unlabelled
     class_names: list[str] | None
+    official_test: np.ndarray | None = None  # rows of the dataset's own test split, when it has one
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -123,6 +124,67 @@ def load_mnist(arg: str | None) -> Dataset:
     x, y = mnist_data()
     images = x.reshape(-1, 1, 28, 28).astype(np.uint8)
     return Dataset("mnist", images, y.astype(np.int64), [str(d) for d in range(10)])
+
+
+FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+FASHION_PACKAGE = "dataset-fashion-mnist"
+FASHION_CLASSES = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+]
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX file (gzipped or not) of unsigned bytes: images [N, H, W] or labels [N]."""
+    import gzip
+
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        raise DataError(f"{path}: unreadable ({e}); reinstall the package that holds it") from None
+    if len(raw) < 4 or raw[:2] != b"\0\0" or raw[2] != 0x08:
+        raise DataError(f"{path}: not an IDX file of unsigned bytes")
+    dims = raw[3]
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims))
+    body = np.frombuffer(raw, np.uint8, offset=4 + 4 * dims)
+    if body.size != int(np.prod(shape)):
+        raise DataError(f"{path}: header says {shape} but {body.size} bytes follow; the file is damaged")
+    return body.reshape(shape)
+
+
+def load_fashion(arg: str | None) -> Dataset:
+    """Fashion-MNIST from Debian's package: 60,000 training then 10,000 test images, 28x28 grey, 10 named classes.
+
+    `fashion:PATH` reads the same four IDX files from another folder. The test images are the dataset's own
+    test split (`official_test`): held-out rows are drawn from them alone."""
+    root = Path(arg) if arg else FASHION_DIR
+    names = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+    paths = []
+    for name in names:
+        found = [root / f"{name}{suffix}" for suffix in (".gz", "") if (root / f"{name}{suffix}").is_file()]
+        if not found:
+            raise DataError(
+                f"fashion: {root / name}.gz not found; install Debian's {FASHION_PACKAGE} package "
+                f"(apt-get install {FASHION_PACKAGE}) or give fashion:PATH to a folder holding the four IDX files"
+            )
+        paths.append(found[0])
+    x_train, y_train, x_test, y_test = (read_idx(p) for p in paths)
+    if len(x_train) != len(y_train) or len(x_test) != len(y_test) or x_train.shape[1:] != x_test.shape[1:]:
+        raise DataError(f"{root}: the IDX files disagree on image counts or sizes; reinstall {FASHION_PACKAGE}")
+    images = np.concatenate([x_train, x_test])[:, None]
+    labels = np.concatenate([y_train, y_test]).astype(np.int64)
+    test_rows = np.arange(len(x_train), len(images))
+    return Dataset("fashion", np.ascontiguousarray(images), labels, list(FASHION_CLASSES), test_rows)
 
 
 def load_digits(arg: str | None) -> Dataset:
@@ -271,36 +333,55 @@ def _class_names(names: np.ndarray, labels: np.ndarray | None, path: Path) -> li
 LOADERS: dict[str, Callable[[str | None], Dataset]] = {
     "mnist": load_mnist,
     "digits": load_digits,
+    "fashion": load_fashion,
     "folder": load_folder,
     "npz": load_npz,
 }
 
 
 def load_dataset(spec: str, size: int | None = None, channels: int | None = None) -> Dataset:
-    """Load `mnist`, `digits`, `folder:PATH` or `npz:PATH`, optionally resized to size x size and `channels`."""
+    """Load `mnist`, `fashion`, `digits`, `folder:PATH` or `npz:PATH`, optionally resized to size x size and
+    `channels`."""
     kind, _, arg = spec.partition(":")
     loader = LOADERS.get(kind)
     if loader is None:
-        raise DataError(f"unknown dataset {spec!r}; use one of: mnist, digits, folder:PATH, npz:PATH")
+        raise DataError(f"unknown dataset {spec!r}; use one of: mnist, fashion, digits, folder:PATH, npz:PATH")
     data = loader(arg or None)
     if len(data) < 10:
         raise DataError(f"{spec}: only {len(data)} images; at least 10 are needed to split and train")
     images = _fit(data.images, size, channels)
-    return Dataset(data.name, images, data.labels, data.class_names)
+    return Dataset(data.name, images, data.labels, data.class_names, data.official_test)
 
 
-def split_dataset(labels: np.ndarray | None, n: int, test_fraction: float, val_fraction: float, seed: int) -> Split:
-    """Held-out test rows, then validation rows (for choosing the checkpoint) out of the rest; stratified by label."""
+def split_dataset(
+    labels: np.ndarray | None,
+    n: int,
+    test_fraction: float,
+    val_fraction: float,
+    seed: int,
+    official_test: np.ndarray | None = None,
+) -> Split:
+    """Held-out test rows, then validation rows (for choosing the checkpoint) out of the rest; stratified by label.
+
+    With `official_test` (the dataset's own test split, as row numbers 0..n-1) the held-out rows are
+    `test_fraction` of those rows alone, and validation and training rows come from the others; the rest of the
+    official test split is left unused."""
     rng = np.random.default_rng(seed)
     groups = [np.arange(n)] if labels is None else [np.flatnonzero(labels == c) for c in np.unique(labels)]
     train, val, test = [], [], []
     for rows in groups:
         rows = rng.permutation(rows)
-        n_test = int(round(len(rows) * test_fraction))
-        n_val = int(round((len(rows) - n_test) * val_fraction))
-        test.append(rows[:n_test])
-        val.append(rows[n_test : n_test + n_val])
-        train.append(rows[n_test + n_val :])
+        if official_test is None:
+            n_test = int(round(len(rows) * test_fraction))
+            held, rest = rows[:n_test], rows[n_test:]
+        else:
+            in_test = np.isin(rows, official_test)
+            pool, rest = rows[in_test], rows[~in_test]
+            held = pool[: int(round(len(pool) * test_fraction))]
+        n_val = int(round(len(rest) * val_fraction))
+        test.append(held)
+        val.append(rest[:n_val])
+        train.append(rest[n_val:])
     parts = [np.sort(np.concatenate(p)) for p in (train, val, test)]
     if min(len(p) for p in parts) == 0:
         raise DataError(f"{n} images are too few to split into train, validation and test; add more images")

@@ -5,6 +5,8 @@ from PIL import Image
 from training import data as data_module
 from training.data import DataError, FolderImages, load_dataset, split_dataset
 
+from ..fashion import require_fashion
+
 
 def _write_folder(root, classes=("cat", "dog"), per_class=6, size=(10, 12), fmt="PNG"):
     rng = np.random.default_rng(0)
@@ -36,6 +38,43 @@ def test_split_is_stratified_disjoint_and_seeded():
     assert not set(a.train) & set(a.test) and not set(a.validation) & set(a.test)
     assert np.array_equal(a.test, b.test)
     assert not np.array_equal(a.test, split_dataset(labels, 5000, 0.2, 0.1, seed=1).test)
+
+
+def _write_idx(path, array: np.ndarray) -> None:
+    import gzip
+
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+def test_fashion_is_debians_fashion_mnist_with_its_own_test_split():
+    """The real files of Debian's dataset-fashion-mnist (CI installs the package)."""
+    require_fashion()
+    data = load_dataset("fashion")
+    assert data.images.shape == (70000, 1, 28, 28) and data.images.dtype == np.uint8
+    assert data.class_names[7] == "Sneaker" and len(data.class_names) == 10
+    assert np.bincount(data.labels).tolist() == [7000] * 10
+    assert data.official_test.tolist() == list(range(60000, 70000))
+    split = split_dataset(data.labels, len(data), 0.1, 0.1, 0, data.official_test)
+    assert (len(split.train), len(split.validation), len(split.test)) == (54000, 6000, 1000)
+    assert split.test.min() >= 60000 and split.validation.max() < 60000 and split.train.max() < 60000
+    assert np.bincount(data.labels[split.test]).tolist() == [100] * 10
+
+
+def test_fashion_from_another_folder_and_a_clear_error_naming_the_package(tmp_path):
+    rng = np.random.default_rng(0)
+    for name, shape in [("train-images-idx3-ubyte", (30, 28, 28)), ("t10k-images-idx3-ubyte", (20, 28, 28))]:
+        _write_idx(tmp_path / f"{name}.gz", rng.integers(0, 256, shape))
+    _write_idx(tmp_path / "train-labels-idx1-ubyte.gz", np.arange(30) % 10)
+    _write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", np.arange(20) % 10)
+    data = load_dataset(f"fashion:{tmp_path}")
+    assert data.images.shape == (50, 1, 28, 28) and data.official_test.tolist() == list(range(30, 50))
+    with pytest.raises(DataError, match="apt-get install dataset-fashion-mnist"):
+        load_dataset(f"fashion:{tmp_path / 'missing'}")
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes(b"not an idx file")
+    with pytest.raises(DataError, match="unreadable|not an IDX"):
+        load_dataset(f"fashion:{tmp_path}")
 
 
 def test_folder_dataset_labels_from_subfolders_and_resizes(tmp_path):
