@@ -29,7 +29,7 @@ from vaeformat.manifest import Manifest, load_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_K = 64
-ROWS_PER_REQUEST = 16384  # images x K per request: VAE_MAX_SCORE_ROWS' default
+ROWS_PER_REQUEST = 16384  # images x K x labels per request: VAE_MAX_SCORE_ROWS' default
 CONCURRENT = 4  # requests in flight, so that their decoder rows share batches
 
 
@@ -40,12 +40,13 @@ def png(pixels: np.ndarray) -> bytes:
 
 
 async def mean_nll(
-    http: httpx.AsyncClient, model: str, images: list[bytes], k: int, labels: list[int] | None = None
+    http: httpx.AsyncClient, model: str, images: list[bytes], k: int, labels: list[int] | None = None, classes: int = 1
 ) -> float:
     """The mean `nll` over `images` at K=k, each request seeded by its first row (so a rerun gives the same).
 
-    A conditional model scores -log p(x | label): `labels` are the images' own, as the evaluation's bound used."""
-    per = max(1, min(64, ROWS_PER_REQUEST // k))
+    A conditional model scores -log p(x | label): `labels` are the images' own, as the evaluation's bound used; it
+    draws K for each of its `classes` labels (its out-of-distribution test uses them all)."""
+    per = max(1, min(64, ROWS_PER_REQUEST // (k * classes)))
     gate = asyncio.Semaphore(CONCURRENT)
 
     async def one(start: int) -> list[float]:
@@ -84,7 +85,7 @@ async def check(models: Path, names: list[str]) -> dict[str, dict[str, float]]:
                 row: dict[str, float] = {"iw_bound": bound, "iw_samples": samples}
                 for k in sorted({DEFAULT_K, samples}):
                     start = time.perf_counter()
-                    row[f"nll_k{k}"] = await mean_nll(http, name, images, k, labels)
+                    row[f"nll_k{k}"] = await mean_nll(http, name, images, k, labels, len(m.labels or [None]))
                     print(
                         f"{name}: K={k}: mean nll {row[f'nll_k{k}']:.2f} over {len(images)} held-out digits "
                         f"vs iw_bound {row['iw_bound']:.2f} ({time.perf_counter() - start:.0f} s)",
@@ -103,7 +104,9 @@ def main() -> None:
     names = a.models or sorted(
         p.name
         for p in a.models_dir.iterdir()
-        if (p / "manifest.json").is_file() and load_manifest(p).metrics.iw_bound is not None
+        if (p / "manifest.json").is_file()
+        and load_manifest(p).metrics.iw_bound is not None
+        and load_manifest(p).training.dataset == "mnist"  # the digits it reads
     )
     results = asyncio.run(check(a.models_dir, names))
     a.out.write_text(json.dumps(results, indent=2) + "\n")

@@ -231,7 +231,8 @@ class LimitSettings(_Slice):
         99.0,
         ge=0,
         le=100,
-        description="`/score` flags an image `anomalous` above this percentile of the held-out scores",
+        description="`/score` flags an image `anomalous` above this percentile of the in-distribution images' "
+        "out-of-distribution distances (of the held-out scores, for a model without the test)",
     )
     max_scale: int = Field(8, ge=1, description="largest `scale=` of a PNG output (a 28x28 digit at 224x224)")
     max_output_pixels: int = Field(

@@ -19,13 +19,14 @@ from typing import Literal
 from vaeformat.errors import ManifestError
 
 # The models this repository ships: the ones `make models` retrains (a test checks the Makefile agrees).
-from vaeformat.manifest import Manifest, load_manifest
+from vaeformat.manifest import Manifest, OodCheck, load_manifest
 
 # The models this repository ships: the ones `make models` retrains (a test checks the Makefile agrees).
-SHIPPED = ("mnist-ae", "mnist-beta-vae", "mnist-cvae", "mnist-dae", "mnist-vae")
+SHIPPED = ("fashion-cvae", "mnist-ae", "mnist-beta-vae", "mnist-cvae", "mnist-dae", "mnist-vae")
 
 BEGIN, END = "<!-- models-table:begin -->", "<!-- models-table:end -->"
 PRIORS_BEGIN, PRIORS_END = "<!-- priors-table:begin -->", "<!-- priors-table:end -->"
+OOD_BEGIN, OOD_END = "<!-- ood-table:begin -->", "<!-- ood-table:end -->"
 
 
 def _fmt(value, spec: str = ".1f", suffix: str = "") -> str:
@@ -108,6 +109,45 @@ def priors_table(models_dir: Path, names: Sequence[str] | None = SHIPPED) -> str
     return "\n".join([head, rule, *(_prior_row(m) for m in manifests)])
 
 
+def _check_cell(check: OodCheck | None) -> str:
+    if check is None:
+        return "–"
+    raw = "" if check.auroc_nll is None else f" (raw {check.auroc_nll:.3f})"
+    return f"{check.auroc:.3f}{raw} / {100 * check.flagged:.1f}%"
+
+
+def _ood_row(m: Manifest) -> str:
+    ood = m.metrics.ood
+    checks = [] if ood is None else ood.checks
+    by_kind = {c.dataset: c for c in checks}
+    other = next((c for c in checks if c.dataset not in OOD_KINDS), None)
+    x = m.metrics
+    free = "–" if x.marginal_nll is None else f"{x.marginal_nll:.1f} / {_percent(x.label_accuracy)}"
+    cells = [
+        f"`{m.name}`",
+        "–" if ood is None or ood.held_out_flagged is None else _percent(ood.held_out_flagged),
+        "–" if other is None else f"{other.dataset}: {_check_cell(other)}",
+        *(_check_cell(by_kind.get(kind)) for kind in OOD_KINDS),
+        free,
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+# The sets of python -m training.ood_report besides the other dataset, in the table's column order.
+OOD_KINDS = ("uniform noise", "held-out images inverted", "letters in a font", "photograph crops")
+
+
+def ood_table(models_dir: Path, names: Sequence[str] | None = SHIPPED) -> str:
+    """/score's out-of-distribution test through the service: AUROC (of the raw -log p(x)) / share flagged."""
+    manifests = _manifests(models_dir, names)
+    head = (
+        "| model | held-out flagged | other dataset: AUROC (raw) / flagged | uniform noise | inverted | letters "
+        "| photo crops | no label: -log p(x) / p(y\\|x) accuracy |"
+    )
+    rule = "|" + "---|" * (head.count(" |"))
+    return "\n".join([head, rule, *(_ood_row(m) for m in manifests)])
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m training.catalog", description=__doc__.splitlines()[0])
     p.add_argument("models_dir", type=Path, help="the folder of model folders, e.g. models")
@@ -121,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         tables = [
             (BEGIN, END, table(a.models_dir, names)),
             (PRIORS_BEGIN, PRIORS_END, priors_table(a.models_dir, names)),
+            (OOD_BEGIN, OOD_END, ood_table(a.models_dir, names)),
         ]
     except ManifestError as e:
         print(f"error: {e} (the shipped models are {', '.join(SHIPPED)})", file=sys.stderr)

@@ -70,7 +70,7 @@ def _parser() -> argparse.ArgumentParser:
         help="ae: deterministic autoencoder; vae: Gaussian q(z|x) with an N(0, I) prior; cvae: "
         "conditional VAE (needs class labels)",
     )
-    t.add_argument("--dataset", required=True, help="mnist | digits | folder:PATH | npz:PATH")
+    t.add_argument("--dataset", required=True, help="mnist | fashion | digits | folder:PATH | npz:PATH")
     t.add_argument(
         "--out",
         type=Path,
@@ -160,7 +160,13 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--extra-convs", type=int, default=NetConfig.extra_convs, help="stride-1 convolutions per resolution level"
     )
-    t.add_argument("--test-fraction", type=float, default=0.2, help="share of the images held out for evaluation")
+    t.add_argument(
+        "--test-fraction",
+        type=float,
+        default=0.2,
+        help="share of the images held out for evaluation (of a dataset with its own test split, such as fashion: "
+        "the share of that split)",
+    )
     t.add_argument(
         "--val-fraction", type=float, default=0.1, help="share of the rest kept aside to choose the best checkpoint"
     )
@@ -221,6 +227,24 @@ def _parser() -> argparse.ArgumentParser:
     )
     f.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+    o = command(
+        "fit-ood",
+        "fit (or refit) the out-of-distribution test /score uses on the validation images of an exported model's "
+        "split, and measure a conditional model without labels (-log p(x) over its labels, p(y|x)) on the "
+        "held-out images; writes the figures into the manifest (the weights stay as they are)",
+    )
+    o.add_argument("folder", type=Path, help="the model folder, e.g. models/my-vae")
+    o.add_argument("--iw-samples", type=positive_int, default=500, help="K per label for the held-out figures")
+    o.add_argument("--dataset", help=DATASET_AGAIN)
+    o.add_argument("--test-fraction", type=float, default=0.2, help="the --test-fraction the model was trained with")
+    o.add_argument("--val-fraction", type=float, default=0.1, help="the --val-fraction the model was trained with")
+    o.add_argument(
+        "--test-only",
+        action="store_true",
+        help="refit the test alone and keep the label-free held-out figures the manifest records (a cvae's take "
+        "K x labels decodes per held-out image)",
+    )
+
     s = command(
         "stamp",
         "write the facts the service checks into an exported model's graphs (the label table's "
@@ -274,6 +298,7 @@ def _train(a: argparse.Namespace) -> int:
 def _evaluate(a: argparse.Namespace) -> int:
     from .distributed import resolve_device
     from .evaluate import EvalSpec, evaluate, format_metrics
+    from .ood import with_ood_figures
 
     manifest = _load_checked(a.folder, a.dataset)
     verify_prior(a.folder, manifest)
@@ -281,6 +306,7 @@ def _evaluate(a: argparse.Namespace) -> int:
     metrics = evaluate(
         a.folder, EvalSpec.from_manifest(manifest), iw_samples=a.iw_samples, device=device, progress=not a.no_progress
     )
+    metrics = with_ood_figures(metrics, manifest.metrics)  # fit-ood's figures: not measured here
     print(f"{manifest.name}: measured now\n{format_metrics(metrics)}")
     if metrics != manifest.metrics:
         print(f"the manifest records\n{format_metrics(manifest.metrics)}")
@@ -294,6 +320,7 @@ def _fit_prior(a: argparse.Namespace) -> int:
     from .data import load_dataset
     from .distributed import resolve_device
     from .evaluate import EvalSpec, evaluate, format_metrics
+    from .ood import with_ood_figures
     from .prior import fit_and_save
 
     m = _load_checked(a.folder, a.dataset)
@@ -307,11 +334,29 @@ def _fit_prior(a: argparse.Namespace) -> int:
     print(f"{m.name}: measured with the fitted prior\n{format_metrics(metrics)}")
     # Read the manifest again and change only what this command measured, so fields others wrote meanwhile stay.
     current = load_manifest(a.folder)
-    measured = {k: v for k, v in metrics.model_dump().items() if v is not None}
+    metrics = with_ood_figures(metrics, current.metrics)
+    measured = {k: getattr(metrics, k) for k, v in metrics.model_dump().items() if v is not None}
     write_manifest(
         a.folder, current.model_copy(update={"prior": prior, "metrics": current.metrics.model_copy(update=measured)})
     )
     print(f"wrote {prior.path} and the figures into {a.folder}/manifest.json")
+    return 0
+
+
+def _fit_ood(a: argparse.Namespace) -> int:
+    from .data import load_dataset
+    from .ood import fit_ood, validation_rows
+
+    m = _load_checked(a.folder, a.dataset)
+    data = load_dataset(m.training.dataset, size=m.image.height, channels=m.image.channels)
+    validation = validation_rows(data, m, a.test_fraction, a.val_fraction)
+    metrics = fit_ood(a.folder, m, data, validation, None if a.test_only else a.iw_samples)
+    current = load_manifest(a.folder)
+    write_manifest(a.folder, current.model_copy(update={"metrics": metrics}))
+    if metrics.marginal_nll is not None:
+        nll, accuracy = metrics.marginal_nll, metrics.label_accuracy
+        print(f"held-out, no label: -log p(x) {nll:.2f} nats, p(y|x) accuracy {accuracy:.3f}")
+    print(f"wrote the out-of-distribution test into {a.folder}/manifest.json")
     return 0
 
 
@@ -331,7 +376,7 @@ def _stamp(a: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": _train, "evaluate": _evaluate, "fit-prior": _fit_prior, "stamp": _stamp}
+COMMANDS = {"train": _train, "evaluate": _evaluate, "fit-prior": _fit_prior, "fit-ood": _fit_ood, "stamp": _stamp}
 
 
 def main(argv: list[str] | None = None) -> int:

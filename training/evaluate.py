@@ -254,7 +254,8 @@ def _read_prior(folder: Path, spec: EvalSpec) -> FittedPrior | None:
 
 
 def format_metrics(m: Metrics) -> str:
-    rows = [(k, v) for k, v in m.model_dump().items() if v is not None and k not in ("split", "score_quantiles")]
+    hidden = ("split", "score_quantiles", "ood")  # long lists; the README's tables show what they give
+    rows = [(k, v) for k, v in m.model_dump().items() if v is not None and k not in hidden]
     shown = [(k, f"{v:.4f}" if isinstance(v, float) else _short(v) if isinstance(v, list) else v) for k, v in rows]
     return "\n".join(f"  {k:<20} {v}" for k, v in shown)
 

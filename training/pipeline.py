@@ -21,6 +21,7 @@ from .export import export_model
 from .graphs import OnnxPair
 from .loop import TrainConfig, Trainer
 from .networks import AutoEncoder, NetConfig
+from .ood import fit_ood
 from .prior import fit_and_save
 from .reports import write_reports
 
@@ -121,7 +122,8 @@ def run(opts: RunOptions, log=print) -> Manifest | None:
     train = replace(opts.train, likelihood=resolve_likelihood(opts.train.likelihood, c))
     rows = choose_rows(data, opts.limit, train.seed)
     labels = None if data.labels is None else data.labels[rows]
-    local = split_dataset(labels, len(rows), opts.test_fraction, opts.val_fraction, train.seed)
+    official = None if data.official_test is None else np.flatnonzero(np.isin(rows, data.official_test))
+    local = split_dataset(labels, len(rows), opts.test_fraction, opts.val_fraction, train.seed, official)
     train_idx, val_idx, test_idx = rows[local.train], rows[local.validation], rows[local.test]
     log(
         f"{opts.dataset}: {len(data)} images of {c}x{h}x{w}; train {len(train_idx)}, "
@@ -249,6 +251,8 @@ def run(opts: RunOptions, log=print) -> Manifest | None:
         reports=reports,
         prior=prior,
     )
+    # /score's out-of-distribution test, fitted on validation images (never trained on, never the held-out ones).
+    manifest = manifest.model_copy(update={"metrics": fit_ood(staging, manifest, data, val_idx, opts.iw_samples, log)})
     write_manifest(staging, manifest)
     if opts.out.exists():
         shutil.rmtree(opts.out)

@@ -131,6 +131,50 @@ class Training(_Strict):
     corrupt: str | None = None  # a denoising autoencoder's input corruption: gaussian:STD, mask:P or saltpepper:P
 
 
+OodFeature = Literal["nll", "kl", "reconstruction", "squared_error", "complexity"]
+
+
+class OodCheck(_Strict):
+    """One out-of-distribution set measured through the service against the held-out images."""
+
+    dataset: str  # what the images are, e.g. "fashion test split" or "uniform noise"
+    images: int
+    auroc: float  # of the out-of-distribution test's `ood`, out-of-distribution images as positives
+    auroc_nll: float | None = None  # of the raw -log p(x) (or an ae's squared error), for comparison
+    flagged: float  # share `anomalous` at the default threshold
+
+
+class OodFit(_Strict):
+    """/score's out-of-distribution test (vaeformat/estimates.py): a Gaussian mixture over the statistics of
+    in-distribution images never trained on, and the quantiles of their own -log densities under it."""
+
+    method: Literal["gaussian-mixture"] = "gaussian-mixture"
+    features: list[OodFeature] = Field(min_length=1)
+    weights: list[float] = Field(min_length=1)  # [M], summing to 1
+    means: list[list[float]]  # [M][F]
+    precisions: list[list[list[float]]]  # [M][F][F], inverse covariances
+    quantiles: list[float] = Field(min_length=2)  # 101: 0, 1, ..., 100 %
+    samples: int = Field(gt=0)  # importance samples per image (and label) the statistics were measured with
+    binarization_seed: int | None = None
+    fitted_on: str  # which images, e.g. "validation split"
+    rows: list[int]  # their rows of the dataset
+    held_out_flagged: float | None = None  # share of the test split above the default threshold, through the service
+    checks: list[OodCheck] = []
+
+    @model_validator(mode="after")
+    def _shapes(self) -> OodFit:
+        f, m = len(self.features), len(self.weights)
+        if len(self.means) != m or any(len(r) != f for r in self.means):
+            raise ValueError(f"ood: means must be {m}x{f} for {m} components and {f} features")
+        if len(self.precisions) != m or any(len(p) != f or any(len(r) != f for r in p) for p in self.precisions):
+            raise ValueError(f"ood: precisions must be {m}x{f}x{f} for {m} components and {f} features")
+        if any(w < 0 for w in self.weights) or abs(sum(self.weights) - 1.0) > 1e-6:
+            raise ValueError("ood: weights must be non-negative and sum to 1")
+        if any(b < a for a, b in zip(self.quantiles, self.quantiles[1:], strict=False)):
+            raise ValueError("ood: quantiles must not decrease")
+        return self
+
+
 class Metrics(_Strict):
     """Held-out figures measured by `python -m training evaluate` on the exported graphs (nats per image)."""
 
@@ -157,8 +201,13 @@ class Metrics(_Strict):
     # iw_samples draws on the evaluation's binarization, and the squared reconstruction error).
     label_agreement_fitted: float | None = None
     frechet_distance_fitted: float | None = None
-    score_quantiles: dict[Literal["nll", "squared_error"], list[float]] | None = None
+    score_quantiles: dict[Literal["nll", "squared_error", "marginal_nll"], list[float]] | None = None
     denoising_squared_error: float | None = None  # a denoising model: corrupted held-out input vs the clean image
+    # A conditional model scored without labels: mean -log p(x) over the held-out images and how often the most
+    # probable label p(y|x) is the true one (measured with the ood test's importance samples).
+    marginal_nll: float | None = None
+    label_accuracy: float | None = None
+    ood: OodFit | None = None
 
 
 class Manifest(_Strict):

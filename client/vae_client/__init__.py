@@ -11,11 +11,12 @@ Importing it loads neither onnxruntime, torch nor FastAPI: only httpx, numpy and
 from .calls import Label, Labels
 from .clients import AsyncClient, Client
 from .errors import ServiceError
-from .results import Encoding, Generated, Reconstruction, Score, Scores
+from .results import Classified, Encoding, Generated, Reconstruction, Score, Scores
 from .wire import ImageInput, Images, to_image, to_images
 
 __all__ = [
     "AsyncClient",
+    "Classified",
     "Client",
     "Encoding",
     "Generated",

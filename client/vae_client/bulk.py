@@ -17,7 +17,7 @@ from numpy.typing import ArrayLike
 
 from . import calls
 from .calls import Call, Labels
-from .results import Encoding, Generated, Reconstruction, Scores
+from .results import Classified, Encoding, Generated, Reconstruction, Scores
 from .wire import Images, each_image, file_bytes
 
 T = TypeVar("T")
@@ -64,6 +64,11 @@ class Limits:
     def latent_dim(self, name: str | None) -> int:
         model = self.model(name)
         return 0 if model is None else int(model["latent_dim"])
+
+    def label_count(self, name: str | None) -> int:
+        """The model's labels (1 for an unconditional model): /score draws its samples once for each."""
+        model = self.model(name)
+        return max(1, len((model or {}).get("labels") or []))
 
 
 def spans(sizes: Sequence[int], max_rows: int, max_bytes: int | None = None) -> list[slice]:
@@ -165,7 +170,7 @@ def score(
     limits: Limits, images: Images, samples: int | None, seed: int | None, label: Labels, model: str | None
 ) -> Job[Scores, Scores]:
     files = _files(images)
-    per_image = samples or 64  # the service's default K
+    per_image = (samples or 64) * limits.label_count(model)  # the service's default K, for each label
     rows = max(1, limits.limit("max_score_rows", 16384) // per_image)
     parts = _image_spans(limits, files, rows)
     jobs = [
@@ -178,6 +183,17 @@ def score(
         return Scores(first.model, first.samples, first.seed, [row for r in results for row in r.scores])
 
     return Job(jobs, join, [s.stop - s.start for s in parts])
+
+
+def classify(
+    limits: Limits, images: Images, samples: int | None, seed: int | None, top: int | None, model: str | None
+) -> Job[Classified, Classified]:
+    files = _files(images)
+    model = model or limits.default_conditional
+    rows = max(1, limits.limit("max_score_rows", 16384) // ((samples or 64) * limits.label_count(model)))
+    parts = _image_spans(limits, files, rows)
+    jobs = [calls.classify(files[s], samples, _seed(seed, i), top, model) for i, s in enumerate(parts)]
+    return Job(jobs, Classified.joined, [s.stop - s.start for s in parts])
 
 
 def sample(

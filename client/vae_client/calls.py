@@ -17,7 +17,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .errors import error_from
-from .results import Encoding, Generated, Reconstruction, Score, Scores
+from .results import Classified, Encoding, Generated, Reconstruction, Score, Scores
 from .wire import NPY, Files, Images, each_image, file_bytes, image_files, npy_bytes, read_json, read_npy
 
 T = TypeVar("T")
@@ -133,6 +133,13 @@ def reconstruct(images: Images, label: Labels, model: str | None) -> Call[Recons
 def score(images: Images, samples: int | None, seed: int | None, label: Labels, model: str | None) -> Call[Scores]:
     params = query(model=model, samples=samples, seed=seed, label=label)
     return Call("POST", "/score", _scores, params, files=image_files(images))
+
+
+def classify(
+    images: Images, samples: int | None, seed: int | None, top: int | None, model: str | None
+) -> Call[Classified]:
+    params = query(model=model, samples=samples, seed=seed, top=top)
+    return Call("POST", "/classify", lambda r: Classified.from_json(read_json(r)), params, files=image_files(images))
 
 
 def interpolate(

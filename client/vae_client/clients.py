@@ -12,7 +12,7 @@ from numpy.typing import ArrayLike
 
 from . import bulk, calls
 from .calls import API_KEY_HEADER, Call, Labels
-from .results import Encoding, Generated, Reconstruction, Scores
+from .results import Classified, Encoding, Generated, Reconstruction, Scores
 from .wire import Images, each_image
 
 T = TypeVar("T")
@@ -125,6 +125,21 @@ class Client:
         if len(each_image(images)) <= 1:
             return self._send(calls.score(images, samples, seed, label, model))
         return self._run(bulk.score(self.limits(), images, samples, seed, label, model), "score", progress)
+
+    def classify(
+        self,
+        images: Images,
+        *,
+        samples: int | None = None,
+        seed: int | None = None,
+        top: int | None = None,
+        model: str | None = None,
+        progress: bool = False,
+    ) -> Classified:
+        """The most probable labels of each image under a conditional model (the default conditional one), p(y|x)."""
+        if len(each_image(images)) <= 1:
+            return self._send(calls.classify(images, samples, seed, top, model))
+        return self._run(bulk.classify(self.limits(), images, samples, seed, top, model), "classify", progress)
 
     def interpolate(
         self,
@@ -293,6 +308,22 @@ class AsyncClient:
         if len(each_image(images)) <= 1:
             return await self._send(calls.score(images, samples, seed, label, model))
         return await self._run(bulk.score(await self.limits(), images, samples, seed, label, model), "score", progress)
+
+    async def classify(
+        self,
+        images: Images,
+        *,
+        samples: int | None = None,
+        seed: int | None = None,
+        top: int | None = None,
+        model: str | None = None,
+        progress: bool = False,
+    ) -> Classified:
+        """Client.classify."""
+        if len(each_image(images)) <= 1:
+            return await self._send(calls.classify(images, samples, seed, top, model))
+        job = bulk.classify(await self.limits(), images, samples, seed, top, model)
+        return await self._run(job, "classify", progress)
 
     async def interpolate(
         self,

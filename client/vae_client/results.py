@@ -48,7 +48,12 @@ class Score:
     reconstruction: float | None = None
     kl: float | None = None
     percentile: float | None = None  # among the held-out images' scores (None: the manifest has no quantiles)
-    anomalous: bool | None = None
+    anomalous: bool | None = None  # decided on the out-of-distribution test when the model has one
+    ess: float | None = None  # effective sample size of the importance weights: near 1, trust nll less
+    complexity: float | None = None  # compressed length of what was scored, nats
+    ood: float | None = None  # -log density of the image's statistics under the in-distribution mixture
+    ood_percentile: float | None = None
+    label_probabilities: dict[str, float] | None = None  # p(y|x) of a conditional model
 
     @classmethod
     def from_json(cls, row: dict[str, Any]) -> Score:
@@ -60,6 +65,11 @@ class Score:
             kl=row.get("kl"),
             percentile=row.get("percentile"),
             anomalous=row.get("anomalous"),
+            ess=row.get("ess"),
+            complexity=row.get("complexity"),
+            ood=row.get("ood"),
+            ood_percentile=row.get("ood_percentile"),
+            label_probabilities=row.get("label_probabilities"),
         )
 
 
@@ -76,3 +86,45 @@ class Scores:
     def nll(self) -> np.ndarray:
         """-log p(x) per image [N] (NaN where the model has none)."""
         return np.array([np.nan if s.nll is None else s.nll for s in self.scores])
+
+
+@dataclass(frozen=True)
+class Classified:
+    """POST /classify: each image's most probable label under a conditional model, by p(y|x)."""
+
+    model: str
+    samples: int  # importance samples per image and label
+    seed: int
+    labels: list[str]  # the most probable label of each image
+    probability: np.ndarray  # [N] its p(y|x)
+    top: list[list[tuple[str, float]]]  # the most probable labels of each image with p(y|x), most probable first
+    nll: np.ndarray  # [N] -log p(x) summed over the labels
+    ess: np.ndarray  # [N] effective sample size of the importance weights
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> Classified:
+        rows = body["labels"]
+        return cls(
+            body["model"],
+            body["samples"],
+            body["seed"],
+            [r["label"] for r in rows],
+            np.array([r["probability"] for r in rows]),
+            [[(t["label"], t["probability"]) for t in r["top"]] for r in rows],
+            np.array([r["nll"] for r in rows]),
+            np.array([r["ess"] for r in rows]),
+        )
+
+    @classmethod
+    def joined(cls, parts: list[Classified]) -> Classified:
+        first = parts[0]
+        return cls(
+            first.model,
+            first.samples,
+            first.seed,
+            [label for p in parts for label in p.labels],
+            np.concatenate([p.probability for p in parts]),
+            [t for p in parts for t in p.top],
+            np.concatenate([p.nll for p in parts]),
+            np.concatenate([p.ess for p in parts]),
+        )

@@ -20,6 +20,7 @@ from typing import Literal, Protocol, TypeVar
 import numpy as np
 
 from vaeformat.errors import ManifestError
+from vaeformat.estimates import OodTest
 from vaeformat.manifest import Manifest
 from vaeformat.prior import FittedPrior
 
@@ -138,6 +139,8 @@ class ServedModel:
         self.can_sample = self.has_prior or fitted_prior is not None
         self.default_prior: PriorName = "fitted" if fitted_prior is not None else "standard"
         self.labels = LabelTable(manifest.name, manifest.kind, manifest.labels, self.decoder_takes_label)
+        ood = manifest.metrics.ood
+        self.ood_test = OodTest(ood) if ood is not None else None  # /score's out-of-distribution test, if fitted
         # Every answer names the model and version that made it: behind a load balancer, during a roll-out,
         # a client can tell which one answered.
         self.reply_headers = {"X-Model": manifest.name, "X-Model-Version": manifest.version}

@@ -215,6 +215,11 @@ def test_capabilities_decide_what_is_enabled_and_problems_are_shown_readably(bro
         assert "label 3" in page.text_content("#sample-note")
 
         draw(page, "#pad-a")
+        page.click("#reconstruct")
+        # p(y|x) of the drawing, most probable first: the drawn seven ranks the label "7" among the listed five.
+        ranked = page.locator("#label-probabilities").text_content(timeout=30000) or ""
+        listed = [part.rsplit(" ", 1)[0] for part in ranked.split(", ")]
+        assert len(listed) == 5 and "7" in listed and ranked.endswith("%")
         draw(page, "#pad-b", TWO)
         page.fill("#steps", "6")
         page.click("#interpolate")

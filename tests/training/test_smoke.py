@@ -42,10 +42,18 @@ def test_train_exports_a_model_the_service_schema_accepts_and_evaluate_reproduce
     assert printed[-1].startswith("serve it: make run, then curl localhost:8000/models/tiny-vae")
     assert manifest.training.dataset == "mnist"
 
+    # /score's out-of-distribution test, fitted on the 20 validation rows, never on held-out ones.
+    assert m.ood is not None and m.ood.features == ["nll", "kl", "reconstruction", "complexity"]
+    assert len(m.ood.rows) == 20 and not set(m.ood.rows) & set(split.test_indices)
+    assert len(m.ood.quantiles) == 101 and m.ood.samples == 64
+
     before = json.loads((out / "manifest.json").read_text())["metrics"]
     assert main(["evaluate", str(out), "--iw-samples", "8", "--write"]) == 0
     assert "the manifest records" not in capsys.readouterr().out  # the same figures, measured again
     assert json.loads((out / "manifest.json").read_text())["metrics"] == before
+    # fit-ood makes the split again from the fractions it was trained with (--limit runs cannot be remade: refused).
+    assert main(["fit-ood", str(out), "--iw-samples", "8"]) == 2
+    assert "do not make the split the manifest records" in capsys.readouterr().err
 
 
 def test_cvae_on_bundled_digits_reports_generation_figures(in_tmp):
@@ -57,6 +65,11 @@ def test_cvae_on_bundled_digits_reports_generation_figures(in_tmp):
     m = manifest.metrics
     assert m.classifier_accuracy > 0.8  # the judge itself must be good for its verdicts to mean anything
     assert 0.0 <= m.label_agreement <= 1.0 and m.frechet_floor < m.frechet_distance
+    # Without labels: -log p(x) over the labels is at most the conditional bound + log 10 (here with K=8 per label
+    # against the bound's own draws, so with slack), and p(y|x) classifies far better than chance.
+    assert m.marginal_nll is not None and m.marginal_nll < m.iw_bound + np.log(10) + 2.0
+    assert m.label_accuracy is not None and m.label_accuracy > 0.5
+    assert m.score_quantiles is not None and len(m.score_quantiles["marginal_nll"]) == 101
 
 
 def test_ae_has_no_bound_but_a_reconstruction_term(in_tmp):

@@ -346,8 +346,12 @@ function showScore(row, squaredError, response) {
     elbo: "ELBO",
     reconstruction: "reconstruction term",
     kl: "KL",
+    ess: "effective samples (trust in −log p(x))",
     squared_error: "squared error",
+    complexity: "compressed length (nats)",
     percentile: "percentile among held-out",
+    ood: "out-of-distribution distance",
+    ood_percentile: "its percentile among held-out",
     anomalous: "anomalous",
   };
   const entries = Object.entries(names).filter(([key]) => row[key] !== undefined && row[key] !== null);
@@ -362,7 +366,13 @@ function showScore(row, squaredError, response) {
   };
   for (const [key, term] of entries) {
     const value = row[key];
-    add(term, typeof value === "boolean" ? (value ? "yes" : "no") : Number(value).toFixed(key === "percentile" ? 1 : 2));
+    add(term, typeof value === "boolean" ? (value ? "yes" : "no") : Number(value).toFixed(key.endsWith("percentile") ? 1 : 2));
+  }
+  if (row.label_probabilities) {
+    // p(y|x) of a conditional model, most probable first: what it would classify the drawing as.
+    const ranked = Object.entries(row.label_probabilities).sort((a, b) => b[1] - a[1]).slice(0, 5);
+    add("label probabilities p(y|x)", ranked.map(([label, p]) => `${label} ${(100 * p).toFixed(1)}%`).join(", "));
+    dl.lastElementChild.id = "label-probabilities";
   }
   if (!("squared_error" in row)) add("squared error", squaredError.toFixed(2));
   add("scored with", response.samples ? `${response.samples} importance samples, seed ${response.seed}` : "its reconstruction");

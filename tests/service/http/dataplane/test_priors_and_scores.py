@@ -139,7 +139,10 @@ async def test_score_is_seeded_one_entry_per_image_and_ranks_against_held_out_qu
     assert a.status_code == 200, a.text
     assert a.json() == b.json() and a.headers["x-seed"] == "9" and a.json()["samples"] == 64
     for s in a.json()["scores"]:
-        assert set(s) == {"nll", "elbo", "reconstruction", "kl", "squared_error", "percentile", "anomalous"}
+        assert set(s) == {
+            *("nll", "elbo", "reconstruction", "kl", "ess", "squared_error", "complexity", "percentile", "anomalous")
+        }  # no out-of-distribution test in this manifest: anomalous is decided on the percentile
+        assert 1.0 <= s["ess"] <= 64
         expected = float(np.clip((s["nll"] - 20.0) / 40.0 * 100, 0, 100))
         assert s["percentile"] == pytest.approx(expected, abs=1e-6) and s["anomalous"] == (expected > 99)
 
@@ -151,11 +154,12 @@ async def test_score_of_an_ae_is_its_squared_error_and_its_percentile(client):
         "/reconstruct", params={"model": "ae-fitted"}, content=grey, headers={"content-type": "image/png"}
     )
     body = r.json()
-    assert body["samples"] == 0 and set(body["scores"][0]) == {"squared_error", "percentile", "anomalous"}
+    assert body["samples"] == 0
+    assert set(body["scores"][0]) == {"squared_error", "complexity", "percentile", "anomalous"}
     assert body["scores"][0]["squared_error"] == pytest.approx(rec.json()["reconstruction_error"][0], rel=1e-5)
 
 
-async def test_score_limits_are_checked_before_any_work_and_a_cvae_needs_labels(client):
+async def test_score_limits_are_checked_before_any_work_and_a_cvae_takes_a_label_or_none(client):
     one = {"images": [b64(png(digit()))]}
     too_many = await client.post("/score", params={"model": "vae-fitted", "samples": 4001}, json=one)
     assert too_many.status_code == 422 and "VAE_MAX_SCORE_SAMPLES" in too_many.json()["detail"]
@@ -163,7 +167,16 @@ async def test_score_limits_are_checked_before_any_work_and_a_cvae_needs_labels(
         "/score", params={"model": "vae-fitted", "samples": 3000}, json={"images": one["images"] * 3}
     )
     assert rows.status_code == 422 and "VAE_MAX_SCORE_ROWS" in rows.json()["detail"]
-    unlabelled = await client.post("/score", params={"model": "cvae-fitted"}, json=one)
-    assert unlabelled.status_code == 422 and "give a label" in unlabelled.json()["detail"]
     labelled = await client.post("/score", params={"model": "cvae-fitted", "label": "b"}, json=one)
     assert labelled.status_code == 200 and labelled.json()["scores"][0]["percentile"] is None
+    # Without a label a cvae is scored over all its labels, and its label probabilities come back.
+    unlabelled = await client.post("/score", params={"model": "cvae-fitted", "seed": 3}, json=one)
+    assert unlabelled.status_code == 200, unlabelled.text
+    free, given = unlabelled.json()["scores"][0], labelled.json()["scores"][0]
+    probs = free["label_probabilities"]
+    assert list(probs) == ["a", "b"] and sum(probs.values()) == pytest.approx(1.0)
+    assert list(given["label_probabilities"]) == ["a", "b"]
+    # The rows limit counts every label's draws: 2 labels x 3000 samples x 3 images > 16384 > 3 x 3000.
+    three = {"images": one["images"] * 3}
+    rows = await client.post("/score", params={"model": "cvae-fitted", "samples": 3000}, json=three)
+    assert rows.status_code == 422 and "labels" in rows.json()["detail"]
