@@ -161,7 +161,6 @@ async def score(
             "computed exactly; re-export it with training/export.py, which adds the output"
         )
     n = len(images)
-    target = binarize(images, rng) if bernoulli else images  # [N, C, H, W]
     stats = {"complexity": complexity(images)}
     quantiles = m.metrics.score_quantiles or {}
     if not model.has_posterior:
@@ -175,6 +174,7 @@ async def score(
             flagged = pct > threshold
         return Scores(squared_error, pct, flagged, complexity=stats["complexity"], ood=ood, ood_percentile=ood_pct)
 
+    target = binarize(images, rng) if bernoulli else images  # [N, C, H, W]; an ae scores the image as sent
     c = len(model.class_names) if model.conditional else 1
     every = np.tile(np.arange(c, dtype=np.int64), n) if model.conditional else None  # [N * C]: each image, each label
     encoding = await model.encode(np.repeat(images, c, axis=0), every)
