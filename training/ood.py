@@ -7,7 +7,6 @@ binarization for a Bernoulli model, the compressed length of the image.
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +15,18 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 
-from vaeformat.estimates import OodTest, columns, complexity, from_weights, mixed
+from vaeformat.estimates import (
+    OodTest,
+    binarize,
+    columns,
+    complexity,
+    from_weights,
+    log_bernoulli,
+    log_gaussian,
+    log_normal,
+    log_standard_normal,
+    mixed,
+)
 from vaeformat.manifest import Manifest, Metrics, OodFeature, OodFit
 
 from .data import DataError, Dataset, split_dataset
@@ -31,7 +41,6 @@ COMPONENTS = (1, 2, 3, 4, 6, 8)  # mixture sizes tried, by BIC
 FOLDS = 5
 RIDGE = 1e-3  # added to each variance, in units of the feature's spread
 FIT_IMAGES_PER_COMPONENT = 100  # a component needs this many fit images, so 400 validation digits allow 4
-LOG_2PI = math.log(2 * math.pi)
 
 
 def features_of(stochastic: bool) -> list[OodFeature]:
@@ -40,19 +49,12 @@ def features_of(stochastic: bool) -> list[OodFeature]:
     return ["squared_error", "complexity"]
 
 
-def _log_normal(z: np.ndarray, mu: np.ndarray, logvar: np.ndarray) -> np.ndarray:
-    return -0.5 * (LOG_2PI + logvar + (z - mu) ** 2 / np.exp(logvar)).sum(-1)
-
-
 def _log_px_z(decoded: np.ndarray, target: np.ndarray, likelihood: str, sigma: float | None) -> np.ndarray:
     """[B, K, C, H, W] decoder output (logits or means) against target [B, 1, C, H, W] -> [B, K]."""
     if likelihood == "bernoulli":
-        lp = -(np.logaddexp(0.0, -decoded) * target + np.logaddexp(0.0, decoded) * (1.0 - target))
-        return lp.reshape(*lp.shape[:2], -1).sum(-1, dtype=np.float64)
+        return log_bernoulli(decoded, target)
     assert sigma is not None
-    pixels = int(np.prod(target.shape[-3:]))
-    sq = (((target - decoded) / sigma) ** 2).reshape(*decoded.shape[:2], -1).sum(-1, dtype=np.float64)
-    return -0.5 * sq - pixels * (math.log(sigma) + 0.5 * LOG_2PI)
+    return log_gaussian(decoded, target, sigma)
 
 
 def statistics(
@@ -69,7 +71,7 @@ def statistics(
     """The test's statistics for images x [N, C, H, W] in [0, 1] (+ ess, label_log_probs for the report)."""
     rng = np.random.default_rng(seed)
     binary = likelihood == "bernoulli"
-    target = (rng.random(x.shape, dtype=np.float32) < x).astype(np.float32) if binary else x
+    target = binarize(x, rng) if binary else x
     stats: dict[str, np.ndarray] = {"complexity": complexity(x)}
     labels = list(range(num_classes)) if num_classes else [None]
     if not stochastic:
@@ -95,8 +97,7 @@ def statistics(
             decoded = pair.decode(z.reshape(b * k, -1).astype(np.float32), None if lab is None else lab[sl].repeat(k))
             out = decoded[output].reshape(b, k, *x.shape[1:])
             log_px_z = _log_px_z(out, target[sl, None], likelihood, sigma)
-            log_pz = -0.5 * (LOG_2PI + z**2).sum(-1)
-            log_w[sl, j] = log_px_z + log_pz - _log_normal(z, mu[sl, None], logvar[sl, None])
+            log_w[sl, j] = log_px_z + log_standard_normal(z) - log_normal(z, mu[sl, None], logvar[sl, None])
             rec[sl, j] = -log_px_z.mean(1)
     estimate = from_weights(log_w)
     stats.update(nll=estimate.nll, kl=mixed(kl, estimate), reconstruction=mixed(rec, estimate), ess=estimate.ess)

@@ -3,6 +3,8 @@
 Training fits the test with these functions and the service scores with them, so the stored figures describe
 exactly what is served.
 
+- `log_bernoulli`, `log_gaussian`, `log_standard_normal`, `log_normal`: the densities the weights are made of, in
+  float64; `binarize`: a Bernoulli model's one binarization of a grey image.
 - `from_weights`: log importance weights [N, C, K] (K draws of z for each of C labels; C = 1 for an unconditional
   model) -> -log p(x), the weights' effective sample size and, for a conditional model, p(y|x). With a uniform
   p(y) the estimate is p(x) = sum_y p(y) (1/K) sum_k w_yk, each label's K draws from q(z|x, y).
@@ -26,6 +28,37 @@ from dataclasses import dataclass
 import numpy as np
 
 from .manifest import OodFit
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+def log_bernoulli(logits: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """log p(x|z) for binary x, exact from logits: [..., C, H, W] -> [...]."""
+    log_p = -(np.logaddexp(0.0, -logits) * x + np.logaddexp(0.0, logits) * (1.0 - x))
+    return log_p.reshape(*log_p.shape[:-3], -1).sum(-1, dtype=np.float64)
+
+
+def log_gaussian(mean: np.ndarray, x: np.ndarray, sigma: float) -> np.ndarray:
+    """log N(x; mean, sigma^2 I): [..., C, H, W] -> [...] (x may broadcast against mean)."""
+    sq = (((x - mean) / sigma) ** 2).reshape(*mean.shape[:-3], -1).sum(-1, dtype=np.float64)
+    pixels = x.shape[-3] * x.shape[-2] * x.shape[-1]
+    return -0.5 * sq - pixels * (math.log(sigma) + 0.5 * LOG_2PI)
+
+
+def log_standard_normal(z: np.ndarray) -> np.ndarray:
+    """log N(z; 0, I): [..., D] -> [...]."""
+    return -0.5 * (LOG_2PI + z.astype(np.float64) ** 2).sum(-1)
+
+
+def log_normal(z: np.ndarray, mu: np.ndarray, logvar: np.ndarray) -> np.ndarray:
+    """log N(z; mu, diag exp(logvar)): [..., D] -> [...]."""
+    z, mu, logvar = (a.astype(np.float64) for a in (z, mu, logvar))
+    return -0.5 * (LOG_2PI + logvar + (z - mu) ** 2 / np.exp(logvar)).sum(-1)
+
+
+def binarize(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One binarization: each pixel on with probability its grey value (what the evaluation does): [N, C, H, W]."""
+    return (rng.random(images.shape, dtype=np.float32) < images).astype(np.float32)
 
 
 @dataclass(frozen=True)

@@ -26,12 +26,19 @@ from typing import Any
 
 import numpy as np
 
-from vaeformat.estimates import complexity, from_weights, mixed
+from vaeformat.estimates import (
+    binarize,
+    complexity,
+    from_weights,
+    log_bernoulli,
+    log_gaussian,
+    log_normal,
+    log_standard_normal,
+    mixed,
+)
 
 from ..errors import CapabilityMissing
 from ..models.model import Encoding, ServedModel
-
-LOG_2PI = math.log(2 * math.pi)
 
 
 @dataclass(frozen=True)
@@ -84,47 +91,10 @@ def _number(v: float) -> float | None:
     return float(v) if math.isfinite(v) else None
 
 
-def log_bernoulli(logits: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """log p(x|z) for binary x, exact from logits: [..., C, H, W] -> [...]."""
-    log_p = -(np.logaddexp(0.0, -logits) * x + np.logaddexp(0.0, logits) * (1.0 - x))
-    return log_p.reshape(*log_p.shape[:-3], -1).sum(-1, dtype=np.float64)
-
-
-def log_gaussian(mean: np.ndarray, x: np.ndarray, sigma: float) -> np.ndarray:
-    """log N(x; mean, sigma^2 I): [..., C, H, W] -> [...]."""
-    sq = (((x - mean) / sigma) ** 2).reshape(*mean.shape[:-3], -1).sum(-1, dtype=np.float64)
-    pixels = x.shape[-3] * x.shape[-2] * x.shape[-1]
-    return -0.5 * sq - pixels * (math.log(sigma) + 0.5 * LOG_2PI)
-
-
-def log_standard_normal(z: np.ndarray) -> np.ndarray:
-    """log N(z; 0, I): [..., D] -> [...]."""
-    return -0.5 * (LOG_2PI + z.astype(np.float64) ** 2).sum(-1)
-
-
-def log_normal(z: np.ndarray, mu: np.ndarray, logvar: np.ndarray) -> np.ndarray:
-    """log N(z; mu, diag exp(logvar)): [..., D] -> [...]."""
-    z, mu, logvar = (a.astype(np.float64) for a in (z, mu, logvar))
-    return -0.5 * (LOG_2PI + logvar + (z - mu) ** 2 / np.exp(logvar)).sum(-1)
-
-
-def importance_weighted(log_px_z: np.ndarray, log_pz: np.ndarray, log_qz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(nll, elbo) per image from K draws each: [N, K] -> [N], [N]; nll = -log mean_k w_k."""
-    log_w = log_px_z + log_pz - log_qz
-    top = log_w.max(1, keepdims=True)
-    log_mean_w = top[:, 0] + np.log(np.exp(log_w - top).mean(1))
-    return -log_mean_w, log_w.mean(1)
-
-
 def percentiles(values: np.ndarray, quantiles: list[float]) -> np.ndarray:
     """Where each value falls among held-out scores given as 101 quantiles (0..100 %): [N] -> [N] in [0, 100]."""
     q = np.asarray(quantiles, dtype=np.float64)
     return np.interp(values, q, np.linspace(0.0, 100.0, len(q)))
-
-
-def binarize(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """One binarization: each pixel on with probability its grey value (what the evaluation does): [N, C, H, W]."""
-    return (rng.random(images.shape, dtype=np.float32) < images).astype(np.float32)
 
 
 def _ood(
