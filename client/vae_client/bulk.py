@@ -35,6 +35,9 @@ class Job(Generic[T, R]):
     rows: list[int]  # rows each call carries (the progress bar counts them)
 
 
+SAMPLES_OF_OLDER_SERVICES = 64  # the K /score draws by default, for a service that does not say it in GET /models
+
+
 @dataclass(frozen=True)
 class Limits:
     """What one request may carry, and the shapes of the models, as GET /models tells them."""
@@ -43,11 +46,13 @@ class Limits:
     models: dict[str, dict[str, Any]]
     default: str | None
     default_conditional: str | None
+    default_samples: int = SAMPLES_OF_OLDER_SERVICES  # /score's and /classify's K when a call gives none
 
     @classmethod
     def from_models(cls, document: dict[str, Any]) -> Limits:
         models = {m["name"]: m for m in document["models"]}
-        return cls(document.get("limits") or {}, models, document["default"], document["default_conditional"])
+        samples = int((document.get("defaults") or {}).get("samples", SAMPLES_OF_OLDER_SERVICES))
+        return cls(document.get("limits") or {}, models, document["default"], document["default_conditional"], samples)
 
     def limit(self, name: str, fallback: int) -> int:
         return int(self.limits.get(name, fallback))
@@ -170,7 +175,7 @@ def score(
     limits: Limits, images: Images, samples: int | None, seed: int | None, label: Labels, model: str | None
 ) -> Job[Scores, Scores]:
     files = _files(images)
-    per_image = (samples or 64) * limits.label_count(model)  # the service's default K, for each label
+    per_image = (samples or limits.default_samples) * limits.label_count(model)  # K draws for each label
     rows = max(1, limits.limit("max_score_rows", 16384) // per_image)
     parts = _image_spans(limits, files, rows)
     jobs = [
@@ -190,7 +195,8 @@ def classify(
 ) -> Job[Classified, Classified]:
     files = _files(images)
     model = model or limits.default_conditional
-    rows = max(1, limits.limit("max_score_rows", 16384) // ((samples or 64) * limits.label_count(model)))
+    per_image = (samples or limits.default_samples) * limits.label_count(model)  # K draws for each label
+    rows = max(1, limits.limit("max_score_rows", 16384) // per_image)
     parts = _image_spans(limits, files, rows)
     jobs = [calls.classify(files[s], samples, _seed(seed, i), top, model) for i, s in enumerate(parts)]
     return Job(jobs, Classified.joined, [s.stop - s.start for s in parts])

@@ -39,3 +39,16 @@ def test_per_row_labels_and_seeds_follow_their_requests():
     assert [v for k, v in job.calls[1].params if k == "label"] == [str(i) for i in range(5, 10)]
     one_label = bulk.sample(limits, 12, None, None, 3, None, None)
     assert all([v for k, v in c.params if k == "label"] == ["3"] for c in one_label.calls)
+
+
+def test_score_requests_hold_the_default_samples_the_service_says_for_every_label():
+    labelled = {"name": "c", "latent_dim": 4, "image": {"channels": 1, "height": 8, "width": 8}, "labels": list("ab")}
+    document = {**DOCUMENT, "models": [*DOCUMENT["models"], labelled], "default_conditional": "c"}
+    document["limits"] = {**DOCUMENT["limits"], "max_images": 100, "max_score_rows": 160}
+    images = np.zeros((25, 1, 8, 8), np.uint8)
+    said = bulk.Limits.from_models({**document, "defaults": {"samples": 8}})
+    assert said.default_samples == 8
+    assert bulk.score(said, images, None, None, None, "c").rows == [10, 10, 5]  # 160 rows / (8 draws x 2 labels)
+    assert bulk.classify(said, images, 20, None, None, None).rows == [4] * 6 + [1]  # K given: 160 / (20 x 2)
+    older = bulk.Limits.from_models(document)  # a service that does not say it draws 64
+    assert bulk.score(older, images, None, None, None, "m").rows == [2] * 12 + [1]

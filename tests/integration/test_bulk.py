@@ -123,3 +123,11 @@ def test_the_batch_command_says_when_the_service_cannot_be_reached(tmp_path, fol
     command, env = _command("http://127.0.0.1:9", "encode", str(folder), "-o", str(tmp_path / "z.npy"))
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1 and "cannot reach the service at http://127.0.0.1:9" in done.stderr
+
+
+def test_the_models_document_says_the_samples_score_draws_when_a_call_gives_none(client, mnist):
+    document = client.limits()
+    scores = client.score(mnist[0][:2], model="mnist-cvae")
+    assert scores.samples == document.default_samples  # what the client plans its requests with
+    classified = client.classify(mnist[0][:2], model="mnist-cvae")
+    assert len(classified.labels) == 2

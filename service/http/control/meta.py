@@ -12,6 +12,7 @@ from ...models.describe import details, summary
 from ...models.reports import read_report
 from ...models.versions import newest_first
 from .. import openapi as doc
+from ..dataplane.scoring import DEFAULT_SAMPLES
 from .deps import ReadyRegistryDep, RegistryDep, StateDep
 
 router = APIRouter(tags=["service"])
@@ -57,6 +58,7 @@ def _ok(example: dict[str, Any], description: str) -> dict[int | str, dict[str, 
                 "models": [_SUMMARY_EXAMPLE],
                 "refused": [],
                 "limits": {"max_images": 64, "max_latents": 1024, "max_n": 256, "max_body_bytes": 10485760},
+                "defaults": {"samples": 64},
             },
             "the loaded models and the refused folders",
         ),
@@ -65,7 +67,8 @@ def _ok(example: dict[str, Any], description: str) -> dict[int | str, dict[str, 
 )
 async def list_models(registry: RegistryDep, state: StateDep) -> dict[str, Any]:
     """Every loaded model (from its manifest), with the execution providers its sessions really run on, and the
-    limits one request must keep within (VAE_MAX_*: the client splits larger work into requests that do)."""
+    limits one request must keep within (VAE_MAX_*: the client splits larger work into requests that do), and the
+    defaults of the parameters those limits count (`samples`: the K of /score and /classify when none is given)."""
     return {
         "default": registry.default,
         "default_conditional": registry.default_conditional,
@@ -73,6 +76,7 @@ async def list_models(registry: RegistryDep, state: StateDep) -> dict[str, Any]:
         "models": [summary(m) | {"versions": newest_first(registry.versions[n])} for n, m in registry.models.items()],
         "refused": [{"folder": r.folder, "reason": r.reason} for r in registry.refused],
         "limits": state.limits.model_dump(),
+        "defaults": {"samples": DEFAULT_SAMPLES},
     }
 
 
