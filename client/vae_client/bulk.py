@@ -171,12 +171,17 @@ def reconstruct(
     return Job(jobs, join, [s.stop - s.start for s in parts])
 
 
+def _scored_images(limits: Limits, samples: int | None, model: str | None) -> int:
+    """Images per /score or /classify request: K draws for each of the model's labels are one decoder row each."""
+    per_image = (samples or limits.default_samples) * limits.label_count(model)
+    return max(1, limits.limit("max_score_rows", 16384) // per_image)
+
+
 def score(
     limits: Limits, images: Images, samples: int | None, seed: int | None, label: Labels, model: str | None
 ) -> Job[Scores, Scores]:
     files = _files(images)
-    per_image = (samples or limits.default_samples) * limits.label_count(model)  # K draws for each label
-    rows = max(1, limits.limit("max_score_rows", 16384) // per_image)
+    rows = _scored_images(limits, samples, model)
     parts = _image_spans(limits, files, rows)
     jobs = [
         calls.score(files[s], samples, _seed(seed, i), _labels_for(label, s, len(files)), model)
@@ -195,8 +200,7 @@ def classify(
 ) -> Job[Classified, Classified]:
     files = _files(images)
     model = model or limits.default_conditional
-    per_image = (samples or limits.default_samples) * limits.label_count(model)  # K draws for each label
-    rows = max(1, limits.limit("max_score_rows", 16384) // per_image)
+    rows = _scored_images(limits, samples, model)
     parts = _image_spans(limits, files, rows)
     jobs = [calls.classify(files[s], samples, _seed(seed, i), top, model) for i, s in enumerate(parts)]
     return Job(jobs, Classified.joined, [s.stop - s.start for s in parts])
