@@ -345,12 +345,12 @@ def _fit_prior(a: argparse.Namespace) -> int:
 
 def _fit_ood(a: argparse.Namespace) -> int:
     from .data import load_dataset
-    from .ood import fit_ood, validation_rows
+    from .ood import fit_ood, split_rows
 
     m = _load_checked(a.folder, a.dataset)
     data = load_dataset(m.training.dataset, size=m.image.height, channels=m.image.channels)
-    validation = validation_rows(data, m, a.test_fraction, a.val_fraction)
-    metrics = fit_ood(a.folder, m, data, validation, None if a.test_only else a.iw_samples)
+    training, validation = split_rows(data, m, a.test_fraction, a.val_fraction)
+    metrics = fit_ood(a.folder, m, data, training, validation, None if a.test_only else a.iw_samples)
     current = load_manifest(a.folder)
     write_manifest(a.folder, current.model_copy(update={"metrics": metrics}))
     if metrics.marginal_nll is not None:

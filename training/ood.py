@@ -2,7 +2,8 @@
 
 The statistics are computed as the service computes them, with the same functions: K importance samples per image
 (and per label, for a conditional model, whose test uses -log p(x) summed over the labels), one seeded
-binarization for a Bernoulli model, the compressed length of the image.
+binarization for a Bernoulli model, the compressed length of the image, and its -log likelihood under the pixel
+model (vaeformat/pixels.py), which is fitted here on training images.
 """
 
 from __future__ import annotations
@@ -19,15 +20,17 @@ from vaeformat.estimates import (
     OodTest,
     binarize,
     columns,
-    complexity,
     from_weights,
+    image_statistics,
     log_bernoulli,
     log_gaussian,
     log_normal,
     log_standard_normal,
     mixed,
 )
-from vaeformat.manifest import Manifest, Metrics, OodFeature, OodFit
+from vaeformat.files import sha256_file
+from vaeformat.manifest import Manifest, Metrics, OodFeature, OodFit, PixelsFile
+from vaeformat.pixels import BINS, PIXELS_FILE, PixelModel, fit_pixels, write_pixels
 
 from .data import DataError, Dataset, split_dataset
 from .evaluate import EVAL_SEED
@@ -41,12 +44,15 @@ COMPONENTS = (1, 2, 3, 4, 6, 8)  # mixture sizes tried, by BIC
 FOLDS = 5
 RIDGE = 1e-3  # added to each variance, in units of the feature's spread
 FIT_IMAGES_PER_COMPONENT = 100  # a component needs this many fit images, so 400 validation digits allow 4
+MAX_PIXEL_IMAGES = 20000  # training images the pixel model counts (a seeded subset when there are more)
 
 
-def features_of(stochastic: bool) -> list[OodFeature]:
-    if stochastic:
-        return ["nll", "kl", "reconstruction", "complexity"]
-    return ["squared_error", "complexity"]
+def features_of(stochastic: bool, pixels: bool = True) -> list[OodFeature]:
+    features: list[OodFeature] = ["nll", "kl", "reconstruction"] if stochastic else ["squared_error"]
+    features.append("complexity")
+    if pixels:
+        features.append("pixel_nll")
+    return features
 
 
 def _log_px_z(decoded: np.ndarray, target: np.ndarray, likelihood: str, sigma: float | None) -> np.ndarray:
@@ -65,6 +71,7 @@ def statistics(
     num_classes: int | None,
     likelihood: str,
     sigma: float | None,
+    pixels: PixelModel | None = None,
     k: int = OOD_SAMPLES,
     seed: int = OOD_SEED,
 ) -> dict[str, np.ndarray]:
@@ -72,7 +79,7 @@ def statistics(
     rng = np.random.default_rng(seed)
     binary = likelihood == "bernoulli"
     target = binarize(x, rng) if binary else x
-    stats: dict[str, np.ndarray] = {"complexity": complexity(x)}
+    stats = image_statistics(x, pixels)
     labels = list(range(num_classes)) if num_classes else [None]
     if not stochastic:
         recon = pair.decode(pair.encode(x)["mu"])["image"]
@@ -138,13 +145,20 @@ def _as_fit(g: GaussianMixture, scale: np.ndarray, features: list[OodFeature], *
     )
 
 
-def fit(stats: dict[str, np.ndarray], stochastic: bool, rows: np.ndarray, binary: bool, fitted_on: str) -> OodFit:
+def fit(
+    stats: dict[str, np.ndarray],
+    stochastic: bool,
+    rows: np.ndarray,
+    binary: bool,
+    fitted_on: str,
+    pixels: PixelsFile | None = None,
+) -> OodFit:
     """A full-covariance Gaussian mixture over the features, its number of components chosen by BIC among
     COMPONENTS (fewer when there are few images), and the quantiles of the fit images' -log densities, each
     measured by a mixture fitted without it (FOLDS folds): scored by the mixture they shaped, the fit images would
     look more typical than new images do, and the threshold would flag more new in-distribution images than it
     says."""
-    features = features_of(stochastic)
+    features = features_of(stochastic, pixels is not None)
     x = columns(stats, features)
     candidates = [m for m in COMPONENTS if m * FIT_IMAGES_PER_COMPONENT <= len(x)] or [1]
     best = min((_mixture(x, m) for m in candidates), key=lambda g: g.bic(x / _scale(x)))
@@ -154,6 +168,7 @@ def fit(stats: dict[str, np.ndarray], stochastic: bool, rows: np.ndarray, binary
         binarization_seed=OOD_SEED if binary else None,
         fitted_on=fitted_on,
         rows=[int(r) for r in rows],
+        pixels=pixels,
     )
     folds = np.random.default_rng(OOD_SEED).permutation(len(x)) % FOLDS
     own = np.empty(len(x))
@@ -166,9 +181,12 @@ def fit(stats: dict[str, np.ndarray], stochastic: bool, rows: np.ndarray, binary
     return _as_fit(best, _scale(x), features, **rest)
 
 
-def validation_rows(data: Dataset, manifest: Manifest, test_fraction: float, val_fraction: float) -> np.ndarray:
-    """The validation rows of a model's split, made again from its seed; DataError when the fractions given do not
-    make its recorded held-out rows (the split cannot be recovered, so no row is trusted as never trained on)."""
+def split_rows(
+    data: Dataset, manifest: Manifest, test_fraction: float, val_fraction: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The (training, validation) rows of a model's split, made again from its seed; DataError when the fractions
+    given do not make its recorded held-out rows (the split cannot be recovered, so no row is trusted as never
+    trained on)."""
     split = manifest.training.split
     labels = data.labels if split.stratified else None
     remade = split_dataset(labels, len(data), test_fraction, val_fraction, split.seed, data.official_test)
@@ -178,20 +196,34 @@ def validation_rows(data: Dataset, manifest: Manifest, test_fraction: float, val
             f"{split.seed} do not make the split the manifest records; give the fractions it was trained with "
             "(the split of a run with --limit cannot be made again)"
         )
-    return remade.validation
+    return remade.train, remade.validation
+
+
+def fit_pixel_model(folder: Path, data: Dataset, training: np.ndarray) -> tuple[PixelModel, PixelsFile]:
+    """Count the pixel model on (up to MAX_PIXEL_IMAGES of) the training rows and write it into `folder`."""
+    rows = np.sort(training)
+    if len(rows) > MAX_PIXEL_IMAGES:
+        rows = np.sort(np.random.default_rng(OOD_SEED).choice(rows, MAX_PIXEL_IMAGES, replace=False))
+    model = fit_pixels(
+        (data.images[rows[i : i + 2000]].astype(np.float32) / 255.0 for i in range(0, len(rows), 2000)), BINS
+    )
+    path = write_pixels(Path(folder) / PIXELS_FILE, model)
+    return model, PixelsFile(path=PIXELS_FILE, sha256=sha256_file(path), bins=BINS, fitted_on=len(rows))
 
 
 def fit_ood(
     folder: Path,
     manifest: Manifest,
     data: Dataset,
+    training: np.ndarray,
     validation: np.ndarray,
     iw_samples: int | None,
     log: Callable[[str], None] = print,
 ) -> Metrics:
-    """The manifest's metrics with the test fitted on validation images and, for a conditional model, its label-free
-    figures on the held-out images (mean -log p(x) over the labels with `iw_samples` draws, accuracy of p(y|x));
-    `iw_samples=None` keeps the recorded label-free figures."""
+    """The manifest's metrics with the test fitted on validation images (its pixel model counted on `training` rows,
+    written into `folder`) and, for a conditional model, its label-free figures on the held-out images (mean
+    -log p(x) over the labels with `iw_samples` draws, accuracy of p(y|x)); `iw_samples=None` keeps the recorded
+    label-free figures."""
     pair = OnnxPair(folder)
     m = manifest
     rows = fit_rows(validation, m.training.split.seed)
@@ -201,9 +233,11 @@ def fit_ood(
         likelihood=m.likelihood,
         sigma=m.gaussian_sigma,
     )
+    pixels, pixels_file = fit_pixel_model(folder, data, training)
     log(f"out-of-distribution test: statistics of {len(rows)} validation images ...")
-    stats = statistics(pair, data.images[rows].astype(np.float32) / 255.0, **kw)  # type: ignore[arg-type]
-    test = fit(stats, m.stochastic, rows, m.likelihood == "bernoulli", "validation split")
+    x_fit = data.images[rows].astype(np.float32) / 255.0
+    stats = statistics(pair, x_fit, pixels=pixels, **kw)  # type: ignore[arg-type]
+    test = fit(stats, m.stochastic, rows, m.likelihood == "bernoulli", "validation split", pixels_file)
     update: dict = {"ood": test}
     if kw["num_classes"] and iw_samples is not None:
         held = np.asarray(m.training.split.test_indices)

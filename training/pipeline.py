@@ -252,7 +252,8 @@ def run(opts: RunOptions, log=print) -> Manifest | None:
         prior=prior,
     )
     # /score's out-of-distribution test, fitted on validation images (never trained on, never the held-out ones).
-    manifest = manifest.model_copy(update={"metrics": fit_ood(staging, manifest, data, val_idx, opts.iw_samples, log)})
+    ood = fit_ood(staging, manifest, data, train_idx, val_idx, opts.iw_samples, log)
+    manifest = manifest.model_copy(update={"metrics": ood})
     write_manifest(staging, manifest)
     if opts.out.exists():
         shutil.rmtree(opts.out)

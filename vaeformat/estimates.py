@@ -10,12 +10,15 @@ exactly what is served.
   p(y) the estimate is p(x) = sum_y p(y) (1/K) sum_k w_yk, each label's K draws from q(z|x, y).
 - `complexity`: the image's compressed length in nats (zlib, level 9, 8-bit pixels): the number of nats a generic
   compressor needs for it.
-- `OodTest`: the image's statistics (-log p(x), KL, reconstruction, compressed length; an ae: squared error and
-  compressed length) against those of in-distribution images never trained on, as their -log density under a
-  Gaussian mixture fitted to those images' statistics. An image can be unlike the training data by being too
-  unlikely, or by being *more* likely than the training images are (a simple image under a model of complex ones),
-  or by a likelihood its compressed length does not explain; one density covers every direction, where a threshold
-  on -log p(x) alone looks one way only.
+- `image_statistics`: what the test measures of the image alone: `complexity` and, when the test has a pixel model
+  (vaeformat/pixels.py), `pixel_nll`, its -log likelihood under each pixel's histogram over training images.
+- `OodTest`: the image's statistics (-log p(x), KL, reconstruction, compressed length, pixel -log likelihood; an ae:
+  squared error in place of the first three) against those of in-distribution images never trained on, as their
+  -log density under a Gaussian mixture fitted to those images' statistics. An image can be unlike the training
+  data by being too unlikely, or by being *more* likely than the training images are (a simple image under a model
+  of complex ones), or by a likelihood its compressed length does not explain, or by putting its pixels where the
+  training images never do; one density covers every direction, where a threshold on -log p(x) alone looks one way
+  only.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .manifest import OodFit
+from .pixels import PixelModel
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -102,6 +106,14 @@ def complexity(images: np.ndarray) -> np.ndarray:
     pixels = np.round(np.clip(images, 0.0, 1.0) * 255.0).astype(np.uint8)
     sizes = [len(zlib.compress(image.tobytes(), 9)) for image in pixels]
     return np.asarray(sizes, dtype=np.float64) * (8 * math.log(2))
+
+
+def image_statistics(images: np.ndarray, pixels: PixelModel | None) -> dict[str, np.ndarray]:
+    """The statistics of images [N, C, H, W] in [0, 1] that need no model: complexity, and pixel_nll with `pixels`."""
+    stats = {"complexity": complexity(images)}
+    if pixels is not None:
+        stats["pixel_nll"] = pixels.nll(images)
+    return stats
 
 
 def columns(stats: dict[str, np.ndarray], features: Sequence[str]) -> np.ndarray:

@@ -131,7 +131,17 @@ class Training(_Strict):
     corrupt: str | None = None  # a denoising autoencoder's input corruption: gaussian:STD, mask:P or saltpepper:P
 
 
-OodFeature = Literal["nll", "kl", "reconstruction", "squared_error", "complexity"]
+OodFeature = Literal["nll", "kl", "reconstruction", "squared_error", "complexity", "pixel_nll"]
+
+
+class PixelsFile(_Strict):
+    """The test's pixel model beside the graphs (vaeformat/pixels.py documents the file), checked at load like them."""
+
+    path: RelativeFile
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    kind: Literal["histogram"] = "histogram"  # each pixel's histogram of values, each count plus one
+    bins: int = Field(ge=2)
+    fitted_on: int = Field(ge=1)  # training images counted
 
 
 class OodCheck(_Strict):
@@ -160,10 +170,13 @@ class OodFit(_Strict):
     rows: list[int]  # their rows of the dataset
     held_out_flagged: float | None = None  # share of the test split above the default threshold, through the service
     checks: list[OodCheck] = []
+    pixels: PixelsFile | None = None  # needed by the feature pixel_nll
 
     @model_validator(mode="after")
     def _shapes(self) -> OodFit:
         f, m = len(self.features), len(self.weights)
+        if "pixel_nll" in self.features and self.pixels is None:
+            raise ValueError("ood: the feature pixel_nll needs the pixel model, 'pixels'")
         if len(self.means) != m or any(len(r) != f for r in self.means):
             raise ValueError(f"ood: means must be {m}x{f} for {m} components and {f} features")
         if len(self.precisions) != m or any(len(p) != f or any(len(r) != f for r in p) for p in self.precisions):

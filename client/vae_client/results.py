@@ -51,6 +51,7 @@ class Score:
     anomalous: bool | None = None  # decided on the out-of-distribution test when the model has one
     ess: float | None = None  # effective sample size of the importance weights: near 1, trust nll less
     complexity: float | None = None  # compressed length of what was scored, nats
+    pixel_nll: float | None = None  # -log likelihood under each pixel's histogram over training images, nats
     ood: float | None = None  # -log density of the image's statistics under the in-distribution mixture
     ood_percentile: float | None = None
     label_probabilities: dict[str, float] | None = None  # p(y|x) of a conditional model
@@ -67,6 +68,7 @@ class Score:
             anomalous=row.get("anomalous"),
             ess=row.get("ess"),
             complexity=row.get("complexity"),
+            pixel_nll=row.get("pixel_nll"),
             ood=row.get("ood"),
             ood_percentile=row.get("ood_percentile"),
             label_probabilities=row.get("label_probabilities"),

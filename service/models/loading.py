@@ -15,6 +15,7 @@ from vaeformat.contract import check_contract
 from vaeformat.errors import ManifestError
 from vaeformat.files import MANIFEST_FILE, confined, shown
 from vaeformat.manifest import load_manifest, verify_files
+from vaeformat.pixels import load_pixels
 from vaeformat.prior import load_prior
 
 from ..engine.batching import MicroBatcher
@@ -82,6 +83,7 @@ class Loader:
         check_contract(where, manifest)
         paths = verify_files(folder, manifest, root)
         fitted_prior = load_prior(folder, manifest, root)
+        pixels = load_pixels(folder, manifest, root)
         sessions: dict[str, Session] = {}
         for role, path in paths.items():
             graph_file = getattr(manifest.files, role)
@@ -104,6 +106,7 @@ class Loader:
             self._runner(chain, manifest.version),
             self.metrics,
             fitted_prior=fitted_prior,
+            pixels=pixels,
         )
         model.warm_up(self.settings.warm_buckets, where / MANIFEST_FILE)
         for role, graph in sessions.items():

@@ -22,6 +22,7 @@ import numpy as np
 from vaeformat.errors import ManifestError
 from vaeformat.estimates import OodTest
 from vaeformat.manifest import Manifest
+from vaeformat.pixels import PixelModel
 from vaeformat.prior import FittedPrior
 
 from ..engine.providers import GPU_PROVIDERS
@@ -123,6 +124,7 @@ class ServedModel:
         chain: Runner,
         metrics: Metrics,
         fitted_prior: FittedPrior | None = None,
+        pixels: PixelModel | None = None,
     ) -> None:
         self.manifest = manifest
         self.folder = folder
@@ -141,6 +143,7 @@ class ServedModel:
         self.labels = LabelTable(manifest.name, manifest.kind, manifest.labels, self.decoder_takes_label)
         ood = manifest.metrics.ood
         self.ood_test = OodTest(ood) if ood is not None else None  # /score's out-of-distribution test, if fitted
+        self.pixels = pixels  # the test's pixel model (vaeformat/pixels.py), when its features use one
         # Every answer names the model and version that made it: behind a load balancer, during a roll-out,
         # a client can tell which one answered.
         self.reply_headers = {"X-Model": manifest.name, "X-Model-Version": manifest.version}

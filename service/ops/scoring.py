@@ -28,8 +28,8 @@ import numpy as np
 
 from vaeformat.estimates import (
     binarize,
-    complexity,
     from_weights,
+    image_statistics,
     log_bernoulli,
     log_gaussian,
     log_normal,
@@ -54,6 +54,7 @@ class Scores:
     kl: np.ndarray | None = None  # KL(q(z|x) || N(0, I)), closed form
     ess: np.ndarray | None = None  # effective sample size of the importance weights
     complexity: np.ndarray | None = None  # compressed length of the image in nats
+    pixel_nll: np.ndarray | None = None  # -log likelihood under the per-pixel histograms of training images
     ood: np.ndarray | None = None  # -log density of the image's statistics under the in-distribution mixture
     ood_percentile: np.ndarray | None = None
     label_probabilities: np.ndarray | None = None  # [N, C] p(y|x) of a conditional model
@@ -69,6 +70,7 @@ class Scores:
             "ess",
             "squared_error",
             "complexity",
+            "pixel_nll",
             "percentile",
             "ood",
             "ood_percentile",
@@ -131,7 +133,7 @@ async def score(
             "computed exactly; re-export it with training/export.py, which adds the output"
         )
     n = len(images)
-    stats = {"complexity": complexity(images)}
+    stats = image_statistics(images, model.pixels)
     quantiles = m.metrics.score_quantiles or {}
     if not model.has_posterior:
         encoding: Encoding = await model.encode(images, labels)
@@ -142,7 +144,15 @@ async def score(
         ood, ood_pct, flagged = _ood(model, stats, threshold)
         if flagged is None and pct is not None:
             flagged = pct > threshold
-        return Scores(squared_error, pct, flagged, complexity=stats["complexity"], ood=ood, ood_percentile=ood_pct)
+        return Scores(
+            squared_error,
+            pct,
+            flagged,
+            complexity=stats["complexity"],
+            pixel_nll=stats.get("pixel_nll"),
+            ood=ood,
+            ood_percentile=ood_pct,
+        )
 
     target = binarize(images, rng) if bernoulli else images  # [N, C, H, W]; an ae scores the image as sent
     c = len(model.class_names) if model.conditional else 1
@@ -203,6 +213,7 @@ async def score(
         kl=kl_out,
         ess=estimate.ess,
         complexity=stats["complexity"],
+        pixel_nll=stats.get("pixel_nll"),
         ood=ood,
         ood_percentile=ood_pct,
         label_probabilities=probs,

@@ -43,7 +43,10 @@ def test_train_exports_a_model_the_service_schema_accepts_and_evaluate_reproduce
     assert manifest.training.dataset == "mnist"
 
     # /score's out-of-distribution test, fitted on the 20 validation rows, never on held-out ones.
-    assert m.ood is not None and m.ood.features == ["nll", "kl", "reconstruction", "complexity"]
+    assert m.ood is not None and m.ood.features == ["nll", "kl", "reconstruction", "complexity", "pixel_nll"]
+    # Its pixel model counts the training rows only (not the validation or held-out ones, nor rows past --limit).
+    assert m.ood.pixels is not None and (out / m.ood.pixels.path).is_file()
+    assert m.ood.pixels.fitted_on == split.train_size == 220
     assert len(m.ood.rows) == 20 and not set(m.ood.rows) & set(split.test_indices)
     assert len(m.ood.quantiles) == 101 and m.ood.samples == 64
 

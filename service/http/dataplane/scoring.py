@@ -29,6 +29,7 @@ _EXAMPLE_SCORE = {
     "ess": 2.7,
     "squared_error": 5.2,
     "complexity": 371.5,
+    "pixel_nll": 1012.4,
     "percentile": 48.0,
     "ood": 3.1,
     "ood_percentile": 52.0,
@@ -75,10 +76,11 @@ async def score(request: DataRequest) -> Reply:
     over its labels, with `label_probabilities` p(y|x)), `ess` the effective sample size of its importance
     weights (near 1: the estimate rests on one draw; trust it less). A Bernoulli model scores a grey image by one
     binarization drawn from `seed` (as its held-out figures were measured). `percentile` places the `nll` among
-    the held-out images'. `ood` is the -log density of the image's statistics (nll, KL, reconstruction and
-    `complexity`, its compressed length) under a mixture fitted to those of in-distribution images never trained
-    on, `ood_percentile` its place among theirs, and `anomalous` is ood_percentile > VAE_ANOMALY_PERCENTILE. An
-    ae is scored by its squared reconstruction error.
+    the held-out images'. `ood` is the -log density of the image's statistics (nll, KL, reconstruction,
+    `complexity`, its compressed length, and `pixel_nll`, its -log likelihood under each pixel's histogram over
+    training images) under a mixture fitted to those of in-distribution images never trained on, `ood_percentile`
+    its place among theirs, and `anomalous` is ood_percentile > VAE_ANOMALY_PERCENTILE. An ae is scored by its
+    squared reconstruction error.
     """
     query = request.query(ScoreQuery)
     model = request.model(query.model, query.version)

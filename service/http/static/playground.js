@@ -349,6 +349,7 @@ function showScore(row, squaredError, response) {
     ess: "effective samples (trust in −log p(x))",
     squared_error: "squared error",
     complexity: "compressed length (nats)",
+    pixel_nll: "−log p under per-pixel histograms (nats)",
     percentile: "percentile among held-out",
     ood: "out-of-distribution distance",
     ood_percentile: "its percentile among held-out",
