@@ -109,7 +109,7 @@ def complexity(images: np.ndarray) -> np.ndarray:
 
 
 def image_statistics(images: np.ndarray, pixels: PixelModel | None) -> dict[str, np.ndarray]:
-    """The statistics of images [N, C, H, W] in [0, 1] that need no model: complexity, and pixel_nll with `pixels`."""
+    """The statistics of images [N, C, H, W] in [0, 1] that need no network: complexity, and pixel_nll with `pixels`."""
     stats = {"complexity": complexity(images)}
     if pixels is not None:
         stats["pixel_nll"] = pixels.nll(images)
