@@ -15,7 +15,6 @@ to 1 in probability. It is read with allow_pickle=False.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import BinaryIO
 
 import numpy as np
 
+from .arrays import read_arrays
 from .errors import ManifestError
 from .files import open_confined, shown, verified
 from .manifest import Manifest
@@ -83,18 +83,8 @@ def fit_pixels(batches: Iterable[np.ndarray], bins: int = BINS) -> PixelModel:
 
 def read_pixels(f: BinaryIO) -> PixelModel:
     """A PixelModel from an open .npz file, without pickle; PixelsFormatError for anything else."""
-    data = f.read(MAX_PIXELS_BYTES + 1)
-    if len(data) > MAX_PIXELS_BYTES:
-        raise PixelsFormatError(f"over the limit of {MAX_PIXELS_BYTES} bytes for a pixel-model file")
-    try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            if "log_probs" not in npz.files:
-                raise PixelsFormatError("lacks the array 'log_probs'")
-            return PixelModel(np.asarray(npz["log_probs"], dtype=np.float32))
-    except PixelsFormatError:
-        raise
-    except Exception as e:  # not a zip, a pickled object array, a truncated member ...
-        raise PixelsFormatError(f"not a readable .npz of plain arrays ({type(e).__name__}: {e})") from None
+    arrays = read_arrays(f, ["log_probs"], MAX_PIXELS_BYTES, "pixel-model file", PixelsFormatError)
+    return PixelModel(arrays["log_probs"].astype(np.float32))
 
 
 def write_pixels(path: Path, model: PixelModel) -> Path:

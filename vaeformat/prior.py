@@ -10,13 +10,13 @@ served.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 
+from .arrays import read_arrays
 from .errors import ManifestError
 from .files import open_confined, shown
 from .manifest import Manifest, verify_prior
@@ -102,20 +102,8 @@ class FittedPrior:
 
 def read_prior(f: BinaryIO) -> FittedPrior:
     """A FittedPrior from an open .npz file, without pickle; PriorFormatError for anything else."""
-    data = f.read(MAX_PRIOR_BYTES + 1)
-    if len(data) > MAX_PRIOR_BYTES:
-        raise PriorFormatError(f"over the limit of {MAX_PRIOR_BYTES} bytes for a prior file")
-    try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            missing = [name for name in _ARRAYS if name not in npz.files]
-            if missing:
-                raise PriorFormatError(f"lacks the array(s) {missing}; it needs {list(_ARRAYS)}")
-            arrays = {name: np.asarray(npz[name], dtype=np.float64) for name in _ARRAYS}
-    except PriorFormatError:
-        raise
-    except Exception as e:  # not a zip, a pickled object array, a truncated member ...
-        raise PriorFormatError(f"not a readable .npz of plain arrays ({type(e).__name__}: {e})") from None
-    return FittedPrior(**arrays)
+    arrays = read_arrays(f, _ARRAYS, MAX_PRIOR_BYTES, "prior file", PriorFormatError)
+    return FittedPrior(**{name: a.astype(np.float64) for name, a in arrays.items()})
 
 
 def write_prior(path: Path, prior: FittedPrior) -> Path:
