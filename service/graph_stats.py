@@ -30,9 +30,10 @@ class BatchSizeStats:
 
 @dataclass
 class GraphStats:
-    """One graph's counts and times since the service started."""
+    """One graph's counts and times since the service started (of one version of its model)."""
 
     model: str
+    version: str
     graph: str
     succeeded: int = 0
     failed: int = 0
@@ -71,6 +72,7 @@ class GraphStats:
         with self.lock:
             return GraphStats(
                 self.model,
+                self.version,
                 self.graph,
                 self.succeeded,
                 self.failed,
@@ -83,13 +85,13 @@ class GraphStats:
                 {n: BatchSizeStats(b.count, dict(b.seconds)) for n, b in self.batches.items()},
             )
 
-    def triton(self, name: str, version: str) -> dict[str, object]:
+    def triton(self, name: str) -> dict[str, object]:
         """This graph's statistics as Triton's `model_stats` entry (its statistics extension), times in ns."""
         s = self.snapshot()
         requests = s.succeeded + s.failed
         return {
             "name": name,
-            "version": version,
+            "version": s.version,
             "last_inference": s.last_inference_ms,
             "inference_count": s.succeeded,
             "execution_count": s.executions,
@@ -123,53 +125,55 @@ class GraphStatsCollector(Collector):
     """Every graph's `GraphStats` for Prometheus, and what is waiting and in flight now."""
 
     def __init__(self) -> None:
-        self.graphs: dict[tuple[str, str], GraphStats] = {}
-        # (model, graph, version) -> its runner, whose `waiting` is read at each scrape; weak: an unloaded model's
-        # goes. A model's versions count together, as their stats do.
+        self.graphs: dict[tuple[str, str, str], GraphStats] = {}
+        # (model, version, graph) -> its runner, whose `waiting` is read at each scrape; weak: an unloaded model's
+        # goes. Each version counts apart, so that a roll-out can compare the new one with the old.
         self.runners: weakref.WeakValueDictionary[tuple[str, str, str], Any] = weakref.WeakValueDictionary()
         self.in_flight = 0  # HTTP requests being answered (the edge counts them, on the event loop)
 
-    def graph(self, model: str, graph: str) -> GraphStats:
-        """The stats of a graph, kept across reloads of its model (the counts are the service's, like Triton's)."""
-        key = (model, graph)
+    def graph(self, model: str, version: str, graph: str) -> GraphStats:
+        """The stats of a graph of one version of a model, kept across reloads of that version (the counts are the
+        service's, like Triton's)."""
+        key = (model, version, graph)
         found = self.graphs.get(key)
         if found is None:
-            found = self.graphs[key] = GraphStats(model, graph)
+            found = self.graphs[key] = GraphStats(model, version, graph)
         return found
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily | HistogramMetricFamily]:
         queue = HistogramMetricFamily(
-            "vae_queue_seconds", "time a request waited for its batch, by model and graph", labels=["model", "graph"]
+            "vae_queue_seconds",
+            "time a request waited for its batch, by model, version and graph",
+            labels=["model", "version", "graph"],
         )
         stages = CounterMetricFamily(
             "vae_stage_seconds",
             "time spent per stage (queue: summed over requests; decode, compute, render: per batch)",
-            labels=["model", "graph", "stage"],
+            labels=["model", "version", "graph", "stage"],
         )
         outcomes = CounterMetricFamily(
-            "vae_graph_requests", "requests run on a graph, by outcome", labels=["model", "graph", "outcome"]
+            "vae_graph_requests", "requests run on a graph, by outcome", labels=["model", "version", "graph", "outcome"]
         )
-        for (model, graph), live in sorted(self.graphs.items()):
+        for (model, version, graph), live in sorted(self.graphs.items()):
             s = live.snapshot()
             cumulative, buckets = 0, []
             for bound, observed in zip((*map(str, QUEUE_BUCKETS), "+Inf"), s.queue_buckets, strict=True):
                 cumulative += observed
                 buckets.append((bound, float(cumulative)))
-            queue.add_metric([model, graph], buckets, s.queue_seconds)
-            stages.add_metric([model, graph, "queue"], s.queue_seconds)
+            queue.add_metric([model, version, graph], buckets, s.queue_seconds)
+            stages.add_metric([model, version, graph, "queue"], s.queue_seconds)
             for stage in STAGES:
-                stages.add_metric([model, graph, stage], s.stage_seconds[stage])
-            outcomes.add_metric([model, graph, "success"], s.succeeded)
-            outcomes.add_metric([model, graph, "fail"], s.failed)
+                stages.add_metric([model, version, graph, stage], s.stage_seconds[stage])
+            outcomes.add_metric([model, version, graph, "success"], s.succeeded)
+            outcomes.add_metric([model, version, graph, "fail"], s.failed)
         yield queue
         yield stages
         yield outcomes
-        depth = GaugeMetricFamily("vae_queue_depth", "requests waiting for a batch now", labels=["model", "graph"])
-        waiting: dict[tuple[str, str], int] = {}
-        for (model, graph, _), runner in list(self.runners.items()):
-            waiting[(model, graph)] = waiting.get((model, graph), 0) + getattr(runner, "waiting", 0)
-        for (model, graph), count in sorted(waiting.items()):
-            depth.add_metric([model, graph], count)
+        depth = GaugeMetricFamily(
+            "vae_queue_depth", "requests waiting for a batch now", labels=["model", "version", "graph"]
+        )
+        for key, runner in sorted(self.runners.items()):
+            depth.add_metric(list(key), getattr(runner, "waiting", 0))
         yield depth
         in_flight = GaugeMetricFamily("vae_requests_in_flight", "HTTP requests being answered now")
         in_flight.add_metric([], self.in_flight)

@@ -60,19 +60,21 @@ class Metrics:
         r.register(self.graphs)
         self.inference_seconds = Histogram(
             "vae_inference_seconds",
-            "onnxruntime run time per call, by model and graph",
-            ["model", "graph"],
+            "onnxruntime run time per call, by model, version and graph",
+            ["model", "version", "graph"],
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
             registry=r,
         )
         self.batch_size = Histogram(
             "vae_inference_batch_size",
-            "rows per onnxruntime call, by model and graph",
-            ["model", "graph"],
+            "rows per onnxruntime call, by model, version and graph",
+            ["model", "version", "graph"],
             buckets=_BATCH_BUCKETS,
             registry=r,
         )
-        self.images_produced = Counter("vae_images_produced", "images decoded by a model", ["model"], registry=r)
+        self.images_produced = Counter(
+            "vae_images_produced", "images decoded by a model, by model and version", ["model", "version"], registry=r
+        )
         self.model_info = Gauge(
             "vae_model_info",
             "1 for each loaded model graph, with the execution provider it really runs on",

@@ -23,11 +23,12 @@ class Chain:
         self.encoder = encoder.session
         self.decoder = decoder.session
         self.model = encoder.model
+        self.version = encoder.version
         self.device = "cuda" if self.encoder.get_providers()[0] in GPU_PROVIDERS else "cpu"
         self.device_id = device_id if self.device == "cuda" else 0
         self._encoder_inputs = [i.name for i in self.encoder.get_inputs()]
         self._decoder_inputs = [i.name for i in self.decoder.get_inputs() if i.name != "z"]
-        self.timing = Timing(metrics, self.model, self.graph)
+        self.timing = Timing(metrics, self.model, self.version, self.graph)
 
     @property
     def providers(self) -> list[str]:

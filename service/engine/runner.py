@@ -115,6 +115,7 @@ class Graph(Protocol):
     """What a runner calls on its worker thread: one graph's session (`Session`), or a chain of two."""
 
     model: str
+    version: str
     graph: str
 
     @property
@@ -134,9 +135,9 @@ class Timing:
 
     MIN_ROWS = 16  # calls of fewer rows say more about the fixed cost than about the rows
 
-    def __init__(self, metrics: Metrics, model: str, graph: str) -> None:
-        self.seconds = metrics.inference_seconds.labels(model=model, graph=graph)
-        self.rows = metrics.batch_size.labels(model=model, graph=graph)
+    def __init__(self, metrics: Metrics, model: str, version: str, graph: str) -> None:
+        self.seconds = metrics.inference_seconds.labels(model=model, version=version, graph=graph)
+        self.rows = metrics.batch_size.labels(model=model, version=version, graph=graph)
         self.seconds_per_row: float | None = None
 
     def record(self, seconds: float, rows: int) -> None:
@@ -151,11 +152,14 @@ class Timing:
 class Session:
     """One graph's onnxruntime session, timed into the metrics."""
 
-    def __init__(self, session: ort.InferenceSession, *, model: str, graph: str, metrics: Metrics) -> None:
+    def __init__(
+        self, session: ort.InferenceSession, *, model: str, version: str, graph: str, metrics: Metrics
+    ) -> None:
         self.session = session
         self.model = model
+        self.version = version
         self.graph = graph
-        self.timing = Timing(metrics, model, graph)
+        self.timing = Timing(metrics, model, version, graph)
 
     @property
     def seconds_per_row(self) -> float | None:

@@ -96,14 +96,16 @@ class Loader:
                 require_gpu=self.engine.require_gpu,
                 what=str(shown_path),
             )
-            sessions[role] = Session(session, model=manifest.name, graph=role, metrics=self.metrics)
+            sessions[role] = Session(
+                session, model=manifest.name, version=manifest.version, graph=role, metrics=self.metrics
+            )
         chain = Chain(sessions["encoder"], sessions["decoder"], metrics=self.metrics, device_id=self.engine.cuda_device)
         model = ServedModel(
             manifest,
             folder,
-            self._runner(sessions["encoder"], manifest.version),
-            self._runner(sessions["decoder"], manifest.version),
-            self._runner(chain, manifest.version),
+            self._runner(sessions["encoder"]),
+            self._runner(sessions["decoder"]),
+            self._runner(chain),
             self.metrics,
             fitted_prior=fitted_prior,
             pixels=pixels,
@@ -119,16 +121,16 @@ class Loader:
             ).set(1)
         return model
 
-    def _runner(self, graph: Graph, version: str) -> Runner:
+    def _runner(self, graph: Graph) -> Runner:
         # On a GPU provider a batch keeps to the warmed bucket shapes; on the CPU a large one is split (split.py).
         splitter = None if graph.providers[0] in GPU_PROVIDERS else self.splitter
-        stats = self.metrics.graphs.graph(graph.model, graph.graph)
+        stats = self.metrics.graphs.graph(graph.model, graph.version, graph.graph)
         runner: Runner
         if not self.batching.batching:
             runner = GraphRunner(graph, self.executor, splitter.run if splitter is not None else _whole, stats)
         else:
             runner = MicroBatcher(graph, self.executor, self.batching, splitter=splitter, stats=stats)
-        self.metrics.graphs.runners[(graph.model, graph.graph, version)] = runner
+        self.metrics.graphs.runners[(graph.model, graph.version, graph.graph)] = runner
         return runner
 
 

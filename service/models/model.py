@@ -131,7 +131,7 @@ class ServedModel:
         self.encoder = encoder
         self.decoder = decoder
         self.chain = chain  # encoder -> decoder in one call, z = mu kept on the device (service/engine/chain.py)
-        self._images = metrics.images_produced.labels(model=manifest.name)
+        self._images = metrics.images_produced.labels(model=manifest.name, version=manifest.version)
         files = manifest.files
         self.encoder_takes_label = files.encoder.input("label") is not None
         self.decoder_takes_label = files.decoder.input("label") is not None

@@ -21,7 +21,8 @@ def _rows_and_calls(metrics: str, model: str) -> tuple[float, float]:
     """(rows, onnxruntime calls) of the model's decoder so far, from the batch-size histogram."""
     found = {}
     for kind in ("sum", "count"):
-        pattern = rf'vae_inference_batch_size_{kind}{{graph="decoder",model="{re.escape(model)}"}} (\S+)'
+        labels = rf'graph="decoder",model="{re.escape(model)}",version="[^"]*"'
+        pattern = rf"vae_inference_batch_size_{kind}{{{labels}}} (\S+)"
         match = re.search(pattern, metrics)
         found[kind] = float(match.group(1)) if match else 0.0
     return found["sum"], found["count"]

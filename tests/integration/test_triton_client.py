@@ -127,10 +127,8 @@ def test_statistics_in_tritons_shape_and_the_queue_and_stage_metrics(client, url
     stats = client.get_inference_statistics("mnist-cvae.decoder")
     (decoder,) = stats["model_stats"]
     inference = decoder["inference_stats"]
-    assert (
-        decoder["name"] == "mnist-cvae.decoder"
-        and decoder["version"] == load_manifest(ROOT / "models" / "mnist-cvae").version
-    )
+    version = load_manifest(ROOT / "models" / "mnist-cvae").version
+    assert decoder["name"] == "mnist-cvae.decoder" and decoder["version"] == version
     assert decoder["inference_count"] >= 4 and 1 <= decoder["execution_count"] <= decoder["inference_count"]
     assert inference["success"]["count"] == decoder["inference_count"] and inference["queue"]["count"] >= 4
     assert inference["compute_infer"]["ns"] > 0 and inference["success"]["ns"] >= inference["compute_infer"]["ns"]
@@ -140,12 +138,14 @@ def test_statistics_in_tritons_shape_and_the_queue_and_stage_metrics(client, url
     with pytest.raises(InferenceServerException, match="no model named"):
         client.get_inference_statistics("mnist-gan.decoder")
     metrics = httpx.get(f"{url}/metrics").text
-    labels = 'graph="decoder",model="mnist-cvae"'
-    bucket = 'vae_queue_seconds_bucket{graph="decoder",le="+Inf",model="mnist-cvae"} '
+    labels = f'graph="decoder",model="mnist-cvae",version="{version}"'
+    bucket = f'vae_queue_seconds_bucket{{graph="decoder",le="+Inf",model="mnist-cvae",version="{version}"}} '
     queued = [row for row in metrics.splitlines() if row.startswith(bucket)]
     assert queued and float(queued[0].rsplit(" ", 1)[1]) == inference["queue"]["count"]
     for stage in ("queue", "decode", "compute", "render"):
-        assert f'vae_stage_seconds_total{{{labels},stage="{stage}"}}' in metrics
+        assert f'vae_stage_seconds_total{{graph="decoder",model="mnist-cvae",stage="{stage}",version="{version}"}}' in (
+            metrics
+        )
     assert f"vae_queue_depth{{{labels}}} 0.0" in metrics and "vae_requests_in_flight 1.0" in metrics
 
 
@@ -207,6 +207,10 @@ def test_two_versions_of_a_model_side_by_side_through_tritonclient(tmp_path):
                 )
                 assert ours.headers["x-model-version"] == version
                 np.testing.assert_allclose(result.as_numpy("image"), _npy(ours), atol=1e-6)
+            triton.infer("mnist-vae.decoder", [tensor], model_version="2")  # one more call, of version 2 only
+            for version, calls in (("1", 2), ("2", 3)):  # each version's statistics count its own calls
+                (decoder,) = triton.get_inference_statistics("mnist-vae.decoder", version)["model_stats"]
+                assert decoder["version"] == version and decoder["inference_count"] == calls
         finally:
             triton.close()
 

@@ -25,8 +25,8 @@ def test_counters_and_histograms_add_up_and_gauges_do_not(tmp_path: Path):
     first.requests.record("/encode", "POST", 200, 0.01)
     second.requests.record("/encode", "POST", 200, 0.02)
     second.requests.record("/encode", "POST", 413, 0.3)
-    first.images_produced.labels(model="m").inc(3)
-    second.images_produced.labels(model="m").inc(4)
+    first.images_produced.labels(model="m", version="1").inc(3)
+    second.images_produced.labels(model="m", version="1").inc(4)
     for metrics in (first, second):
         metrics.model_info.labels(model="m", kind="vae", version="1", graph="encoder", provider="CPU").set(1)
     assert second.shared is not None
@@ -36,7 +36,7 @@ def test_counters_and_histograms_add_up_and_gauges_do_not(tmp_path: Path):
     assert merged[("vae_requests_total", (*encode, ("status", "200")))] == 2
     assert merged[("vae_requests_total", (*encode, ("status", "413")))] == 1
     assert merged[("vae_request_duration_seconds_count", encode)] == 3
-    assert merged[("vae_images_produced_total", (("model", "m"),))] == 7
+    assert merged[("vae_images_produced_total", (("model", "m"), ("version", "1")))] == 7
     info = (("graph", "encoder"), ("kind", "vae"), ("model", "m"), ("provider", "CPU"), ("version", "1"))
     assert merged[("vae_model_info", info)] == 1  # every process serves the same model: not 2
 

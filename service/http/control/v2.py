@@ -48,7 +48,7 @@ async def all_statistics(state: StateDep, registry: RegistryDep) -> dict[str, An
     graphs = state.metrics.graphs
     return {
         "model_stats": [
-            graphs.graph(model.name, role).triton(f"{model.name}.{role}", model.version)
+            graphs.graph(model.name, model.version, role).triton(f"{model.name}.{role}")
             for model in sorted(registry.served(), key=lambda m: (m.name, m.version))
             for role in ROLES
         ]
@@ -87,7 +87,7 @@ async def model_statistics(
     model, role = graph_of(registry, name, version)
     graphs = state.metrics.graphs
     roles = ROLES if role == WHOLE else (role,)
-    return {"model_stats": [graphs.graph(model.name, r).triton(f"{model.name}.{r}", model.version) for r in roles]}
+    return {"model_stats": [graphs.graph(model.name, model.version, r).triton(f"{model.name}.{r}") for r in roles]}
 
 
 # --- the model repository extension (Triton's): the names here are model folders -------------------------------

@@ -59,7 +59,7 @@ def record_rows(runner: MicroBatcher) -> list[int]:
 
 def batch_counts(metrics: Metrics, model: str = "tiny-vae", graph: str = "decoder") -> tuple[float, float]:
     """(onnxruntime calls, real rows) from the batch-size histogram."""
-    labels = {"model": model, "graph": graph}
+    labels = {"model": model, "version": "0.0.1", "graph": graph}
     count = metrics.registry.get_sample_value("vae_inference_batch_size_count", labels) or 0.0
     total = metrics.registry.get_sample_value("vae_inference_batch_size_sum", labels) or 0.0
     return count, total

@@ -307,6 +307,6 @@ async def test_an_answer_larger_than_the_limit_is_refused_before_the_model_runs(
         assert (await c.post("/v2/models/tiny-vae.decoder/infer", json=request(1, binary=True))).status_code == 200
         r = await c.post("/v2/models/tiny-vae.decoder/infer", json=request(16, binary=True))
         assert r.status_code == 413 and "4096 bytes" in r.json()["error"], r.text
-        runs = 'vae_inference_seconds_count{graph="decoder",model="tiny-vae"} '
+        runs = 'vae_inference_seconds_count{graph="decoder",model="tiny-vae",version="0.0.1"} '
         (line,) = [row for row in (await c.get("/metrics")).text.splitlines() if row.startswith(runs)]
         assert float(line.removeprefix(runs)) == 1  # the one answer within the limit: the refused never ran

@@ -103,3 +103,26 @@ async def test_a_specific_version_and_a_same_version_copy(models_dir):
     async with serve(Settings(models_dir=models_dir, version_policy="all")) as c:
         refused = {r["folder"]: r["reason"] for r in (await c.get("/models")).json()["refused"]}
         assert "give the manifest another 'version' to serve both" in refused["tiny-vae-next"]
+
+
+async def test_each_version_counts_apart_in_the_statistics_and_the_metrics(models_dir):
+    """During a roll-out the new version's traffic and latency must be read apart from the old one's."""
+    _second_version(models_dir)
+    async with serve(Settings(models_dir=models_dir, version_policy="all")) as c:
+        for query in ("version=1", "version=1", "version=2"):
+            ok, _ = await _decode(c, f"model=tiny-vae&{query}")
+            assert ok.status_code == 200
+        counts = {}
+        for version in ("1", "2"):
+            (decoder,) = (await c.get(f"/v2/models/tiny-vae.decoder/versions/{version}/stats")).json()["model_stats"]
+            assert decoder["version"] == version
+            counts[version] = decoder["inference_count"]
+        assert counts == {"1": 2, "2": 1}
+        every = (await c.get("/v2/models/stats")).json()["model_stats"]
+        listed = {(m["name"], m["version"]): m["inference_count"] for m in every if m["name"] == "tiny-vae.decoder"}
+        assert listed == {("tiny-vae.decoder", "1"): 2, ("tiny-vae.decoder", "2"): 1}
+        metrics = (await c.get("/metrics")).text
+        for version, calls in counts.items():
+            assert f'vae_images_produced_total{{model="tiny-vae",version="{version}"}} {2.0 * calls}' in metrics
+            succeeded = f'graph="decoder",model="tiny-vae",outcome="success",version="{version}"'
+            assert f"vae_graph_requests_total{{{succeeded}}} {float(calls)}" in metrics

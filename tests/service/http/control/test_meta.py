@@ -61,9 +61,9 @@ async def test_metrics_count_requests_inference_and_images(settings):
         text = (await client.get("/metrics")).text
     assert 'vae_requests_total{method="GET",route="/sample",status="200"} 1.0' in text
     assert 'vae_requests_total{method="GET",route="/sample",status="409"} 1.0' in text
-    assert 'vae_images_produced_total{model="tiny-vae"} 5.0' in text
-    assert 'vae_inference_batch_size_count{graph="decoder",model="tiny-vae"} 1.0' in text
-    assert 'vae_inference_seconds_count{graph="encoder",model="tiny-vae"} 1.0' in text
+    assert 'vae_images_produced_total{model="tiny-vae",version="0.0.1"} 5.0' in text
+    assert 'vae_inference_batch_size_count{graph="decoder",model="tiny-vae",version="0.0.1"} 1.0' in text
+    assert 'vae_inference_seconds_count{graph="encoder",model="tiny-vae",version="0.0.1"} 1.0' in text
     assert 'provider="CPUExecutionProvider"' in text or 'provider="CUDAExecutionProvider"' in text
 
 
