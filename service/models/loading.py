@@ -26,6 +26,7 @@ from ..engine.sessions import check_io, open_session
 from ..engine.split import Splitter
 from ..metrics import Metrics
 from ..settings import BatchingSettings, EngineSettings, ModelSettings
+from .folders import check_layout
 from .model import ServedModel
 
 
@@ -80,6 +81,7 @@ class Loader:
         if confined(folder, root.resolve(), str(where)) == root.resolve():
             raise ManifestError(f"{where}: a symlink to the models folder itself; a model folder must be a sub-folder")
         manifest = load_manifest(folder, root)
+        check_layout(folder, root, manifest, str(where))
         check_contract(where, manifest)
         paths = verify_files(folder, manifest, root)
         fitted_prior = load_prior(folder, manifest, root)

@@ -32,7 +32,7 @@ from vaeformat.manifest import load_manifest
 from ..engine.memory import release_freed_memory
 from ..errors import CapabilityMissing, InvalidInput, ServiceError, StartupError, UnknownModel
 from ..settings import ModelSettings
-from .folders import MAX_NAME_BYTES, is_folder_name, model_folders, stamp, without_root
+from .folders import MAX_NAME_BYTES, folder_key, is_folder_name, model_folders, stamp, versions_inside, without_root
 from .loading import Loader
 from .model import ServedModel
 from .registry import ModelRegistry, Refused
@@ -108,29 +108,33 @@ class ModelRepository:
         self._stamps: dict[str, tuple[int, ...]] = {}  # folder -> file times when last loaded (poll mode)
         self._drains: set[asyncio.Task[None]] = set()
         for folder in model_folders(self.settings.models_dir):  # so that the first poll reloads nothing
-            self._stamps[folder.name] = stamp(folder)
+            self._stamps[self._key(folder)] = stamp(folder)
 
     @classmethod
     def open(cls, loader: Loader, in_flight: InFlight, request_deadline_s: float) -> ModelRepository:
         """Load every model folder (blocking: call it off the event loop); StartupError when none can serve."""
         return cls(load_all(loader), loader, in_flight, request_deadline_s)
 
-    # Folders are named by their directory name (what tritonclient's load_model and unload_model send).
+    # Folders are named by their path in the models folder (service/models/folders.py); load and unload requests
+    # (what tritonclient's load_model and unload_model send) name a folder of the models folder, or a model.
 
-    def _served(self, folder: str) -> ServedModel | None:
-        return next((m for m in self.registry.served() if m.folder.name == folder), None)
+    def _key(self, folder: Path) -> str:
+        return folder_key(folder, self.settings.models_dir)
+
+    def _served(self, key: str) -> ServedModel | None:
+        return next((m for m in self.registry.served() if self._key(m.folder) == key), None)
 
     def index(self) -> list[FolderState]:
         """Every model folder, loaded (READY) or not (UNAVAILABLE, with the reason)."""
         refused = {r.folder: r.reason for r in self.registry.refused}
         states = []
         for path in model_folders(self.settings.models_dir):
-            model = self._served(path.name)
+            model = self._served(self._key(path))
             name = shown(path, self.settings.models_dir)  # a name that is not UTF-8 comes escaped
             if model is not None:  # listed under the name requests use (its folder's name loads and unloads it too)
                 states.append(FolderState(model.name, model.version, READY, ""))
             else:
-                reason = "unloaded" if path.name in self._unloaded else refused.get(name, "not loaded")
+                reason = "unloaded" if self._key(path) in self._unloaded else refused.get(name, "not loaded")
                 states.append(FolderState(name, "", UNAVAILABLE, reason))
         return states
 
@@ -162,10 +166,23 @@ class ModelRepository:
         return folder
 
     async def load(self, name: str) -> ServedModel:
-        """Load (or reload) the folder `name`; LoadFailed (the usual refusal) leaves everything as it was."""
+        """Load (or reload) the folder `name` (each of its numbered version folders, in Triton's layout: the newest
+        loaded one is returned); LoadFailed (the usual refusal) leaves everything as it was."""
         self._require_explicit("load")
         async with self._lock:
-            return await self._load(self._folder(name))
+            folder = self._folder(name)
+            versions = versions_inside(folder)
+            if not versions:
+                return await self._load(folder)
+            loaded, failed = [], None
+            for version in versions:
+                try:
+                    loaded.append(await self._load(version))
+                except LoadFailed as e:
+                    failed = e
+            if not loaded and failed is not None:
+                raise failed
+            return loaded[-1]
 
     async def unload(self, name: str) -> None:
         """Stop serving the folder `name`; its graphs close once its requests in flight are done."""
@@ -186,8 +203,9 @@ class ModelRepository:
             log.error("refused model folder %s: %s", where, reason)
             self.registry.refuse(where, reason)
             raise LoadFailed(reason) from None
+        key = self._key(folder)
         clash = self.registry.versions.get(model.name, {}).get(model.version)
-        if clash is not None and clash.folder.name != folder.name:
+        if clash is not None and self._key(clash.folder) != key:
             reason = (
                 f"{where}/{MANIFEST_FILE}: model {model.name!r} version {model.version!r} is already served from "
                 f"{shown(clash.folder, root)}; give the manifest another 'version' to serve both, or another 'name'"
@@ -195,14 +213,14 @@ class ModelRepository:
             self.registry.refuse(where, reason)
             self._drain(model)
             raise LoadFailed(reason)
-        old = self._served(folder.name)
+        old = self._served(key)
         if old is not None:
             self.registry.remove(old.name, old.version)
         self.registry.add(model)
         self.registry.accept(where)
         release_freed_memory()  # the new graphs' parse buffers (service/engine/memory.py)
-        self._unloaded.discard(folder.name)
-        self._stamps[folder.name] = stamp(folder)
+        self._unloaded.discard(key)
+        self._stamps[key] = stamp(folder)
         for version in set(self.registry.versions[model.name]) - served_versions(
             self.registry.versions[model.name], self.settings.version_policy
         ):
@@ -236,8 +254,8 @@ class ModelRepository:
             raise ControlRefused(f"model {model.name!r} is the last one loaded: it stays loaded")
         for each in models:
             self.registry.remove(each.name, each.version)
-            self._unloaded.add(each.folder.name)
-            self._stamps.pop(each.folder.name, None)
+            self._unloaded.add(self._key(each.folder))
+            self._stamps.pop(self._key(each.folder), None)
             self._drain(each)
             log.info("unloading model %s version %s once its requests in flight are done", each.name, each.version)
         self.registry.choose_defaults(self.settings)
@@ -272,11 +290,11 @@ class ModelRepository:
     async def poll_once(self) -> None:
         """Poll mode: load new folders, reload changed ones, unload removed ones."""
         async with self._lock:
-            folders = {p.name: p for p in model_folders(self.settings.models_dir)}
+            folders = {self._key(p): p for p in model_folders(self.settings.models_dir)}
             present = {shown(p, self.settings.models_dir) for p in folders.values()}
             for gone in [r.folder for r in self.registry.refused if r.folder not in present]:
                 self.registry.accept(gone)  # a refused folder that was removed is no longer listed
-            for name in [m.folder.name for m in self.registry.served()]:
+            for name in [self._key(m.folder) for m in self.registry.served()]:
                 if name not in folders:
                     try:
                         self._unload(name)

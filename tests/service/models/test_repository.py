@@ -134,3 +134,17 @@ async def test_a_folder_whose_name_is_not_utf8_is_listed_escaped_and_forgotten_o
 
 async def _equals(awaitable, expected):
     return await awaitable == expected
+
+
+async def test_poll_mode_serves_a_new_numbered_version_folder(models_dir, tmp_path):
+    """Triton's layout: version 2 dropped in beside version 1 is served on the next poll (the newest, by default)."""
+    flat = shutil.move(models_dir / "tiny-vae", tmp_path / "tiny-vae")
+    manifest = json.loads((flat / "manifest.json").read_text())
+    for version in ("1", "2"):
+        (flat / "manifest.json").write_text(json.dumps({**manifest, "version": version}))
+        shutil.copytree(flat, tmp_path / version)
+    shutil.copytree(tmp_path / "1", models_dir / "tiny-vae" / "1")
+    async with serve(Settings(models_dir=models_dir, model_control="poll", model_poll_s=0.05)) as c:
+        assert await _version(c, "tiny-vae", "1")
+        shutil.copytree(tmp_path / "2", models_dir / "tiny-vae" / "2")
+        await _until(lambda: _version(c, "tiny-vae", "2"))

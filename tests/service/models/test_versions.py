@@ -2,6 +2,7 @@
 by `version=` on the service's routes and by /v2/models/{name}/versions/{v} on the Open Inference Protocol."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -126,3 +127,55 @@ async def test_each_version_counts_apart_in_the_statistics_and_the_metrics(model
             assert f'vae_images_produced_total{{model="tiny-vae",version="{version}"}} {2.0 * calls}' in metrics
             succeeded = f'graph="decoder",model="tiny-vae",outcome="success",version="{version}"'
             assert f"vae_graph_requests_total{{{succeeded}}} {float(calls)}" in metrics
+
+
+def _numbered(models_dir, versions=("1", "2")):
+    """tiny-vae in Triton's layout: a folder named after the model holding one numbered folder per version."""
+    shutil.rmtree(models_dir / "tiny-vae")
+    for seed, version in enumerate(versions):
+        folder = models_dir / "tiny-vae" / version
+        build_model(folder, name="tiny-vae", seed=seed)
+        manifest = json.loads((folder / "manifest.json").read_text())
+        (folder / "manifest.json").write_text(json.dumps({**manifest, "version": version}))
+
+
+async def test_tritons_numbered_layout_serves_each_numbered_folder_as_a_version(models_dir):
+    _numbered(models_dir)
+    async with serve(Settings(models_dir=models_dir, version_policy="all")) as c:
+        listed = {m["name"]: m for m in (await c.get("/models")).json()["models"]}
+        assert listed["tiny-vae"]["versions"] == ["2", "1"]
+        one, a = await _decode(c, "model=tiny-vae&version=1")
+        two, b = await _decode(c, "model=tiny-vae&version=2")
+        assert one.headers["x-model-version"] == "1" and two.headers["x-model-version"] == "2"
+        assert not np.array_equal(a, b)  # other weights
+        index = (await c.post("/v2/repository/index")).json()
+        assert sorted((e["name"], e["version"], e["state"]) for e in index if e["name"] == "tiny-vae") == [
+            ("tiny-vae", "1", "READY"),
+            ("tiny-vae", "2", "READY"),
+        ]
+    async with serve(Settings(models_dir=models_dir)) as c:  # latest:1
+        body = (await c.get("/models")).json()
+        assert {m["name"]: m["versions"] for m in body["models"]}["tiny-vae"] == ["2"]
+        (skipped,) = [r for r in body["refused"] if r["folder"] == "tiny-vae/1"]
+        assert "VAE_VERSION_POLICY is latest:1" in skipped["reason"]
+
+
+async def test_a_numbered_folder_whose_manifest_disagrees_with_its_path_is_refused(models_dir):
+    _numbered(models_dir, versions=("1",))
+    shutil.copytree(models_dir / "tiny-vae" / "1", models_dir / "tiny-vae" / "3")  # its manifest says version 1
+    async with serve(Settings(models_dir=models_dir, version_policy="all")) as c:
+        refused = {r["folder"]: r["reason"] for r in (await c.get("/models")).json()["refused"]}
+        assert "field 'version' is '1'" in refused["tiny-vae/3"] and "set 'version' to '3'" in refused["tiny-vae/3"]
+        assert {m["name"]: m["versions"] for m in (await c.get("/models")).json()["models"]}["tiny-vae"] == ["1"]
+
+
+async def test_load_and_unload_of_a_numbered_model_take_every_version(models_dir):
+    _numbered(models_dir)
+    async with serve(Settings(models_dir=models_dir, version_policy="all", model_control="explicit")) as c:
+        assert (await c.post("/v2/repository/models/tiny-vae/unload")).status_code == 200
+        assert (await c.get("/models/tiny-vae")).status_code == 404
+        index = {(e["name"], e["state"], e.get("reason")) for e in (await c.post("/v2/repository/index")).json()}
+        assert {("tiny-vae/1", "UNAVAILABLE", "unloaded"), ("tiny-vae/2", "UNAVAILABLE", "unloaded")} <= index
+        r = await c.post("/v2/repository/models/tiny-vae/load")
+        assert r.status_code == 200, r.text
+        assert {m["name"]: m["versions"] for m in (await c.get("/models")).json()["models"]}["tiny-vae"] == ["2", "1"]
