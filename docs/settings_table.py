@@ -14,6 +14,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
+from docs.markers import print_write_or_check
 from service.settings import BatchingSettings, EngineSettings, HttpSettings, LimitSettings, ModelSettings
 
 BEGIN, END = "<!-- settings-table:begin -->", "<!-- settings-table:end -->"
@@ -45,32 +46,12 @@ def table() -> str:
     return "\n".join(rows)
 
 
-def between_markers(text: str) -> str:
-    return text.split(BEGIN, 1)[-1].split(END, 1)[0].strip() if BEGIN in text and END in text else ""
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m docs.settings_table", description=__doc__.splitlines()[0])
     p.add_argument("--check", type=Path, help="a page whose table between the markers must equal this one")
     p.add_argument("--write", type=Path, help="a page whose table between the markers is replaced by this one")
     a = p.parse_args(argv)
-    current = table()
-    page = a.check or a.write
-    if page is None:
-        print(current)
-        return 0
-    text = page.read_text()
-    if BEGIN not in text or END not in text:
-        print(f"{page}: no {BEGIN} ... {END} markers", file=sys.stderr)
-        return 1
-    if a.write:
-        head, rest = text.split(BEGIN, 1)
-        page.write_text(f"{head}{BEGIN}\n{current}\n{END}{rest.split(END, 1)[1]}")
-        return 0
-    if between_markers(text) != current:
-        print(f"{page}: the settings table is stale; run python -m docs.settings_table --write {page}", file=sys.stderr)
-        return 1
-    return 0
+    return print_write_or_check(table(), BEGIN, END, a.write, a.check, "python -m docs.settings_table")
 
 
 if __name__ == "__main__":

@@ -1,11 +1,14 @@
-"""The README's figures come from the manifests, and the manifests' files are the ones shipped."""
+"""The README's and docs' figures come from the manifests and from measurements; the manifests' files are shipped."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from docs.score_check import BEGIN, END, TOLERANCE, off_the_bound
+from docs.score_check import main as score_check
 from training.catalog import SHIPPED as SHIPPED_NAMES
 from training.catalog import main as catalog
 from vaeformat.manifest import load_manifest, verify_files, verify_prior
@@ -42,3 +45,11 @@ def test_the_settings_table_is_the_one_printed_from_the_settings():
     assert checked.returncode == 0, checked.stderr
     rows = settings_table().stdout.splitlines()[2:]
     assert len(rows) > 50 and not [row for row in rows if row.endswith("|  |")]  # every setting says what it does
+
+
+def test_the_score_check_table_is_the_one_printed_from_its_measurements():
+    assert score_check(["--check", str(ROOT / "docs" / "service.md")]) == 0
+    measured = json.loads((ROOT / "docs" / "score_check.json").read_text())
+    assert set(measured) >= {"mnist-vae", "mnist-cvae"} and not off_the_bound(measured)
+    page = (ROOT / "docs" / "service.md").read_text()
+    assert f"{TOLERANCE} nats" in page and page.index(BEGIN) < page.index(END)
