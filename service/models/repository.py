@@ -32,7 +32,16 @@ from vaeformat.manifest import load_manifest
 from ..engine.memory import release_freed_memory
 from ..errors import CapabilityMissing, InvalidInput, ServiceError, StartupError, UnknownModel
 from ..settings import ModelSettings
-from .folders import MAX_NAME_BYTES, folder_key, is_folder_name, model_folders, stamp, versions_inside, without_root
+from .folders import (
+    MAX_NAME_BYTES,
+    check_layout,
+    folder_key,
+    is_folder_name,
+    model_folders,
+    stamp,
+    versions_inside,
+    without_root,
+)
 from .loading import Loader
 from .model import ServedModel
 from .registry import ModelRegistry, Refused
@@ -411,12 +420,14 @@ def load_all(loader: Loader) -> ModelRegistry:
 
 def by_version_policy(folders: list[Path], root: Path, policy: str) -> tuple[list[Path], list[tuple[Path, str]]]:
     """The folders to load, and those the version policy leaves out (with the reason), from their manifests' names
-    and versions; a folder whose manifest cannot be read is loaded, so that loading says what is wrong with it."""
+    and versions; a folder whose manifest cannot be read, or disagrees with its numbered folder's path, is loaded, so
+    that loading says what is wrong with it."""
     versions: dict[str, dict[str, list[Path]]] = {}
     unread: list[Path] = []
     for folder in folders:
         try:
             manifest = load_manifest(folder, root)
+            check_layout(folder, root, manifest, shown(folder, root))
         except Exception:  # refused when it loads, with the reason
             unread.append(folder)
             continue

@@ -179,3 +179,17 @@ async def test_load_and_unload_of_a_numbered_model_take_every_version(models_dir
         r = await c.post("/v2/repository/models/tiny-vae/load")
         assert r.status_code == 200, r.text
         assert {m["name"]: m["versions"] for m in (await c.get("/models")).json()["models"]}["tiny-vae"] == ["2", "1"]
+
+
+async def test_a_numbered_folder_with_a_wrong_version_does_not_push_out_the_right_one(models_dir):
+    """The version policy ranks what the paths say: a manifest claiming a newer version in the wrong folder is refused
+    and leaves the newest real version served."""
+    _numbered(models_dir, versions=("1",))
+    stray = shutil.copytree(models_dir / "tiny-vae" / "1", models_dir / "tiny-vae" / "3")
+    manifest = json.loads((stray / "manifest.json").read_text())
+    (stray / "manifest.json").write_text(json.dumps({**manifest, "version": "9"}))
+    async with serve(Settings(models_dir=models_dir)) as c:  # latest:1
+        body = (await c.get("/models")).json()
+        assert {m["name"]: m["versions"] for m in body["models"]}["tiny-vae"] == ["1"]
+        refused = {r["folder"]: r["reason"] for r in body["refused"]}
+        assert "set 'version' to '3'" in refused["tiny-vae/3"] and "tiny-vae/1" not in refused
