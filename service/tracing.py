@@ -17,7 +17,6 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 TRACER: Any = None  # an opentelemetry Tracer while tracing is on
-_EPOCH_NS = time.time_ns() - time.monotonic_ns()  # time.monotonic() seconds -> Unix ns, for spans timed off-loop
 
 
 def wanted() -> bool:
@@ -104,9 +103,12 @@ def record_stages(parent: Any, graph: str, marks: tuple[float, float, float, flo
     tracer = TRACER
     if tracer is None or parent is None:
         return
+    # Monotonic seconds -> Unix ns with the offset of now, not of start-up: the wall clock the request's own span
+    # reads can be stepped (NTP) while the server runs, and the stages must stay inside that span.
+    epoch_ns = time.time_ns() - time.monotonic_ns()
     names = ("queue", "decode", "compute", "render")
     for name, start, end in zip(names, marks, marks[1:], strict=False):
         span = tracer.start_span(
-            name, context=parent, start_time=_EPOCH_NS + int(start * 1e9), attributes={"graph": graph}
+            name, context=parent, start_time=epoch_ns + int(start * 1e9), attributes={"graph": graph}
         )
-        span.end(end_time=_EPOCH_NS + int(end * 1e9))
+        span.end(end_time=epoch_ns + int(end * 1e9))

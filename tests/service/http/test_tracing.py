@@ -3,6 +3,7 @@ children; off, no span at all."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -55,6 +56,22 @@ async def test_a_traced_request_has_its_stages_as_children_under_the_callers_spa
         assert stage.context.trace_id == request.context.trace_id and stage.attributes["graph"] == "encoder"
         assert request.start_time <= stage.start_time <= stage.end_time <= request.end_time, stage.name
     assert [s.end_time for s in stages[:-1]] == [s.start_time for s in stages[1:]]  # one after another
+
+
+async def test_the_stages_stay_inside_the_request_after_the_wall_clock_is_stepped(zoo, exported, monkeypatch):
+    # NTP stepping the wall clock while the server runs moves the monotonic clock against it by the same amount.
+    async with serve(Settings(models_dir=zoo, batching=True)) as client:
+        monotonic, monotonic_ns = time.monotonic, time.monotonic_ns
+        monkeypatch.setattr(time, "monotonic", lambda: monotonic() + 1.0)
+        monkeypatch.setattr(time, "monotonic_ns", lambda: monotonic_ns() + 1_000_000_000)
+        exported.clear()
+        r = await client.post("/encode?model=tiny-vae", content=png(), headers={"Content-Type": "image/png"})
+        assert r.status_code == 200
+        monkeypatch.undo()
+    spans = {span.name: span for span in exported.get_finished_spans()}
+    request = spans["POST /encode"]
+    for stage in (spans[name] for name in ("queue", "decode", "compute", "render")):
+        assert request.start_time <= stage.start_time <= stage.end_time <= request.end_time, stage.name
 
 
 async def test_off_no_span_is_made(zoo):
