@@ -297,7 +297,8 @@ class ModelRepository:
                 pass
 
     async def poll_once(self) -> None:
-        """Poll mode: load new folders, reload changed ones, unload removed ones."""
+        """Poll mode: load new folders, reload changed ones, unload removed ones (and serve again the versions that
+        removed ones had pushed out)."""
         async with self._lock:
             folders = {self._key(p): p for p in model_folders(self.settings.models_dir)}
             present = {shown(p, self.settings.models_dir) for p in folders.values()}
@@ -309,6 +310,12 @@ class ModelRepository:
                         self._unload(name)
                     except ControlRefused as e:  # the default or last model: it keeps serving from memory
                         log.warning("model folder %s is gone, but %s", name, e.detail)
+            # A version the policy left out is served again once the newer ones that pushed it out are gone.
+            root, policy = self.settings.models_dir, self.settings.version_policy
+            left_out = {r.folder for r in self.registry.refused if r.reason.startswith(policy_reason(policy))}
+            for folder in by_version_policy(list(folders.values()), root, policy)[0]:
+                if shown(folder, root) in left_out:
+                    self._stamps.pop(self._key(folder), None)
             for name, folder in folders.items():
                 if self._stamps.get(name) == stamp(folder):
                     continue

@@ -137,7 +137,8 @@ async def _equals(awaitable, expected):
 
 
 async def test_poll_mode_serves_a_new_numbered_version_folder(models_dir, tmp_path):
-    """Triton's layout: version 2 dropped in beside version 1 is served on the next poll (the newest, by default)."""
+    """Triton's layout: version 2 dropped in beside version 1 is served on the next poll (the newest, by default);
+    removed, version 1 is served again."""
     flat = shutil.move(models_dir / "tiny-vae", tmp_path / "tiny-vae")
     manifest = json.loads((flat / "manifest.json").read_text())
     for version in ("1", "2"):
@@ -148,3 +149,7 @@ async def test_poll_mode_serves_a_new_numbered_version_folder(models_dir, tmp_pa
         assert await _version(c, "tiny-vae", "1")
         shutil.copytree(tmp_path / "2", models_dir / "tiny-vae" / "2")
         await _until(lambda: _version(c, "tiny-vae", "2"))
+        assert await _refused(c, "tiny-vae/1")  # the policy serves the newest only
+        shutil.rmtree(models_dir / "tiny-vae" / "2")  # a roll-back: version 1 serves again
+        await _until(lambda: _version(c, "tiny-vae", "1"))
+        assert not await _refused(c, "tiny-vae/1")
