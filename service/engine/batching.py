@@ -97,6 +97,7 @@ class MicroBatcher(OnGraph):
         self._running = 0  # batches inside onnxruntime
         self._closed = False
         self._watchdog: asyncio.TimerHandle | None = None  # drops queued requests at their deadline
+        self._watchdog_loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def batch_sizes(self) -> tuple[int, ...]:
@@ -134,12 +135,12 @@ class MicroBatcher(OnGraph):
                 self._more.notify()
         if start:  # the graph was idle: this request's job goes at once, from a drain loop on a worker thread
             try:
-                self.executor.submit(self._drain, loop)
+                self.executor.submit(self._drain)
             except RuntimeError:  # the executor has shut down: the service is stopping
                 with self._lock:
                     self._draining = False
                 raise Overloaded("the service is stopping; retry on another instance") from None
-        elif self._watchdog is None:
+        elif self._watchdog is None or self._watchdog_loop is not loop:  # none yet, or one left on an earlier loop
             self._arm(loop)
         try:
             return await queued.future
@@ -171,6 +172,7 @@ class MicroBatcher(OnGraph):
             oldest = self._queue[0].arrival if self._queue else None
         if oldest is not None:
             self._watchdog = loop.call_later(max(0.0, oldest + self.deadline - time.monotonic()), self._expire, loop)
+            self._watchdog_loop = loop
 
     def _expire(self, loop: asyncio.AbstractEventLoop) -> None:
         self._watchdog = None
@@ -195,7 +197,7 @@ class MicroBatcher(OnGraph):
 
     # --- the drain loop, on a worker thread -------------------------------------------------------------------
 
-    def _drain(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _drain(self) -> None:
         busy = False  # a batch ran just before: the next may wait to fill
         try:
             while True:
@@ -211,9 +213,9 @@ class MicroBatcher(OnGraph):
                     results = self._run(batch, time.monotonic())
                 finally:
                     self._running = 0
-                loop.call_soon_threadsafe(deliver, results)
+                _send(results)
                 busy = True
-        except BaseException:  # a defect here, or the loop closed under us: the graph must not stay owned
+        except BaseException:  # a defect here: the graph must not stay owned
             log.exception("the batcher of %s stopped", self._where)
             with self._lock:
                 self._draining = False
@@ -314,3 +316,15 @@ class MicroBatcher(OnGraph):
         if len(parts) == 1:
             return parts[0]
         return [np.concatenate([p[i] for p in parts]) for i in range(len(outputs))]
+
+
+def _send(results: list[tuple[asyncio.Future[Any], Done[Any]]]) -> None:
+    """Hand each result to the event loop its request waits on (one call per loop; the service runs one)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Done[Any]]]] = {}
+    for future, done in results:
+        by_loop.setdefault(future.get_loop(), []).append((future, done))
+    for loop, part in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(deliver, part)
+        except RuntimeError:  # that loop has closed: its requests are gone; the others still get their results
+            log.warning("%d result(s) for an event loop that has closed were dropped", len(part))

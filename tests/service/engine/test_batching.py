@@ -273,3 +273,37 @@ async def test_a_damaged_upload_among_concurrent_ones_fails_alone(zoo):
             *(client.post("/encode?model=tiny-vae", content=b, headers={"content-type": "image/png"}) for b in bodies)
         )
     assert [r.status_code for r in answers] == [200, 200, 422, 200, 200]
+
+
+def test_a_closed_event_loop_costs_only_its_own_requests(zoo):
+    """Each result goes back on its own request's event loop: a loop that closed with its batch still running (an
+    app started again in one process, as the tests do) must not stop the drain loop that serves the next loop."""
+    reg, _ = registry(zoo)
+    runner = decoder(reg)
+    gate = threading.Event()
+    original = runner.session.run
+
+    def held(outputs, feeds, rows=None):
+        gate.wait(10)
+        return original(outputs, feeds, rows)
+
+    runner.session.run = held
+
+    def job(value: float) -> Job:
+        return Job(1, ["image"], {"z": np.full((1, 4), value, np.float32)})
+
+    async def abandoned() -> None:
+        task = asyncio.ensure_future(runner.run(job(0.0)))
+        await until(lambda: runner.running == 1)  # its batch is inside onnxruntime
+        task.cancel()
+
+    async def next_loop() -> list:
+        task = asyncio.ensure_future(runner.run(job(1.0)))
+        await until(lambda: runner.waiting == 1)  # queued behind the first loop's batch
+        gate.set()
+        return await asyncio.wait_for(task, 10)
+
+    asyncio.run(abandoned())  # this loop closes while its batch still runs
+    (image,) = asyncio.run(next_loop())
+    (expected,) = runner.session.run_untimed(["image"], {"z": np.ones((1, 4), np.float32)})
+    assert_close(image, expected)
