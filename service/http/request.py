@@ -83,7 +83,15 @@ class DataRequest:
         """The named model (its newest version, or `version`), or the default one (404 for a name or version that
         is not served), held for this request: an unload of it waits until the request is answered (the edge lets
         go, `release`)."""
-        model = self.state.loaded_registry().get(name, version)
+        return self._hold(self.state.loaded_registry().get(name, version))
+
+    def conditional_model(
+        self, name: str | None, version: str | None = None, task: str = "generate a given label"
+    ) -> ServedModel:
+        """As `model`, but the default is the default conditional model, and an unconditional one is a 409."""
+        return self._hold(self.state.loaded_registry().get_conditional(name, version, task))
+
+    def _hold(self, model: ServedModel) -> ServedModel:
         self.state.in_flight.enter(model)
         self.held.append(model)
         return model

@@ -59,20 +59,22 @@ class ModelRegistry:
             raise UnknownModel(f"model {model.name!r} has no version {version!r} served; served versions: {served}")
         return found
 
-    def get_conditional(self, name: str | None = None, version: str | None = None) -> ServedModel:
-        """The named model if it is conditional, else the default conditional one; 409 when there is none."""
+    def get_conditional(
+        self, name: str | None = None, version: str | None = None, task: str = "generate a given label"
+    ) -> ServedModel:
+        """The named model if it is conditional, else the default conditional one; 409 when there is none (`task`:
+        what the caller wanted a conditional model for, in the message)."""
         if name is not None:
             model = self.get(name, version)
             if not model.conditional:
                 raise NotConditional(
-                    f"model {name!r} is unconditional (kind {model.manifest.kind!r}): it cannot generate a given "
-                    f"label; conditional models here: {self.conditional_names or 'none'}"
+                    f"model {name!r} is unconditional (kind {model.manifest.kind!r}): it cannot {task}; "
+                    f"conditional models here: {self.conditional_names or 'none'}"
                 )
             return model
         if self.default_conditional is None:
             raise NotConditional(
-                f"no conditional model is loaded (loaded: {sorted(self.models)}); "
-                "train and export a cvae to generate given labels"
+                f"no conditional model is loaded (loaded: {sorted(self.models)}); train and export a cvae to {task}"
             )
         return self.get(self.default_conditional, version)
 

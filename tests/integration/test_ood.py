@@ -124,8 +124,10 @@ def test_a_cvae_without_a_label_gives_p_x_and_p_y_given_x(http, mnist):
     assert all(len(c["top"]) == 2 and c["top"][0]["probability"] >= c["top"][1]["probability"] for c in classified)
 
 
-def test_classify_refuses_an_unconditional_model_and_too_many_rows(http):
+def test_classify_takes_the_default_conditional_model_and_refuses_an_unconditional_one_and_too_many_rows(http):
     one = [("files", ("x.png", png(np.zeros((28, 28), np.uint8)), "image/png"))]
+    r = http.post("/classify", files=one)  # no model named: the default conditional one, as /generate
+    assert r.status_code == 200 and r.json()["model"] == http.get("/models").json()["default_conditional"]
     r = http.post("/classify", params={"model": "mnist-vae"}, files=one)
     assert r.status_code == 409 and "conditional" in r.json()["detail"]
     many = one * 30  # 30 x 64 x 10 rows > VAE_MAX_SCORE_ROWS

@@ -147,7 +147,7 @@ async def sample(request: DataRequest) -> Reply:
 async def generate(request: DataRequest) -> Reply:
     """Conditional generation: n images of class `label`; with several labels, one grid row per label."""
     query = request.query(GenerateQuery)
-    served = request.registry.get_conditional(query.model, query.version)
+    served = request.conditional_model(query.model, query.version)
     limits = request.state.limits
     labels = merge_labels(query.label, None, limit=limits.max_n, setting="VAE_MAX_N")
     if not labels:
@@ -191,7 +191,7 @@ async def generate(request: DataRequest) -> Reply:
 async def generate_many(request: DataRequest) -> Reply:
     """Conditional generation from a JSON list of labels: n images per label (default one), in order."""
     query = request.query(GenerateManyQuery)
-    served = request.registry.get_conditional(query.model, query.version)
+    served = request.conditional_model(query.model, query.version)
     max_n = request.state.limits.max_n
     body = await parse_json(request, LabelsJSON, max_n + 8, f"at most {max_n} labels (VAE_MAX_N)")
     assert isinstance(body, LabelsJSON)

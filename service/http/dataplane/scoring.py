@@ -8,7 +8,6 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import Field
 
-from ...errors import NotConditional
 from ...ops import scoring
 from .. import openapi as doc
 from ..query import LabelList, ModelQuery, Seed, at_most, limit, rng_for
@@ -145,12 +144,7 @@ async def classify(request: DataRequest) -> Reply:
     /score does); `nll` is -log p(x) summed over the labels and `ess` the effective sample size of its weights.
     """
     query = request.query(ClassifyQuery)
-    model = request.model(query.model, query.version)
-    if not model.conditional:
-        raise NotConditional(
-            f"model {model.name!r} is unconditional (kind {model.manifest.kind!r}): it has no labels to classify "
-            "into; use a conditional model (GET /models lists each model's labels)"
-        )
+    model = request.conditional_model(query.model, query.version, task="classify images into labels")
     limits = request.state.limits
     uploads = await receive_images(request, limits)
     names = model.class_names
