@@ -7,6 +7,7 @@ Both clients send a job's calls themselves (client/vae_client/clients.py).
 
 from __future__ import annotations
 
+import secrets
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -100,9 +101,18 @@ def _labels_for(label: Labels, rows: slice, n: int) -> Labels:
     return per_row[rows] if len(per_row) == n and n > 1 else label
 
 
-def _seed(seed: int | None, index: int) -> int | None:
+SEEDS = 2**63  # the service takes seeds 0 .. 2**63 - 1
+
+
+def _job_seed(seed: int | None) -> int:
+    """The job's seed: the one given, or one drawn here, so that the seed the joined result reports repeats every
+    part of it (seeds drawn by the service request by request would repeat the first part only)."""
+    return secrets.randbits(32) if seed is None else seed
+
+
+def _seed(seed: int, index: int) -> int:
     """Request i draws with seed + i: the whole job repeats with the same seed, and the parts do not repeat."""
-    return None if seed is None else seed + index
+    return (seed + index) % SEEDS
 
 
 def _response_rows(limits: Limits, values_per_row: int, bytes_per_value: int) -> int:
@@ -127,8 +137,15 @@ def encode(
     d, k = limits.latent_dim(model), samples or 0
     rows = min(limits.limit("max_latents", 1024) // max(1, k), _response_rows(limits, (2 + k) * d, 24))
     parts = _image_spans(limits, files, rows)
+    job_seed = _job_seed(seed) if samples else None
     jobs = [
-        calls.encode(files[s], samples, _seed(seed, i), _labels_for(label, s, len(files)), model)
+        calls.encode(
+            files[s],
+            samples,
+            None if job_seed is None else _seed(job_seed, i),
+            _labels_for(label, s, len(files)),
+            model,
+        )
         for i, s in enumerate(parts)
     ]
 
@@ -183,8 +200,9 @@ def score(
     files = _files(images)
     rows = _scored_images(limits, samples, model)
     parts = _image_spans(limits, files, rows)
+    job_seed = _job_seed(seed)
     jobs = [
-        calls.score(files[s], samples, _seed(seed, i), _labels_for(label, s, len(files)), model)
+        calls.score(files[s], samples, _seed(job_seed, i), _labels_for(label, s, len(files)), model)
         for i, s in enumerate(parts)
     ]
 
@@ -202,7 +220,8 @@ def classify(
     model = model or limits.default_conditional
     rows = _scored_images(limits, samples, model)
     parts = _image_spans(limits, files, rows)
-    jobs = [calls.classify(files[s], samples, _seed(seed, i), top, model) for i, s in enumerate(parts)]
+    job_seed = _job_seed(seed)
+    jobs = [calls.classify(files[s], samples, _seed(job_seed, i), top, model) for i, s in enumerate(parts)]
     return Job(jobs, Classified.joined, [s.stop - s.start for s in parts])
 
 
@@ -217,8 +236,9 @@ def sample(
 ) -> Job[Generated, Generated]:
     rows = min(limits.limit("max_n", 256), _response_rows(limits, limits.image_values(model), 4))
     parts = spans([1] * n, rows)
+    job_seed = _job_seed(seed)
     jobs = [
-        calls.sample(s.stop - s.start, _seed(seed, i), temperature, _labels_for(label, s, n), prior, model)
+        calls.sample(s.stop - s.start, _seed(job_seed, i), temperature, _labels_for(label, s, n), prior, model)
         for i, s in enumerate(parts)
     ]
     return Job(jobs, _join_generated, [s.stop - s.start for s in parts])

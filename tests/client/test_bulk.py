@@ -41,6 +41,22 @@ def test_per_row_labels_and_seeds_follow_their_requests():
     assert all([v for k, v in c.params if k == "label"] == ["3"] for c in one_label.calls)
 
 
+def test_a_job_without_a_seed_draws_one_for_all_its_requests():
+    """The seed a joined result reports (its first request's) must repeat every request of the job."""
+    limits = bulk.Limits.from_models(DOCUMENT)
+    images = np.zeros((7, 1, 8, 8), np.uint8)
+    for job in (
+        bulk.sample(limits, 12, None, None, None, None, None),
+        bulk.encode(limits, images, 2, None, None, None),
+        bulk.score(limits, images, 2, None, None, None),
+    ):
+        seeds = [int(dict(c.params)["seed"]) for c in job.calls]
+        assert len(seeds) > 1 and seeds == [seeds[0] + i for i in range(len(seeds))]
+    assert all("seed" not in dict(c.params) for c in bulk.encode(limits, images, None, None, None, None).calls)
+    last = bulk.sample(limits, 12, 2**63 - 1, None, None, None, None)  # the seeds stay within what the service takes
+    assert [dict(c.params)["seed"] for c in last.calls] == [str(2**63 - 1), "0", "1"]
+
+
 def test_score_requests_hold_the_default_samples_the_service_says_for_every_label():
     labelled = {"name": "c", "latent_dim": 4, "image": {"channels": 1, "height": 8, "width": 8}, "labels": list("ab")}
     document = {**DOCUMENT, "models": [*DOCUMENT["models"], labelled], "default_conditional": "c"}

@@ -116,6 +116,8 @@ def test_sample_repeats_by_seed_and_says_which_prior_and_seed(client, vae):
     assert standard.prior == "standard"
     fresh = client.sample(2, model=vae)  # no seed: the service draws one and says which
     np.testing.assert_array_equal(client.sample(2, seed=fresh.seed, model=vae).images, fresh.images)
+    many = client.sample(300, model=vae)  # more than one request takes: the seed said repeats all of them
+    np.testing.assert_array_equal(client.sample(300, seed=many.seed, model=vae).images, many.images)
 
 
 def test_generate_gives_n_of_each_label_as_sample_with_those_labels_does(client, cvae):
