@@ -90,10 +90,18 @@ def _save(output: Path, array: np.ndarray) -> None:
     os.replace(tmp, output)
 
 
+# Every option that changes what the service answers: a rerun resumes from earlier parts only when all are the same.
+ANSWER_OPTIONS = ("model", "label", "n", "seed", "prior", "samples")
+
+
+def job_of(a: argparse.Namespace, inputs: object) -> dict[str, object]:
+    """What names a job's parts: the command, its inputs and the options that change the answers."""
+    return {"command": a.command, "inputs": inputs, **{o: getattr(a, o, None) for o in ANSWER_OPTIONS}}
+
+
 def encode(client: Client, a: argparse.Namespace) -> None:
     files = image_files(a.folder)
-    job = {"command": "encode", "files": [str(f) for f in files], "model": a.model, "label": a.label}
-    parts = Parts(a.output, job)
+    parts = Parts(a.output, job_of(a, [str(f) for f in files]))
     chunks = parts.run(
         len(files),
         lambda rows: client.encode(files[rows], label=a.label, model=a.model, progress=not a.quiet).mu,
@@ -109,7 +117,7 @@ def decode(client: Client, a: argparse.Namespace) -> None:
     if z.ndim != 2:
         raise SystemExit(f"vae-client: {a.latents} holds an array of shape {z.shape}; decode takes [N, latent_dim]")
     stat = a.latents.stat()
-    parts = Parts(a.output, {"command": "decode", "latents": [str(a.latents), stat.st_size, stat.st_mtime_ns]})
+    parts = Parts(a.output, job_of(a, [str(a.latents), stat.st_size, stat.st_mtime_ns]))
     chunks = parts.run(
         len(z),
         lambda rows: client.decode(np.asarray(z[rows]), label=a.label, model=a.model, progress=not a.quiet),
@@ -122,8 +130,7 @@ def decode(client: Client, a: argparse.Namespace) -> None:
 def sample(client: Client, a: argparse.Namespace) -> None:
     if a.seed is None:
         raise SystemExit("vae-client: sample needs --seed: a resumed job must draw the same images")
-    job = {"command": "sample", "n": a.n, "seed": a.seed, "model": a.model, "label": a.label, "prior": a.prior}
-    parts = Parts(a.output, job)
+    parts = Parts(a.output, job_of(a, None))
 
     def draw(rows: slice) -> np.ndarray:
         seed = a.seed + rows.start // PART_ROWS * 100_003  # parts never share a request seed
@@ -139,14 +146,13 @@ SCORE_FIELDS = ("nll", "squared_error", "percentile", "anomalous")
 
 def score(client: Client, a: argparse.Namespace) -> None:
     files = image_files(a.folder)
-    job = {"command": "score", "files": [str(f) for f in files], "model": a.model, "seed": a.seed, "k": a.samples}
 
     def rows_of(rows: slice) -> np.ndarray:
         seed = None if a.seed is None else a.seed + rows.start
         got = client.score(files[rows], samples=a.samples, seed=seed, label=a.label, model=a.model)
         return np.array([[_number(getattr(s, f)) for f in SCORE_FIELDS] for s in got.scores], dtype=np.float64)
 
-    parts = Parts(a.output, job)
+    parts = Parts(a.output, job_of(a, [str(f) for f in files]))
     table = np.concatenate(parts.run(len(files), rows_of, a.quiet))
     a.output.parent.mkdir(parents=True, exist_ok=True)
     with a.output.open("w", newline="") as f:

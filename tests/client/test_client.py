@@ -150,3 +150,25 @@ def test_ready_is_false_while_the_service_answers_503_and_other_errors_raise():
     assert ready().result(_response(503, json={"status": 503}, headers={"retry-after": "5"})) is False
     with pytest.raises(ServiceError, match="^500"):
         ready().result(_response(500, text="boom"))
+
+
+def test_a_rerun_resumes_only_when_its_inputs_and_answer_options_are_the_same(tmp_path):
+    from vae_client.cli import Parts, _parser, job_of
+
+    latents = tmp_path / "z.npy"
+    np.save(latents, np.zeros((3, 4), np.float32))
+    out = tmp_path / "x.npy"
+
+    def parts_after(*options: str) -> list[str]:
+        a = _parser().parse_args([*options, "decode", str(latents), "-o", str(out)])
+        stat = latents.stat()
+        parts = Parts(out, job_of(a, [str(latents), stat.st_size, stat.st_mtime_ns]))
+        found = sorted(p.name for p in parts.folder.glob("*.npy"))
+        np.save(parts.path(0), np.zeros(1))  # a finished part of this job
+        return found
+
+    assert parts_after("--model", "mnist-cvae", "--label", "1") == []
+    assert parts_after("--model", "mnist-cvae", "--label", "1") == ["000000.npy"]  # the same job: resumed
+    assert parts_after("--model", "mnist-cvae", "--label", "7") == []  # another label: afresh
+    assert parts_after("--model", "fashion-cvae", "--label", "7") == []  # another model: afresh
+    assert parts_after("--quiet", "--model", "fashion-cvae", "--label", "7") == ["000000.npy"]  # no other answer
