@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -20,6 +21,11 @@ R = TypeVar("R")
 DEFAULT_TIMEOUT_S = 30.0
 
 
+def _of_version(call: Call[T], version: str | None) -> Call[T]:
+    """The call asking for that version of its model (the service's `version` parameter); as it is for None."""
+    return call if version is None else replace(call, params=[*call.params, ("version", version)])
+
+
 def _options(url: str, api_key: str | None, timeout: float | None) -> dict[str, Any]:
     return {"base_url": url, "headers": {API_KEY_HEADER: api_key} if api_key else {}, "timeout": timeout}
 
@@ -29,13 +35,16 @@ class Client:
 
     `api_key` is sent as X-API-Key (for a service started with VAE_API_KEY). Every error status raises
     ServiceError with the service's problem detail. Use it as a context manager, or call `close()`.
+    Every method that takes `model` also takes `version`: that served version of it (during a roll-out with
+    VAE_VERSION_POLICY=all, say) instead of the newest one.
     """
 
     def __init__(self, url: str, api_key: str | None = None, timeout: float | None = DEFAULT_TIMEOUT_S) -> None:
         self._http = httpx.Client(**_options(url, api_key, timeout))
         self._limits: bulk.Limits | None = None
 
-    def _send(self, call: Call[T]) -> T:
+    def _send(self, call: Call[T], version: str | None = None) -> T:
+        call = _of_version(call, version)
         return call.result(self._http.send(call.request(self._http)))
 
     def limits(self) -> bulk.Limits:
@@ -44,8 +53,9 @@ class Client:
             self._limits = bulk.Limits.from_models(self._send(calls.models(None)))
         return self._limits
 
-    def _run(self, job: bulk.Job[T, R], what: str, progress: bool) -> R:
-        return job.join([self._send(call) for call in bulk.Progress(what, job.rows, progress).each(job.calls)])
+    def _run(self, job: bulk.Job[T, R], what: str, progress: bool, version: str | None = None) -> R:
+        each = bulk.Progress(what, job.rows, progress).each(job.calls)
+        return job.join([self._send(call, version) for call in each])
 
     def encode(
         self,
@@ -55,6 +65,7 @@ class Client:
         seed: int | None = None,
         label: Labels = None,
         model: str | None = None,
+        version: str | None = None,
         progress: bool = False,
     ) -> Encoding:
         """q(z|x) of each image: mu and logvar [N, D]; with samples=k, also k draws of z per image [N, k, D].
@@ -62,16 +73,22 @@ class Client:
         Any number of images: more than one request may carry go in several (request i draws with seed + i), and
         `progress` shows a bar on stderr. The same holds for decode, reconstruct, score and sample."""
         if len(each_image(images)) <= 1:
-            return self._send(calls.encode(images, samples, seed, label, model))
-        return self._run(bulk.encode(self.limits(), images, samples, seed, label, model), "encode", progress)
+            return self._send(calls.encode(images, samples, seed, label, model), version)
+        return self._run(bulk.encode(self.limits(), images, samples, seed, label, model), "encode", progress, version)
 
     def decode(
-        self, z: ArrayLike, *, label: Labels = None, model: str | None = None, progress: bool = False
+        self,
+        z: ArrayLike,
+        *,
+        label: Labels = None,
+        model: str | None = None,
+        version: str | None = None,
+        progress: bool = False,
     ) -> np.ndarray:
         """Images [N, C, H, W] in [0, 1] decoded from latent vectors [N, D] (a conditional model needs label)."""
         if np.ndim(z) < 2 or len(z) <= 1:  # type: ignore[arg-type]
-            return self._send(calls.decode(z, label, model))
-        return self._run(bulk.decode(self.limits(), z, label, model), "decode", progress)
+            return self._send(calls.decode(z, label, model), version)
+        return self._run(bulk.decode(self.limits(), z, label, model), "decode", progress, version)
 
     def sample(
         self,
@@ -82,13 +99,14 @@ class Client:
         label: Labels = None,
         prior: str | None = None,
         model: str | None = None,
+        version: str | None = None,
         progress: bool = False,
     ) -> Generated:
         """n images from the model's prior (`prior`: "fitted" or "standard"; the service's default when None)."""
         if n is None or n <= 1:
-            return self._send(calls.sample(n, seed, temperature, label, prior, model))
+            return self._send(calls.sample(n, seed, temperature, label, prior, model), version)
         job = bulk.sample(self.limits(), n, seed, temperature, label, prior, model)
-        return self._run(job, "sample", progress)
+        return self._run(job, "sample", progress, version)
 
     def generate(
         self,
@@ -99,17 +117,24 @@ class Client:
         temperature: float | None = None,
         prior: str | None = None,
         model: str | None = None,
+        version: str | None = None,
     ) -> Generated:
         """n images of each label, label after label [len(labels) * n, C, H, W], from a conditional model."""
-        return self._send(calls.generate(labels, n, seed, temperature, prior, model))
+        return self._send(calls.generate(labels, n, seed, temperature, prior, model), version)
 
     def reconstruct(
-        self, images: Images, *, label: Labels = None, model: str | None = None, progress: bool = False
+        self,
+        images: Images,
+        *,
+        label: Labels = None,
+        model: str | None = None,
+        version: str | None = None,
+        progress: bool = False,
     ) -> Reconstruction:
         """Each image encoded and decoded at z = mu, with its squared error."""
         if len(each_image(images)) <= 1:
-            return self._send(calls.reconstruct(images, label, model))
-        return self._run(bulk.reconstruct(self.limits(), images, label, model), "reconstruct", progress)
+            return self._send(calls.reconstruct(images, label, model), version)
+        return self._run(bulk.reconstruct(self.limits(), images, label, model), "reconstruct", progress, version)
 
     def score(
         self,
@@ -119,12 +144,13 @@ class Client:
         seed: int | None = None,
         label: Labels = None,
         model: str | None = None,
+        version: str | None = None,
         progress: bool = False,
     ) -> Scores:
         """Importance-weighted -log p(x) of each image, its ELBO terms and its percentile among held-out images."""
         if len(each_image(images)) <= 1:
-            return self._send(calls.score(images, samples, seed, label, model))
-        return self._run(bulk.score(self.limits(), images, samples, seed, label, model), "score", progress)
+            return self._send(calls.score(images, samples, seed, label, model), version)
+        return self._run(bulk.score(self.limits(), images, samples, seed, label, model), "score", progress, version)
 
     def classify(
         self,
@@ -134,12 +160,13 @@ class Client:
         seed: int | None = None,
         top: int | None = None,
         model: str | None = None,
+        version: str | None = None,
         progress: bool = False,
     ) -> Classified:
         """The most probable labels of each image under a conditional model (the default conditional one), p(y|x)."""
         if len(each_image(images)) <= 1:
-            return self._send(calls.classify(images, samples, seed, top, model))
-        return self._run(bulk.classify(self.limits(), images, samples, seed, top, model), "classify", progress)
+            return self._send(calls.classify(images, samples, seed, top, model), version)
+        return self._run(bulk.classify(self.limits(), images, samples, seed, top, model), "classify", progress, version)
 
     def interpolate(
         self,
@@ -150,15 +177,22 @@ class Client:
         path: str | None = None,
         label: Labels = None,
         model: str | None = None,
+        version: str | None = None,
     ) -> np.ndarray:
         """`steps` images [steps, C, H, W] between two images or two latent vectors (z [2, D]), ends included."""
-        return self._send(calls.interpolate(images, z, steps, path, label, model))
+        return self._send(calls.interpolate(images, z, steps, path, label, model), version)
 
     def attribute(
-        self, with_images: Images, without_images: Images, *, label: Labels = None, model: str | None = None
+        self,
+        with_images: Images,
+        without_images: Images,
+        *,
+        label: Labels = None,
+        model: str | None = None,
+        version: str | None = None,
     ) -> np.ndarray:
         """An attribute vector [D]: mean posterior mean of the images with it minus that of those without."""
-        return self._send(calls.attribute(with_images, without_images, label, model))
+        return self._send(calls.attribute(with_images, without_images, label, model), version)
 
     def edit(
         self,
@@ -170,9 +204,10 @@ class Client:
         strengths: Sequence[float] | None = None,
         label: Labels = None,
         model: str | None = None,
+        version: str | None = None,
     ) -> np.ndarray:
         """Each image moved along an attribute vector (or one from the two sets): [N, strengths, C, H, W]."""
-        return self._send(calls.edit(images, vector, with_images, without_images, strengths, label, model))
+        return self._send(calls.edit(images, vector, with_images, without_images, strengths, label, model), version)
 
     def traverse(
         self,
@@ -183,14 +218,15 @@ class Client:
         extent: float | None = None,
         label: Labels = None,
         model: str | None = None,
+        version: str | None = None,
     ) -> np.ndarray:
         """[dims, steps, C, H, W]: each dimension moved from -extent to +extent (query `range`) around the prior
         mean, or around `image`'s posterior mean. Rows follow `dims`; without it, the service's ranking."""
-        return self._send(calls.traverse(image, dims, steps, extent, label, model))
+        return self._send(calls.traverse(image, dims, steps, extent, label, model), version)
 
-    def models(self, name: str | None = None) -> dict[str, Any]:
+    def models(self, name: str | None = None, version: str | None = None) -> dict[str, Any]:
         """GET /models (every loaded model), or GET /models/{name} (one in detail), as the JSON document."""
-        return self._send(calls.models(name))
+        return self._send(calls.models(name), version)
 
     def health(self) -> dict[str, Any]:
         """GET /health: liveness, readiness and the execution providers in use."""
@@ -219,7 +255,8 @@ class AsyncClient:
         self._http = httpx.AsyncClient(**_options(url, api_key, timeout))
         self._limits: bulk.Limits | None = None
 
-    async def _send(self, call: Call[T]) -> T:
+    async def _send(self, call: Call[T], version: str | None = None) -> T:
+        call = _of_version(call, version)
         return call.result(await self._http.send(call.request(self._http)))
 
     async def limits(self) -> bulk.Limits:
@@ -228,8 +265,9 @@ class AsyncClient:
             self._limits = bulk.Limits.from_models(await self._send(calls.models(None)))
         return self._limits
 
-    async def _run(self, job: bulk.Job[T, R], what: str, progress: bool) -> R:
-        return job.join([await self._send(call) for call in bulk.Progress(what, job.rows, progress).each(job.calls)])
+    async def _run(self, job: bulk.Job[T, R], what: str, progress: bool, version: str | None = None) -> R:
+        each = bulk.Progress(what, job.rows, progress).each(job.calls)
+        return job.join([await self._send(call, version) for call in each])
 
     async def encode(
         self,
@@ -239,22 +277,29 @@ class AsyncClient:
         seed: int | None = None,
         label: Labels = None,
         model: str | None = None,
+        version: str | None = None,
         progress: bool = False,
     ) -> Encoding:
         """Client.encode."""
         if len(each_image(images)) <= 1:
-            return await self._send(calls.encode(images, samples, seed, label, model))
+            return await self._send(calls.encode(images, samples, seed, label, model), version)
         return await self._run(
             bulk.encode(await self.limits(), images, samples, seed, label, model), "encode", progress
         )
 
     async def decode(
-        self, z: ArrayLike, *, label: Labels = None, model: str | None = None, progress: bool = False
+        self,
+        z: ArrayLike,
+        *,
+        label: Labels = None,
+        model: str | None = None,
+        version: str | None = None,
+        progress: bool = False,
     ) -> np.ndarray:
         """Client.decode."""
         if np.ndim(z) < 2 or len(z) <= 1:  # type: ignore[arg-type]
-            return await self._send(calls.decode(z, label, model))
-        return await self._run(bulk.decode(await self.limits(), z, label, model), "decode", progress)
+            return await self._send(calls.decode(z, label, model), version)
+        return await self._run(bulk.decode(await self.limits(), z, label, model), "decode", progress, version)
 
     async def sample(
         self,
@@ -265,13 +310,14 @@ class AsyncClient:
         label: Labels = None,
         prior: str | None = None,
         model: str | None = None,
+        version: str | None = None,
         progress: bool = False,
     ) -> Generated:
         """Client.sample."""
         if n is None or n <= 1:
-            return await self._send(calls.sample(n, seed, temperature, label, prior, model))
+            return await self._send(calls.sample(n, seed, temperature, label, prior, model), version)
         job = bulk.sample(await self.limits(), n, seed, temperature, label, prior, model)
-        return await self._run(job, "sample", progress)
+        return await self._run(job, "sample", progress, version)
 
     async def generate(
         self,
@@ -282,17 +328,26 @@ class AsyncClient:
         temperature: float | None = None,
         prior: str | None = None,
         model: str | None = None,
+        version: str | None = None,
     ) -> Generated:
         """Client.generate."""
-        return await self._send(calls.generate(labels, n, seed, temperature, prior, model))
+        return await self._send(calls.generate(labels, n, seed, temperature, prior, model), version)
 
     async def reconstruct(
-        self, images: Images, *, label: Labels = None, model: str | None = None, progress: bool = False
+        self,
+        images: Images,
+        *,
+        label: Labels = None,
+        model: str | None = None,
+        version: str | None = None,
+        progress: bool = False,
     ) -> Reconstruction:
         """Client.reconstruct."""
         if len(each_image(images)) <= 1:
-            return await self._send(calls.reconstruct(images, label, model))
-        return await self._run(bulk.reconstruct(await self.limits(), images, label, model), "reconstruct", progress)
+            return await self._send(calls.reconstruct(images, label, model), version)
+        return await self._run(
+            bulk.reconstruct(await self.limits(), images, label, model), "reconstruct", progress, version
+        )
 
     async def score(
         self,
@@ -302,12 +357,15 @@ class AsyncClient:
         seed: int | None = None,
         label: Labels = None,
         model: str | None = None,
+        version: str | None = None,
         progress: bool = False,
     ) -> Scores:
         """Client.score."""
         if len(each_image(images)) <= 1:
-            return await self._send(calls.score(images, samples, seed, label, model))
-        return await self._run(bulk.score(await self.limits(), images, samples, seed, label, model), "score", progress)
+            return await self._send(calls.score(images, samples, seed, label, model), version)
+        return await self._run(
+            bulk.score(await self.limits(), images, samples, seed, label, model), "score", progress, version
+        )
 
     async def classify(
         self,
@@ -317,13 +375,14 @@ class AsyncClient:
         seed: int | None = None,
         top: int | None = None,
         model: str | None = None,
+        version: str | None = None,
         progress: bool = False,
     ) -> Classified:
         """Client.classify."""
         if len(each_image(images)) <= 1:
-            return await self._send(calls.classify(images, samples, seed, top, model))
+            return await self._send(calls.classify(images, samples, seed, top, model), version)
         job = bulk.classify(await self.limits(), images, samples, seed, top, model)
-        return await self._run(job, "classify", progress)
+        return await self._run(job, "classify", progress, version)
 
     async def interpolate(
         self,
@@ -334,15 +393,22 @@ class AsyncClient:
         path: str | None = None,
         label: Labels = None,
         model: str | None = None,
+        version: str | None = None,
     ) -> np.ndarray:
         """Client.interpolate."""
-        return await self._send(calls.interpolate(images, z, steps, path, label, model))
+        return await self._send(calls.interpolate(images, z, steps, path, label, model), version)
 
     async def attribute(
-        self, with_images: Images, without_images: Images, *, label: Labels = None, model: str | None = None
+        self,
+        with_images: Images,
+        without_images: Images,
+        *,
+        label: Labels = None,
+        model: str | None = None,
+        version: str | None = None,
     ) -> np.ndarray:
         """Client.attribute."""
-        return await self._send(calls.attribute(with_images, without_images, label, model))
+        return await self._send(calls.attribute(with_images, without_images, label, model), version)
 
     async def edit(
         self,
@@ -354,9 +420,12 @@ class AsyncClient:
         strengths: Sequence[float] | None = None,
         label: Labels = None,
         model: str | None = None,
+        version: str | None = None,
     ) -> np.ndarray:
         """Client.edit."""
-        return await self._send(calls.edit(images, vector, with_images, without_images, strengths, label, model))
+        return await self._send(
+            calls.edit(images, vector, with_images, without_images, strengths, label, model), version
+        )
 
     async def traverse(
         self,
@@ -367,13 +436,14 @@ class AsyncClient:
         extent: float | None = None,
         label: Labels = None,
         model: str | None = None,
+        version: str | None = None,
     ) -> np.ndarray:
         """Client.traverse."""
-        return await self._send(calls.traverse(image, dims, steps, extent, label, model))
+        return await self._send(calls.traverse(image, dims, steps, extent, label, model), version)
 
-    async def models(self, name: str | None = None) -> dict[str, Any]:
+    async def models(self, name: str | None = None, version: str | None = None) -> dict[str, Any]:
         """Client.models."""
-        return await self._send(calls.models(name))
+        return await self._send(calls.models(name), version)
 
     async def health(self) -> dict[str, Any]:
         """Client.health."""

@@ -278,3 +278,31 @@ def test_the_readme_example_runs(url, tmp_path, monkeypatch):
     assert namespace["images"].shape == (8, 1, 28, 28)
     written = sorted(tmp_path.glob("*.png"))
     assert len(written) == 8 and all(Image.open(p).size == (28, 28) for p in written)
+
+
+def test_every_model_method_asks_for_the_version_it_is_given(client, url, vae, two_seven):
+    served = client.models(vae)["version"]
+    mu = client.encode(two_seven, model=vae, version=served).mu
+    np.testing.assert_array_equal(mu, client.encode(two_seven, model=vae).mu)
+    assert client.models(vae, version=served)["version"] == served
+    missing = f"{served}.9"
+    calls = {
+        "encode": lambda c: c.encode(two_seven, model=vae, version=missing),
+        "decode (split)": lambda c: c.decode(np.zeros((3000, mu.shape[1])), model=vae, version=missing),
+        "sample (split)": lambda c: c.sample(300, model=vae, version=missing),
+        "score": lambda c: c.score(two_seven[:1], samples=4, model=vae, version=missing),
+        "traverse": lambda c: c.traverse(dims=[0], steps=2, model=vae, version=missing),
+        "models": lambda c: c.models(vae, version=missing),
+    }
+    for what, call in calls.items():
+        with pytest.raises(ServiceError, match=f"^404.*no version '{re.escape(missing)}'"):
+            call(client)
+            pytest.fail(what)
+
+    async def run():
+        async with AsyncClient(url, api_key=KEY) as aio:
+            with pytest.raises(ServiceError, match="^404"):
+                await aio.sample(300, model=vae, version=missing)
+            return await aio.decode(mu, model=vae, version=served)
+
+    assert_close(asyncio.run(run()), client.decode(mu, model=vae))
