@@ -2,7 +2,7 @@
 
 png: one image, or a grid for several; json: base64 PNGs plus the numbers that belong with them; npy: the float32
 array itself (`numpy.load(io.BytesIO(body))`). Rendering is plain CPU work on arrays: the batch workers call it for
-small answers (in one pass over their batch), routes offload large ones (service/http/offload.py).
+small answers (in one pass over their batch), routes offload large ones (service/offload.py).
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ import numpy as np
 import orjson
 
 from ..errors import InvalidInput, PayloadTooLarge
+from ..offload import cpu_bound, is_small
 from ..settings import LimitSettings
 from .images import encode_png, grid, grid_size
-from .offload import cpu_bound, is_small
 from .query import Format
 from .reply import Reply, array_bytes
 
@@ -96,7 +96,7 @@ def json_reply(content: dict[str, Any], headers: dict[str, str] | None = None) -
 
 
 async def json_reply_offloaded(content: dict[str, Any], headers: dict[str, str] | None, *, numbers: int) -> Reply:
-    """`content` as JSON; rendered on a worker thread when it holds many `numbers` (service/http/offload.py)."""
+    """`content` as JSON; rendered on a worker thread when it holds many `numbers` (service/offload.py)."""
     return await cpu_bound(json_reply, content, headers, pixels=numbers // 4)  # a number: about 4 pixels' work
 
 
@@ -244,7 +244,7 @@ async def images_reply_offloaded(
     columns: int | None = None,
     scale: Scale = Scale(),
 ) -> Reply:
-    """`images_reply`, on a worker thread unless the images are small (service/http/offload.py)."""
+    """`images_reply`, on a worker thread unless the images are small (service/offload.py)."""
     scale.check(fmt, images.shape, columns)
     render = partial(images_reply, fields=fields, headers=headers, columns=columns, scale=scale)
     return await cpu_bound(render, fmt, images, pixels=png_work(fmt, images.shape, scale))

@@ -17,8 +17,8 @@ from starlette.types import Message, Receive, Scope
 from ..errors import PayloadTooLarge
 from ..models.model import ServedModel
 from ..models.registry import ModelRegistry
+from ..offload import cpu_bound
 from . import body_params
-from .offload import cpu_bound
 from .query import Query
 from .state import ServiceState
 

@@ -22,10 +22,10 @@ from vaeformat.manifest import ImageSpec
 
 from ..errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from ..models.model import Images
+from ..offload import cpu_bound, is_small
 from ..settings import LimitSettings
 from .images import decode_image, decode_model_sized_pngs, is_model_sized_png, open_image, to_array
 from .npy import read_npy_latents
-from .offload import cpu_bound, is_small
 from .request import DataRequest
 
 Label = StrictInt | StrictStr

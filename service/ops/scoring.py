@@ -39,6 +39,7 @@ from vaeformat.estimates import (
 
 from ..errors import CapabilityMissing
 from ..models.model import Encoding, ServedModel
+from ..offload import cpu_bound
 
 
 @dataclass(frozen=True)
@@ -172,9 +173,31 @@ async def score(
         assert every is not None
         feeds["label"] = np.repeat(every, k)
     (decoded,) = await model.decoder(["logits" if bernoulli else "image"], feeds)
+    # K draws per image and label make the arithmetic below as large as the decoder's output (16,384 rows of an
+    # image at the limit): on a worker thread unless small, so that one request cannot stall the event loop.
+    weighed = (model, target, encoding, z, decoded, errors, stats, labels, threshold)
+    return await cpu_bound(_weigh, *weighed, pixels=decoded.size)
+
+
+def _weigh(
+    model: ServedModel,
+    target: np.ndarray,
+    encoding: Encoding,
+    z: np.ndarray,
+    decoded: np.ndarray,
+    errors: np.ndarray,
+    stats: dict[str, np.ndarray],
+    labels: np.ndarray | None,
+    threshold: float,
+) -> Scores:
+    """The scores from the K draws `z` [N * C, K, D] and what the decoder made of them."""
+    m = model.manifest
+    assert encoding.logvar is not None
+    n, c, k = len(target), errors.shape[1], z.shape[1]
+    quantiles = m.metrics.score_quantiles or {}
     decoded = decoded.reshape(n * c, k, *decoded.shape[1:])  # [N * C, K, C', H, W]
     repeated = np.repeat(target, c, axis=0)[:, None]
-    if bernoulli:
+    if m.likelihood == "bernoulli":
         log_px_z = log_bernoulli(decoded, repeated)
     else:
         assert m.gaussian_sigma is not None

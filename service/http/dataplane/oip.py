@@ -16,7 +16,7 @@ from ...engine.runner import Feeds, Job, Outputs
 from ...errors import UnknownModel, UnsupportedMediaType
 from ...models.model import ServedModel
 from ...models.registry import ModelRegistry
-from ..offload import cpu_bound
+from ...offload import cpu_bound
 from ..oip import HEADER_LENGTH, InferRequest, check_labels, check_response_size, parse_request, render_response
 from ..query import Query
 from ..reply import Reply

@@ -11,8 +11,8 @@ from PIL import Image
 
 from service.errors import InvalidInput
 from service.http.images import to_uint8
-from service.http.offload import INLINE_PIXELS
 from service.http.render import Scale, choose_format, images_reply_offloaded, json_bytes
+from service.offload import INLINE_PIXELS
 
 ALL = ("png", "json", "npy")
 

@@ -13,7 +13,6 @@ from pydantic import BaseModel
 
 from service.errors import InvalidInput, PayloadTooLarge
 from service.http import uploads as inputs
-from service.http.offload import INLINE_BYTES
 from service.http.request import DataRequest
 from service.http.state import ServiceState
 from service.http.uploads import (
@@ -27,6 +26,7 @@ from service.http.uploads import (
     receive_images,
 )
 from service.metrics import Metrics
+from service.offload import INLINE_BYTES
 from service.settings import Settings
 from vaeformat.manifest import ImageSpec
 

@@ -1,4 +1,5 @@
-"""CPU work inside request handlers (image decoding, PNG encoding, JSON): inline when small, else on a thread.
+"""CPU work inside request handlers (image decoding, PNG encoding, JSON, scoring arithmetic): inline when small, else
+on a thread.
 
 A hop to a worker thread costs the event loop a wake-up, a future and a GIL hand-off each way, about as much as
 decoding one small PNG; under load those hand-offs, not the work, set the pace. So work below `INLINE_PIXELS`
