@@ -231,7 +231,13 @@ def _open_and_decode(files: list[tuple[str, bytes]], spec: ImageSpec, max_pixels
 
 
 def _decode_all(opened: list[tuple[str, Image.Image]], spec: ImageSpec) -> np.ndarray:
-    return np.stack([to_array(image, spec, what) for what, image in opened]).astype(np.float32, copy=False)
+    arrays = []
+    for what, image in opened:
+        try:
+            arrays.append(to_array(image, spec, what))
+        finally:  # a large upload's full-size pixels are freed before the next one is loaded
+            image.close()
+    return np.stack(arrays).astype(np.float32, copy=False)
 
 
 async def _multipart(

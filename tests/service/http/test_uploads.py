@@ -171,3 +171,22 @@ def test_base64_of_a_million_whitespace_separated_pieces_costs_no_string_per_pie
     assert peak < 6 * len(text)  # the text's bytes, without whitespace, decoded: not a million strings
     with pytest.raises(InvalidInput, match=r"body field 'images\[0\]' is not valid base64"):
         b64_files(["QUFB\u00a0QUFB"], "images")
+
+
+@pytest.mark.parametrize("copies", [2, INLINE_BYTES // len(png(np.zeros((90, 90), np.uint8))) + 1])
+async def test_each_large_image_is_closed_once_decoded(monkeypatch, copies):
+    """Its full-size pixels go before the next image's are loaded: a batch of large images holds one at a time."""
+    opened = []
+    real = inputs.open_image
+
+    def noted(*args, **kwargs):
+        opened.append(real(*args, **kwargs))
+        return opened[-1]
+
+    monkeypatch.setattr(inputs, "open_image", noted)
+    uploads = inputs.Uploads([(f"file '{i}.png'", png(np.zeros((90, 90), np.uint8))) for i in range(copies)], None)
+    assert (await decode_images(uploads, GRAY8, SETTINGS)).shape == (copies, 1, 8, 8)
+    assert len(opened) == copies
+    for image in opened:
+        with pytest.raises(ValueError, match="closed"):
+            image.getpixel((0, 0))
