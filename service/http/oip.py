@@ -319,9 +319,16 @@ def render_response(
     outputs: list[dict[str, Any]] = []
     blobs: list[bytes] = []
     for name, array in zip(request.outputs, arrays, strict=True):
+        binary = request.binary.get(name, False)
+        if not binary and array.dtype.kind == "f" and not np.isfinite(array).all():  # JSON has no NaN or infinity
+            raise InvalidTensor(
+                f"output {name!r} is not finite for these inputs: values this large overflow the model's float32 "
+                "arithmetic; send inputs in the range the model was trained on (latents near N(0, 1), pixels in "
+                "[0, 1])"
+            )
         kind = OIP_OF_DTYPE[array.dtype.newbyteorder("<")]
         tensor: dict[str, Any] = {"name": name, "datatype": kind, "shape": list(array.shape)}
-        if request.binary.get(name, False):
+        if binary:
             blob = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
             tensor["parameters"] = {"binary_data_size": len(blob)}
             blobs.append(blob)

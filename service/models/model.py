@@ -27,7 +27,7 @@ from vaeformat.prior import FittedPrior
 
 from ..engine.providers import GPU_PROVIDERS
 from ..engine.runner import Feeds, Job, Outputs, Runner
-from ..errors import NotGenerative
+from ..errors import InvalidInput, NotGenerative
 from ..metrics import Metrics
 from .labels import Label, Labels, LabelTable
 
@@ -223,6 +223,12 @@ class ServedModel:
             feeds["label"] = resolved
 
         def finish(_: Feeds, out: Outputs) -> T:
+            if not np.isfinite(out[0]).all():  # finite latents so large that the decoder's float32 overflows
+                largest = float(np.abs(feeds["z"]).max(initial=0.0))
+                raise InvalidInput(
+                    f"the decoder's output is not finite for these latents: values as large as {largest:.3g} overflow "
+                    "its float32 arithmetic; this model's latents lie near N(0, I)"
+                )
             return then(Decoding(self._produced(out[0]), resolved))
 
         return await self.decoder.run(Job(len(z), ["image"], feeds, finish))

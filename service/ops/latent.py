@@ -62,7 +62,10 @@ async def interpolate(
     if images is not None:
         z = (await model.encode(images, resolved if model.encoder_takes_label else None)).mu
     assert z is not None
-    path_z = latent.interpolate(z[0], z[1], steps, path)
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused just below
+        path_z = latent.interpolate(z[0], z[1], steps, path)
+    if not np.isfinite(path_z).all():
+        raise InvalidInput(f"the {path} path between these latents overflows float32; send smaller latents")
     decode_labels = None if resolved is None else np.full(steps, resolved[0], dtype=np.int64)
     return Interpolation(await model.decode(path_z, decode_labels), path_z, decode_labels)
 

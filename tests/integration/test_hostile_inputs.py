@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ..service.payloads import bad_exif_jpeg, npy_header, png, ztxt_bomb_png
+from ..service.payloads import bad_exif_jpeg, npy, npy_header, png, ztxt_bomb_png
 from .hostile import MIB, Watch, watch
 from .server import ROOT, running_process
 
@@ -262,3 +262,22 @@ def test_multipart_parts_and_their_headers_are_bounded(server, http):
     for name in list(bodies)[1:]:
         problem(responses[name], 422, "the multipart body could not be parsed")
     seen.assert_healthy()
+
+
+def test_latents_that_overflow_the_decoder_are_refused_not_answered_with_nan(http):
+    z = np.full((1, 16), 3e38, np.float32) * np.array([1, -1] * 8, np.float32)
+    r = http.post(
+        "/decode",
+        params={"model": "mnist-vae", "format": "npy"},
+        content=npy(z),
+        headers={"content-type": "application/x-npy"},
+    )
+    problem(r, 422, "not finite", "N(0, I)")
+    tensor = {"name": "z", "shape": [1, 16], "datatype": "FP32", "data": z.ravel().tolist()}
+    r = http.post("/v2/models/mnist-vae.decoder/infer", json={"inputs": [tensor]})
+    assert r.status_code == 400 and "not finite" in r.json()["error"]
+    ends = [[3e38] * 16, [-3e38] * 16]
+    r = http.post(
+        "/interpolate", params={"model": "mnist-vae", "path": "spherical", "format": "json"}, json={"z": ends}
+    )
+    problem(r, 422, "float32")

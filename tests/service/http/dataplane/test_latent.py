@@ -112,6 +112,12 @@ async def test_interpolate_refuses_bad_input(client, request_kwargs, status, wor
     problem(await client.post("/interpolate", **request_kwargs), status, *words)
 
 
+async def test_a_spherical_path_that_overflows_is_refused_not_decoded(client):
+    ends = [[3e38] * D, [3e38, -3e38] * (D // 2)]
+    r = await client.post("/interpolate?path=spherical&format=json", json={"z": ends})
+    problem(r, 422, "spherical path", "overflows float32")
+
+
 async def test_interpolate_steps_are_capped_before_any_work(client, settings):
     r = await client.post(f"/interpolate?steps={settings.max_steps + 1}", files=files(1, 2))
     problem(r, 422, "'steps'", "VAE_MAX_STEPS")
