@@ -167,10 +167,15 @@ class Edge:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message = {**message, "headers": [*message.get("headers", ()), (HEADER, rid.encode())]}
+            elif head and message.get("body"):
+                message = {**message, "body": b""}
             await send(message)
 
+        # FastAPI's routes answer GET only; HEAD is the GET answer's status and headers (RFC 9110), as on the data
+        # plane, so that HEAD health checks work.
+        head = method == "HEAD"
         try:
-            await self.control(scope, limited, record_status)
+            await self.control({**scope, "method": "GET"} if head else scope, limited, record_status)
         except ClientDisconnect:
             log.info("%s %s: the client disconnected before sending its whole body", method, path)
             status = CLIENT_CLOSED_REQUEST

@@ -263,3 +263,12 @@ async def test_generate_examples_work_as_they_stand():
         body = _json_body(document, "/generate")["example"]
         r = await c.post("/generate?format=json", json=body)
         assert r.status_code == 200 and r.json()["model"] == "mnist-cvae", r.text
+
+
+@pytest.mark.parametrize("path", ["/health", "/ready", "/models", "/models/tiny-vae", "/metrics", "/v2/health/live"])
+async def test_head_answers_every_get_route_of_the_control_plane_with_the_get_headers_and_no_body(client, path):
+    got, head = await client.get(path), await client.head(path)
+    assert got.status_code == head.status_code == 200 and head.content == b""
+    assert head.headers["content-type"] == got.headers["content-type"]
+    r = await client.head("/v2/repository/index")  # a POST route: HEAD is still not allowed
+    assert r.status_code == 405
