@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl
@@ -183,11 +184,17 @@ class Edge:
         return status, template or getattr(scope.get("route"), "path", None)
 
     def _undeclared(self, scope: Scope, methods: dict[str, frozenset[str]]) -> Reply | None:
-        """405 with every allowed method, or 422 naming unknown query parameters, on a documented control path."""
+        """405 with every allowed method, or 422 naming unknown or repeated query parameters, on a documented control
+        path."""
         method, path = scope["method"], scope["path"]
         if method not in methods:
             return _not_allowed(method, path, methods)
-        unknown = _unknown(scope["query_string"], methods[method])
+        unknown, repeated = _unknown_and_repeated(scope["query_string"], methods[method])
+        if repeated:  # the framework would take the last one silently; the data plane refuses it alike
+            name = repeated[0]
+            error = InvalidInput(f"query parameter {name!r} is given more than once on {method} {path}; give it once")
+            errors = [{"loc": ["query", name], "msg": "given more than once"}]
+            return problem(error.status, error.title, error.detail, slug=error.slug, instance=path, errors=errors)
         if not unknown:
             return None
         names = ", ".join(repr(name) for name in unknown)
@@ -203,8 +210,9 @@ def _not_allowed(method: str, path: str, methods: dict[str, Any]) -> Reply:
     return problem(405, "Method not allowed", detail, instance=path, headers={"Allow": allowed})
 
 
-def _unknown(query_string: bytes, known: frozenset[str]) -> list[str]:
+def _unknown_and_repeated(query_string: bytes, known: frozenset[str]) -> tuple[list[str], list[str]]:
+    """The query parameters that are not `known`, and the known ones given more than once."""
     if not query_string:
-        return []
-    sent = {key for key, _ in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)}
-    return sorted(sent - known)
+        return [], []
+    sent = Counter(key for key, _ in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True))
+    return sorted(sent.keys() - known), sorted(key for key, times in sent.items() if times > 1 and key in known)

@@ -133,11 +133,16 @@ _LABEL = "class index or class name from the model's manifest; repeat (label=1&l
 
 ModelName = Annotated[
     str | None,
-    Field(description="model name (see GET /models); the default model when omitted", examples=[EXAMPLE_MODEL]),
+    Field(
+        min_length=1,
+        description="model name (see GET /models); the default model when omitted",
+        examples=[EXAMPLE_MODEL],
+    ),
 ]
 ModelVersion = Annotated[
     str | None,
     Field(
+        min_length=1,
         max_length=255,
         description="one of the model's served versions (GET /models lists them); its newest when omitted",
         examples=["1"],

@@ -14,7 +14,7 @@ from starlette.datastructures import FormData
 from starlette.requests import ClientDisconnect, Request
 from starlette.types import Message, Receive, Scope
 
-from ..errors import PayloadTooLarge
+from ..errors import InvalidInput, PayloadTooLarge
 from ..models.model import ServedModel
 from ..models.registry import ModelRegistry
 from ..offload import cpu_bound
@@ -112,8 +112,11 @@ class DataRequest:
         body_params.check_count(body, limits.max_latents * dims + 3 * limits.max_images + limits.max_steps + 1000)
         try:
             document = await cpu_bound(orjson.loads, body, nbytes=len(body))
-        except orjson.JSONDecodeError:
-            return  # the route's own reader says what is wrong with it
+        except orjson.JSONDecodeError as e:  # left in the body, its parameters would be refused as unknown fields
+            raise InvalidInput(
+                f"the JSON body could not be read ({e}); send standard JSON, whose numbers are finite (no NaN, "
+                "Infinity or 1e999)"
+            ) from None
         found = body_params.split(document, kind, self.scope["query_string"])
         if found is not None:
             self._body, query_string = found

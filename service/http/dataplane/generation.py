@@ -36,6 +36,7 @@ routes = Routes(tags=["generation"])
 ConditionalModel = Annotated[
     str | None,
     Field(
+        min_length=1,
         description="a conditional model; the best-scoring conditional model when omitted",
         examples=[EXAMPLE_CONDITIONAL_MODEL],
     ),

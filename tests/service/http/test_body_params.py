@@ -39,6 +39,14 @@ async def test_parameters_in_the_body_are_checked_as_in_the_query(client, body, 
     assert r.status_code == 422 and words in r.json()["detail"], r.text
 
 
+@pytest.mark.parametrize("number", [b"1e999", b"NaN", b"Infinity"])
+async def test_a_body_with_a_number_json_does_not_have_is_refused_as_such(client, number):
+    """Not as an unknown field 'range': the parameter could not be taken out of a body that is not JSON."""
+    body = b'{"images": ["' + b64(png(seed=1)).encode() + b'"], "range": ' + number + b"}"
+    r = await client.post("/traverse", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 422 and "JSON body could not be read" in r.json()["detail"], r.text
+
+
 async def test_no_route_has_a_body_field_and_a_query_parameter_of_one_name():
     for route in ROUTES:
         if route.json_body:

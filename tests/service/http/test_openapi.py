@@ -272,3 +272,10 @@ async def test_head_answers_every_get_route_of_the_control_plane_with_the_get_he
     assert head.headers["content-type"] == got.headers["content-type"]
     r = await client.head("/v2/repository/index")  # a POST route: HEAD is still not allowed
     assert r.status_code == 405
+
+
+async def test_an_empty_model_name_and_a_repeated_control_parameter_are_refused_by_name(client):
+    r = await client.get("/generate", params={"model": "", "label": "one"})
+    assert r.status_code == 422 and "'model'" in r.json()["detail"], r.text
+    r = await client.get("/models/tiny-vae?version=1&version=2")
+    assert r.status_code == 422 and "'version' is given more than once" in r.json()["detail"], r.text
