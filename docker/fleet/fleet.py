@@ -30,15 +30,18 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # What makes a fleet lose nothing: health checks on /ready (a stopping instance answers 503 there first), L7
 # retries of any request that failed on its way (the request is buffered so that it can be sent again), and
-# redispatch of every retry to another server.
+# redispatch of every retry to another server. With the request buffered, `timeout http-request` covers the upload
+# too: it allows what the service allows (VAE_UPLOAD_TIMEOUT_S, 120 s by default; the service itself cuts off
+# slow headers and uploads that crawl), and an idle keep-alive connection is closed after 10 s, not after it.
 DEFAULTS = """\
 defaults
     mode http
     option http-buffer-request
     timeout connect 1s
-    timeout client 60s
+    timeout client 130s
     timeout server 60s
-    timeout http-request 10s
+    timeout http-request 120s
+    timeout http-keep-alive 10s
     retries 3
     option redispatch 1
     retry-on all-retryable-errors

@@ -33,3 +33,15 @@ def test_the_compose_fleet_runs_three_cpu_replicas_behind_the_balancer():
     (config,) = balancer["volumes"]
     assert config["source"] == "./haproxy.cfg" and config["target"] == "/usr/local/etc/haproxy/haproxy.cfg"
     assert "ports" not in vae, "only the balancer is published"
+
+
+def test_the_balancer_waits_for_an_upload_as_long_as_the_service_does():
+    """HAProxy buffers the request, so its http-request timeout covers the upload: shorter than the service's
+    VAE_UPLOAD_TIMEOUT_S, it would cut off (408) slow uploads the service accepts."""
+    from service.settings import Settings
+
+    timeouts = dict(line.split()[1:3] for line in fleet.DEFAULTS.splitlines() if line.strip().startswith("timeout"))
+    seconds = {name: float(value.removesuffix("s")) for name, value in timeouts.items()}
+    upload = Settings().http.upload_timeout_s
+    assert seconds["http-request"] >= upload and seconds["client"] > upload
+    assert seconds["http-keep-alive"] <= seconds["http-request"]

@@ -99,6 +99,10 @@ def test_the_serving_runtime_runs_the_same_container_on_mnt_models_over_v2():
     assert container["command"] == ["vae-serve"] and container["args"] == ["--models-dir", "/mnt/models"]
     assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    env = {e["name"]: e["value"] for e in container["env"]}
+    config = RESOURCES["ConfigMap", CONTAINER["envFrom"][0]["configMapRef"]["name"]]["data"]
+    # One server process per GPU, as the Deployment's: more would each load every model onto the one GPU.
+    assert env["VAE_PROCESSES"] == config["VAE_PROCESSES"] == "1"
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "runtime"}, "spec": {"containers": [container]}}
     kubernetes_validate.validate(pod, "1.30.0", strict=True)
 
@@ -132,8 +136,22 @@ AUTOSCALING = K8S / "autoscaling"
 QUEUE_PER_REQUEST = "rate(vae_queue_seconds_sum"
 
 
-def test_the_hpa_scales_on_queue_time_per_request_with_cpu_as_a_backstop():
+(QUEUE_HPA,) = yaml_documents(AUTOSCALING / "hpa-queue-time.yaml")
+
+
+def test_the_default_hpa_reads_cpu_only_so_it_scales_down_on_any_cluster():
+    """An HPA scales down only when it can read every metric: a custom one applied by default would keep a cluster
+    without the Prometheus adapter at its peak replica count."""
     hpa = RESOURCES["HorizontalPodAutoscaler", "vae-service"]["spec"]
+    assert [m["type"] for m in hpa["metrics"]] == ["Resource"] and hpa["metrics"][0]["resource"]["name"] == "cpu"
+
+
+def test_the_queue_time_hpa_replaces_the_default_one_with_the_adapters_metric():
+    kubernetes_validate.validate(QUEUE_HPA, "1.30.0", strict=True)
+    default = RESOURCES["HorizontalPodAutoscaler", "vae-service"]
+    assert QUEUE_HPA["metadata"]["name"] == default["metadata"]["name"]  # applying it replaces the default
+    hpa = QUEUE_HPA["spec"]
+    assert hpa["scaleTargetRef"] == default["spec"]["scaleTargetRef"]
     pods, cpu = hpa["metrics"]
     assert pods["pods"]["metric"]["name"] == "vae_queue_seconds_per_request"
     assert cpu["resource"]["name"] == "cpu"
@@ -149,9 +167,15 @@ def test_the_keda_alternative_scales_the_same_deployment_on_the_same_query():
     target = scaled["spec"]["scaleTargetRef"]
     assert (target["kind"], target["name"]) == ("Deployment", DEPLOYMENT["metadata"]["name"])
     (trigger,) = scaled["spec"]["triggers"]
-    assert trigger["type"] == "prometheus" and QUEUE_PER_REQUEST in trigger["metadata"]["query"]
-    assert float(trigger["metadata"]["threshold"]) == 0.02  # the HPA's 20m
-    hpa = RESOURCES["HorizontalPodAutoscaler", "vae-service"]["spec"]
+    query = trigger["metadata"]["query"]
+    assert trigger["type"] == "prometheus" and QUEUE_PER_REQUEST in query
+    # The mean over the fleet is one value, not a per-pod average: KEDA scales it against the replica count.
+    assert trigger["metricType"] == "Value"
+    # Only labels that Prometheus's pod discovery adds (as the adapter rule's): the service exports model,
+    # version and graph, and nothing in docker/k8s makes a `service` label.
+    assert 'pod=~"vae-service-' in query and '{service="' not in query
+    assert float(trigger["metadata"]["threshold"]) == 0.02  # the queue-time HPA's 20m
+    hpa = QUEUE_HPA["spec"]
     assert (scaled["spec"]["minReplicaCount"], scaled["spec"]["maxReplicaCount"]) == (
         hpa["minReplicas"],
         hpa["maxReplicas"],
