@@ -324,7 +324,7 @@ def _fit_prior(a: argparse.Namespace) -> int:
     from .prior import fit_and_save
 
     m = _load_checked(a.folder, a.dataset)
-    data = load_dataset(m.training.dataset, size=m.image.height, channels=m.image.channels)
+    data = load_dataset(m.training.dataset, size=(m.image.height, m.image.width), channels=m.image.channels)
     num_classes = len(m.labels) if m.labels else None
     prior = fit_and_save(a.folder, data, m.training.split.test_indices, num_classes, m.latent_dim)
     spec = EvalSpec.from_manifest(m.model_copy(update={"prior": prior}))
@@ -348,7 +348,7 @@ def _fit_ood(a: argparse.Namespace) -> int:
     from .ood import fit_ood, split_rows
 
     m = _load_checked(a.folder, a.dataset)
-    data = load_dataset(m.training.dataset, size=m.image.height, channels=m.image.channels)
+    data = load_dataset(m.training.dataset, size=(m.image.height, m.image.width), channels=m.image.channels)
     training, validation = split_rows(data, m, a.test_fraction, a.val_fraction)
     metrics = fit_ood(a.folder, m, data, training, validation, None if a.test_only else a.iw_samples)
     current = load_manifest(a.folder)

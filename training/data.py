@@ -19,6 +19,9 @@ CLASS_LIST = "classes.txt"  # a folder's class order, one name per line, when na
 LAZY_BYTES = 2**30  # a folder whose decoded images would take more than this is decoded batch by batch
 
 
+Size = int | tuple[int, int] | None  # a square side, or (height, width)
+
+
 class DataError(Exception):
     """Data that cannot be trained on; the message says which file or field and what to do."""
 
@@ -30,12 +33,12 @@ class FolderImages:
     files: list[Path]
     mode: str  # "L" or "RGB": colour if any file has colour
     size: tuple[int, int]  # (w, h) every file is resized to: the most common size
-    fit: tuple[int | None, int | None] = (None, None)  # then load_dataset's size and channels, as for arrays
+    fit: tuple[Size, int | None] = (None, None)  # then load_dataset's size and channels, as for arrays
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
         fit_size, fit_channels = self.fit
-        w, h = (fit_size, fit_size) if fit_size else self.size
+        h, w = _height_width(fit_size) or self.size[::-1]
         return len(self.files), fit_channels or (1 if self.mode == "L" else 3), h, w
 
     def __len__(self) -> int:
@@ -97,21 +100,27 @@ def _to_nchw(images: np.ndarray, source: str) -> np.ndarray:
     return np.ascontiguousarray(images)
 
 
-def _fit(images: np.ndarray | FolderImages, size: int | None, channels: int | None) -> np.ndarray | FolderImages:
-    """Resize uint8 [N, C, H, W] to size x size and convert to `channels`, through PIL like user images."""
+def _height_width(size: Size) -> tuple[int, int] | None:
+    return (size, size) if isinstance(size, int) else size
+
+
+def _fit(images: np.ndarray | FolderImages, size: Size, channels: int | None) -> np.ndarray | FolderImages:
+    """Resize uint8 [N, C, H, W] to `size` (square, or (height, width)) and convert to `channels`, through PIL like
+    user images."""
     if isinstance(images, FolderImages):
         return FolderImages(images.files, images.mode, images.size, fit=(size, channels))  # applied as rows load
     n, c, h, w = images.shape
     target_c = channels or c
-    if (size is None or (h, w) == (size, size)) and target_c == c:
+    target = _height_width(size)
+    if (target is None or (h, w) == target) and target_c == c:
         return images
     mode = "L" if target_c == 1 else "RGB"
     out = []
     for img in images:
         pil = Image.fromarray(img[0] if c == 1 else img.transpose(1, 2, 0))
         pil = pil.convert(mode)
-        if size is not None:
-            pil = pil.resize((size, size), Image.Resampling.BILINEAR)
+        if target is not None:
+            pil = pil.resize(target[::-1], Image.Resampling.BILINEAR)
         arr = np.asarray(pil)
         out.append(arr[None] if target_c == 1 else arr.transpose(2, 0, 1))
     return np.stack(out)
@@ -339,9 +348,9 @@ LOADERS: dict[str, Callable[[str | None], Dataset]] = {
 }
 
 
-def load_dataset(spec: str, size: int | None = None, channels: int | None = None) -> Dataset:
-    """Load `mnist`, `fashion`, `digits`, `folder:PATH` or `npz:PATH`, optionally resized to size x size and
-    `channels`."""
+def load_dataset(spec: str, size: Size = None, channels: int | None = None) -> Dataset:
+    """Load `mnist`, `fashion`, `digits`, `folder:PATH` or `npz:PATH`, optionally resized to `size` (size x size, or
+    (height, width), as a model's manifest gives it) and `channels`."""
     kind, _, arg = spec.partition(":")
     loader = LOADERS.get(kind)
     if loader is None:

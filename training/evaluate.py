@@ -203,7 +203,7 @@ def evaluate(
     The graphs run in onnxruntime on the CPU (what ships); `device` is where the judging classifier trains.
     """
     if data is None:
-        data = load_dataset(spec.dataset, size=spec.height, channels=spec.channels)
+        data = load_dataset(spec.dataset, size=(spec.height, spec.width), channels=spec.channels)
     pair = OnnxPair(folder)
     rng = np.random.default_rng(EVAL_SEED)
     test = np.asarray(spec.test_indices)

@@ -101,7 +101,7 @@ def auroc(inside: np.ndarray, outside: np.ndarray) -> float:
 
 def measure(client: Client, folder: Path, samples: int, marginal_samples: int, log: Callable[[str], None]) -> Manifest:
     m = load_manifest(folder)
-    data = load_dataset(m.training.dataset, size=m.image.height, channels=m.image.channels)
+    data = load_dataset(m.training.dataset, size=(m.image.height, m.image.width), channels=m.image.channels)
     held = np.asarray(m.training.split.test_indices)
     held_out = _floats(data.images[held])
     raw = "nll" if m.stochastic else "squared_error"

@@ -134,3 +134,13 @@ def test_the_manifest_records_the_dataset_relative_or_by_name_never_by_absolute_
     elsewhere = tmp_path_factory.mktemp("elsewhere") / "faces.npz"
     assert recorded_dataset(f"npz:{elsewhere}") == "npz:faces.npz"
     assert recorded_dataset("mnist") == "mnist"
+
+
+def test_a_model_of_non_square_images_is_evaluated_and_refitted_at_its_own_size(in_tmp):
+    rng = np.random.default_rng(0)
+    np.savez(in_tmp / "wide.npz", x=rng.integers(0, 256, (40, 6, 10), dtype=np.uint8))  # 6 high, 10 wide
+    out = in_tmp / "models" / "wide"
+    assert main(["train", "--kind", "vae", "--dataset", "npz:wide.npz", "--out", str(out), *QUICK]) == 0
+    assert (load_manifest(out).image.height, load_manifest(out).image.width) == (6, 10)
+    assert main(["evaluate", str(out), "--iw-samples", "4", "--no-progress"]) == 0
+    assert main(["fit-prior", str(out), "--no-progress"]) == 0

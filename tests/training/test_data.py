@@ -183,3 +183,14 @@ def test_npz_names_its_classes(tmp_path):
 def test_bad_npz_names_are_refused(tmp_path, arrays, message):
     with pytest.raises(DataError, match=message):
         load_dataset(_bad_npz(tmp_path, x=np.zeros((12, 4, 4), np.uint8), **arrays))
+
+
+def test_a_dataset_loads_at_a_models_height_and_width(tmp_path, monkeypatch):
+    """A manifest gives (height, width): a model of non-square images is evaluated at its own size."""
+    root = _write_folder(tmp_path / "pets", size=(10, 12))  # 10 wide, 12 high
+    for lazy in (False, True):
+        if lazy:
+            monkeypatch.setattr(data_module, "LAZY_BYTES", 0)
+        data = load_dataset(f"folder:{root}", size=(6, 9), channels=1)
+        assert data.images.shape == (12, 1, 6, 9) and data.images[np.arange(2)].shape == (2, 1, 6, 9)
+    assert load_dataset("digits", size=(4, 6)).images.shape[1:] == (1, 4, 6)
