@@ -267,6 +267,12 @@ def load_folder(arg: str | None) -> Dataset:
     labels: list[int] | None = None
     classes: list[str] | None = None
     if folders:
+        loose = _images_in(root)
+        if loose:  # they would be left out without a word
+            raise DataError(
+                f"{root}: {len(loose)} images at the top level beside class folders {sorted(folders)[:5]}; move them "
+                "into a class folder, or move the subfolders out to train on the images unlabelled"
+            )
         classes, labels = _class_order(root, folders), []
         for index, cls in enumerate(classes):
             found = _images_in(root / cls)

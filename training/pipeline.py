@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import re
 import shutil
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -12,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vaeformat.manifest import Files, ImageSpec, Manifest, Split, Training, write_manifest
+from vaeformat.manifest import MODEL_NAME_PATTERN, Files, ImageSpec, Manifest, Split, Training, write_manifest
 
 from .data import DataError, Dataset, load_dataset, split_dataset
 from .distributed import broadcast, finish, start
@@ -73,12 +74,22 @@ def choose_rows(data: Dataset, limit: int | None, seed: int) -> np.ndarray:
     return np.sort(np.concatenate([rng.choice(g, round(limit * len(g) / len(data)), replace=False) for g in groups]))
 
 
+MIN_VALIDATION = 3  # the out-of-distribution test's folds each fit on at least two of them
+MODEL_NAME = re.compile(MODEL_NAME_PATTERN)
+
+
 class OutputExists(Exception):
     """`--out` already holds a model (and no --force), or files that are not a model's; nothing was trained."""
 
 
 def check_out_folder(out: Path, force: bool) -> None:
-    """Refuse to replace a model unasked, and never replace a folder that is not a model's (run() deletes it)."""
+    """Refuse to replace a model unasked, and never replace a folder that is not a model's (run() deletes it); refuse
+    a folder name a manifest cannot hold as the model's name."""
+    if not MODEL_NAME.fullmatch(out.name):
+        raise OutputExists(
+            f"--out {out}: the folder's name {out.name!r} becomes the model's name, which takes letters, digits and "
+            "'.', '_', '-' (starting with a letter or digit); choose such a name"
+        )
     if not out.exists():
         return
     if not out.is_dir():
@@ -118,6 +129,11 @@ def run(opts: RunOptions, log=print) -> Manifest | None:
             f"{opts.dataset}: a cvae needs class labels; give folder:PATH with one subfolder per class "
             "or an npz with a 'y' array (the unconditional kinds, ae and vae, take a flat folder)"
         )
+    if opts.kind == "cvae" and len(np.unique(data.known_labels()[0])) < 2:
+        raise DataError(
+            f"{opts.dataset}: a cvae needs at least two classes to condition on, and this data has one; add "
+            "class folders, or train a vae (--kind vae) on these images"
+        )
     c, h, w = data.shape  # after --image-size and --channels
     train = replace(opts.train, likelihood=resolve_likelihood(opts.train.likelihood, c))
     rows = choose_rows(data, opts.limit, train.seed)
@@ -125,6 +141,12 @@ def run(opts: RunOptions, log=print) -> Manifest | None:
     official = None if data.official_test is None else np.flatnonzero(np.isin(rows, data.official_test))
     local = split_dataset(labels, len(rows), opts.test_fraction, opts.val_fraction, train.seed, official)
     train_idx, val_idx, test_idx = rows[local.train], rows[local.validation], rows[local.test]
+    if len(val_idx) < MIN_VALIDATION:  # before any training: they choose the checkpoint and fit /score's OOD test
+        raise DataError(
+            f"{opts.dataset}: {len(rows)} images leave {len(val_idx)} for validation, and at least "
+            f"{MIN_VALIDATION} are needed (to choose the checkpoint and fit the out-of-distribution test); give more "
+            "images or a larger --val-fraction"
+        )
     log(
         f"{opts.dataset}: {len(data)} images of {c}x{h}x{w}; train {len(train_idx)}, "
         f"validation {len(val_idx)}, held-out test {len(test_idx)}; {train.likelihood} likelihood"

@@ -223,9 +223,12 @@ class Metrics(_Strict):
     ood: OodFit | None = None
 
 
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"  # a model's name: also its folder's, and a URL path segment
+
+
 class Manifest(_Strict):
     schema_version: Literal[1] = SCHEMA_VERSION
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    name: str = Field(pattern=MODEL_NAME_PATTERN)
     version: str
     kind: Kind
     description: str = ""

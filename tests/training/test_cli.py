@@ -144,3 +144,20 @@ def test_a_model_of_non_square_images_is_evaluated_and_refitted_at_its_own_size(
     assert (load_manifest(out).image.height, load_manifest(out).image.width) == (6, 10)
     assert main(["evaluate", str(out), "--iw-samples", "4", "--no-progress"]) == 0
     assert main(["fit-prior", str(out), "--no-progress"]) == 0
+
+
+@pytest.mark.parametrize(
+    ("dataset", "options", "message"),
+    [
+        ("few.npz", ["--kind", "vae"], "leave 2 for validation, and at least 3 are needed"),
+        ("one-class.npz", ["--kind", "cvae"], "at least two classes"),
+        ("few.npz", ["--kind", "vae", "--out", "models/my pets"], "'my pets' becomes the model's name"),
+    ],
+)
+def test_data_or_names_a_run_cannot_finish_with_are_refused_before_training(in_tmp, capsys, dataset, options, message):
+    rng = np.random.default_rng(0)
+    np.savez(in_tmp / "few.npz", x=rng.integers(0, 256, (30, 8, 8), dtype=np.uint8))
+    np.savez(in_tmp / "one-class.npz", x=rng.integers(0, 256, (40, 8, 8), dtype=np.uint8), y=np.zeros(40, np.int64))
+    out = ["--out", "models/m"] if "--out" not in options else []
+    assert main(["train", "--dataset", f"npz:{dataset}", *out, *options, *QUICK]) != 0
+    assert message in capsys.readouterr().err and not (in_tmp / "checkpoints").exists()

@@ -153,6 +153,13 @@ def test_bad_data_names_the_problem(tmp_path, make, message):
         load_dataset(make(tmp_path))
 
 
+def test_images_beside_class_folders_are_refused_not_left_out(tmp_path):
+    root = _write_folder(tmp_path / "pets")
+    Image.new("L", (10, 12), 90).save(root / "loose.png")
+    with pytest.raises(DataError, match=r"1 images at the top level beside class folders \['cat', 'dog'\]"):
+        load_dataset(f"folder:{root}")
+
+
 def test_unreadable_image_is_named(tmp_path):
     root = _write_folder(tmp_path / "pets")
     broken = root / "dog" / "broken.png"
