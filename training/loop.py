@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -135,6 +136,10 @@ class Trainer:
         self.images = images  # uint8 [N, C, H, W], in memory or a folder on disk
         self.y = None if labels is None else torch.from_numpy(labels)
         self.train_idx, self.val_idx = torch.from_numpy(train_idx), torch.from_numpy(val_idx)
+        # Which rows of how many images trained and validated: a resumed run on other rows would train on images
+        # the first part held out, and compare validation figures of two different sets.
+        rows = [np.asarray(train_idx, np.int64).tobytes(), np.asarray(val_idx, np.int64).tobytes(), b"%d" % len(images)]
+        self.rows_digest = hashlib.sha256(b"|".join(rows)).hexdigest()
         self.checkpoint_dir = checkpoint_dir
         self.gen = torch.Generator().manual_seed(cfg.seed)  # every draw of training randomness, on the CPU
         self.opt = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, fused=True)  # fused: ~15% faster on CPU
@@ -299,6 +304,7 @@ class Trainer:
             "elapsed": self.elapsed,
             "config": asdict(self.cfg),
             "net": self.model.cfg.to_dict(),
+            "rows": self.rows_digest,
         }
 
     def save(self) -> None:
@@ -325,6 +331,12 @@ class Trainer:
             changed = sorted(k for k in ours if theirs.get(k) != ours[k]) or ["network"]
             raise CheckpointMismatch(
                 f"{path}: made with other settings ({', '.join(changed)}); pass the same "
+                "options to resume, or start afresh without --resume"
+            )
+        if ckpt.get("rows") != self.rows_digest:
+            raise CheckpointMismatch(
+                f"{path}: made on other images or another split (the dataset, --limit, --test-fraction or "
+                "--val-fraction differ), so resuming would train on images held out before; pass the same data and "
                 "options to resume, or start afresh without --resume"
             )
         self.model.load_state_dict(ckpt["model"])

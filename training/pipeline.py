@@ -180,6 +180,8 @@ def run(opts: RunOptions, log=print) -> Manifest | None:
     if state is not None:
         trainer.load_state(state, last)
         log(f"resumed from {last} at epoch {trainer.epoch}")
+    elif opts.resume:
+        log(f"--resume: no checkpoint at {last} (it is kept under the --out folder's name); starting afresh")
     result = trainer.fit(progress=opts.progress)
     finish(place)  # every process has finished training; the others leave here
     if not place.is_main:

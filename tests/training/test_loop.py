@@ -7,13 +7,13 @@ from training.loop import CheckpointMismatch, TrainConfig, Trainer, shift  # noq
 from training.networks import AutoEncoder, NetConfig  # noqa: E402
 
 
-def _trainer(tmp_path, **overrides):
+def _trainer(tmp_path, train=range(48), val=range(48, 60), **overrides):
     rng = np.random.default_rng(0)
     images = (rng.random((60, 1, 8, 8)) * 255).astype(np.uint8)
     torch.manual_seed(0)
     model = AutoEncoder(NetConfig("vae", 1, 8, 8, latent_dim=2, base_channels=4, hidden=8))
     cfg = TrainConfig(**{"epochs": 4, "batch_size": 16, "warmup_epochs": 2, **overrides})
-    return Trainer(model, cfg, images, None, np.arange(48), np.arange(48, 60), checkpoint_dir=tmp_path)
+    return Trainer(model, cfg, images, None, np.array(train), np.array(val), checkpoint_dir=tmp_path)
 
 
 def test_interrupted_and_resumed_run_ends_exactly_where_an_uninterrupted_one_does(tmp_path):
@@ -34,6 +34,14 @@ def test_resume_with_other_settings_is_refused(tmp_path):
     _trainer(tmp_path).fit(progress=False, stop_after=1)
     other = _trainer(tmp_path, beta=4.0)
     with pytest.raises(CheckpointMismatch, match="beta"):
+        other.resume(tmp_path / "last.pt")
+
+
+def test_resume_on_other_rows_is_refused(tmp_path):
+    """Another split (or dataset) would train the resumed part on images the first part held out."""
+    _trainer(tmp_path).fit(progress=False, stop_after=1)
+    other = _trainer(tmp_path, train=range(12, 60), val=range(12))
+    with pytest.raises(CheckpointMismatch, match="held out before"):
         other.resume(tmp_path / "last.pt")
 
 
