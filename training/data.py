@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from vaeformat.images import has_colour, to_mode, upright, upright_size
+
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 CLASS_LIST = "classes.txt"  # a folder's class order, one name per line, when natural order is not it
 LAZY_BYTES = 2**30  # a folder whose decoded images would take more than this is decoded batch by batch
@@ -209,23 +211,25 @@ def _unreadable(path: Path, e: Exception) -> DataError:
     return DataError(f"{path}: unreadable image ({e}); remove or replace the file")
 
 
-def _header(path: Path) -> tuple[tuple[int, int], str]:
-    """(w, h) and PIL mode of an image file, read from its header without decoding the pixels."""
+def _header(path: Path) -> tuple[tuple[int, int], bool]:
+    """(w, h) once upright, and whether it has colour, of an image file, read from its header without decoding the
+    pixels."""
     try:
         with Image.open(path) as pil:
-            return pil.size, pil.mode
-    except (UnidentifiedImageError, OSError) as e:
+            return upright_size(pil), has_colour(pil.mode)
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise _unreadable(path, e) from None
 
 
 def _decode(path: Path, mode: str, size: tuple[int, int]) -> np.ndarray:
-    """One image file as uint8 [C, H, W] in `mode` ("L" or "RGB"), resized to `size` (w, h)."""
+    """One image file as uint8 [C, H, W] in `mode` ("L" or "RGB"), resized to `size` (w, h): turned upright, 16-bit
+    scaled and transparency on black, as the service decodes what it is sent (vaeformat/images.py)."""
     try:
         with Image.open(path) as opened:
             opened.load()
-            pil = opened.convert("RGB") if opened.mode not in ("L", "RGB") else opened
-            arr = np.asarray(pil.convert(mode).resize(size, Image.Resampling.BILINEAR))
-    except (UnidentifiedImageError, OSError) as e:
+            pil = to_mode(upright(opened), 1 if mode == "L" else 3)
+            arr = np.asarray(pil.resize(size, Image.Resampling.BILINEAR))
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise _unreadable(path, e) from None
     return arr[None] if mode == "L" else arr.transpose(2, 0, 1)
 
@@ -287,7 +291,7 @@ def load_folder(arg: str | None) -> Dataset:
     # Mixed sizes and modes are fine: all images take the most common size, and colour if any has colour.
     headers = [_header(path) for path in files]
     sizes = [size for size, _ in headers]
-    mode = "RGB" if any(m != "L" for _, m in headers) else "L"
+    mode = "RGB" if any(colour for _, colour in headers) else "L"
     w, h = max(set(sizes), key=sizes.count)
     images: FolderImages | np.ndarray = FolderImages(files, mode, (w, h))
     if len(files) * (1 if mode == "L" else 3) * h * w <= LAZY_BYTES:

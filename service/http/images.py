@@ -12,8 +12,9 @@ import warnings
 import zlib
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
+from vaeformat.images import to_mode, upright
 from vaeformat.manifest import ImageSpec
 
 from ..errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
@@ -234,19 +235,6 @@ def open_image(data: bytes, max_pixels: int, what: str = "image") -> Image.Image
     return image
 
 
-def _to_mode(image: Image.Image, channels: int) -> Image.Image:
-    mode = "L" if channels == 1 else "RGB"
-    if image.mode == mode:  # the usual case: Pillow's convert would still copy the pixels
-        return image
-    if image.mode.startswith("I;16") or image.mode == "I":  # 16-bit PNG: scale to 8 bits, not clip
-        image = Image.fromarray((np.asarray(image, dtype=np.float64) / 257.0).round().clip(0, 255).astype(np.uint8))
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        # Transparent pixels become black, the background of the MNIST-style digits the models know.
-        image = image.convert("RGBA")
-        image = Image.alpha_composite(Image.new("RGBA", image.size, (0, 0, 0, 255)), image)
-    return image.convert(mode)
-
-
 def decode_image(data: bytes, spec: ImageSpec, max_pixels: int, what: str = "image") -> np.ndarray:
     """PNG/JPEG bytes -> float32 [C, H, W] in [0, 1], converted to the model's channels and resized to its size."""
     return to_array(open_image(data, max_pixels, what), spec, what)
@@ -256,9 +244,7 @@ def to_array(image: Image.Image, spec: ImageSpec, what: str = "image") -> np.nda
     """An opened image -> float32 [C, H, W] in [0, 1] in the model's channels and size (decodes the pixels)."""
     try:
         image.load()  # the pixels, and a PNG's chunks after them (an eXIf chunk may follow the image data)
-        if "exif" in image.info:  # phone JPEGs store rotation in EXIF; most files have none, and the check is free
-            image = ImageOps.exif_transpose(image)
-        image = _to_mode(image, spec.channels)
+        image = to_mode(upright(image), spec.channels)
         if image.size != (spec.width, spec.height):
             image = image.resize((spec.width, spec.height), Image.Resampling.LANCZOS, reducing_gap=3.0)
         return _channels_first(image)

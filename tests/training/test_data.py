@@ -201,3 +201,45 @@ def test_a_dataset_loads_at_a_models_height_and_width(tmp_path, monkeypatch):
         data = load_dataset(f"folder:{root}", size=(6, 9), channels=1)
         assert data.images.shape == (12, 1, 6, 9) and data.images[np.arange(2)].shape == (2, 1, 6, 9)
     assert load_dataset("digits", size=(4, 6)).images.shape[1:] == (1, 4, 6)
+
+
+def _exif_rotated_jpeg(path):
+    """A JPEG stored sideways with EXIF orientation 6 (turn 90 degrees clockwise to view), as phones save them."""
+    image = Image.new("L", (12, 8), 0)
+    image.paste(255, (0, 0, 3, 8))  # a bright band along the stored image's left edge
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    image.save(path, exif=exif, quality=95)
+
+
+def _png_16_bit(path):
+    Image.fromarray(np.arange(96, dtype=np.uint16).reshape(8, 12) * 600).save(path)  # mode I;16
+
+
+@pytest.mark.parametrize(
+    ("write", "channels"),
+    [
+        (lambda p: Image.new("1", (12, 8), 1).save(p), 1),  # black and white
+        (lambda p: Image.new("LA", (12, 8), (200, 128)).save(p), 1),  # grey with alpha
+        (_png_16_bit, 1),
+        (lambda p: Image.new("RGBA", (12, 8), (255, 255, 255, 0)).save(p), 3),  # white under transparency
+        (_exif_rotated_jpeg, 1),
+    ],
+    ids=["bilevel", "grey-alpha", "16-bit", "transparent", "exif-rotated"],
+)
+def test_a_folder_is_decoded_as_the_service_decodes_what_it_is_sent(tmp_path, write, channels):
+    """Training and serving share the rules (vaeformat/images.py): grey modes stay grey, 16-bit is scaled, alpha is
+    on black, EXIF turns the image; otherwise a model would be sent other pixels than it trained on."""
+    from service.http.images import decode_image
+    from vaeformat.manifest import ImageSpec
+
+    root = tmp_path / "odd"
+    root.mkdir()
+    suffix = ".jpg" if write is _exif_rotated_jpeg else ".png"
+    for i in range(10):
+        write(root / f"{i}{suffix}")
+    data = load_dataset(f"folder:{root}")
+    _, c, h, w = data.images.shape
+    assert c == channels
+    served = decode_image((root / f"0{suffix}").read_bytes(), ImageSpec(channels=c, height=h, width=w), 10**6)
+    assert np.array_equal(data.images[0], np.round(served * 255).astype(np.uint8))

@@ -1,0 +1,43 @@
+"""How an image file's pixels become a model's input: one set of rules for the images a model trains on
+(training/data.py) and the images it is sent (service/http/images.py), so that it sees both alike."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image, ImageOps
+
+# Modes that carry no colour: bilevel, grey, grey with alpha, 16- and 32-bit grey, float. A palette may hold
+# colours, so it counts as colour.
+GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+ROTATED = frozenset({5, 6, 7, 8})  # EXIF orientations that swap width and height
+
+
+def has_colour(mode: str) -> bool:
+    """Whether an image of this PIL mode has colour (from the header alone, before the pixels are decoded)."""
+    return mode not in GREY_MODES
+
+
+def upright_size(image: Image.Image) -> tuple[int, int]:
+    """(width, height) once `upright` has turned the image, read from the header."""
+    width, height = image.size
+    orientation = image.getexif().get(0x0112) if "exif" in image.info else None
+    return (height, width) if orientation in ROTATED else (width, height)
+
+
+def upright(image: Image.Image) -> Image.Image:
+    """The image turned as its EXIF orientation says (phone photos store their rotation there); load it first."""
+    return ImageOps.exif_transpose(image) if "exif" in image.info else image
+
+
+def to_mode(image: Image.Image, channels: int) -> Image.Image:
+    """Grey ("L") for one channel, else "RGB": 16-bit values scaled to 8 bits (not clipped), transparent pixels on
+    black (the background of the MNIST-style digits the models know)."""
+    mode = "L" if channels == 1 else "RGB"
+    if image.mode == mode:  # the usual case: Pillow's convert would still copy the pixels
+        return image
+    if image.mode.startswith("I;16") or image.mode == "I":
+        image = Image.fromarray((np.asarray(image, dtype=np.float64) / 257.0).round().clip(0, 255).astype(np.uint8))
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        image = image.convert("RGBA")
+        image = Image.alpha_composite(Image.new("RGBA", image.size, (0, 0, 0, 255)), image)
+    return image.convert(mode)
