@@ -317,7 +317,7 @@ def _evaluate(a: argparse.Namespace) -> int:
 
 
 def _fit_prior(a: argparse.Namespace) -> int:
-    from .data import load_dataset
+    from .data import check_rows, load_dataset
     from .distributed import resolve_device
     from .evaluate import EvalSpec, evaluate, format_metrics
     from .ood import with_ood_figures
@@ -325,6 +325,7 @@ def _fit_prior(a: argparse.Namespace) -> int:
 
     m = _load_checked(a.folder, a.dataset)
     data = load_dataset(m.training.dataset, size=(m.image.height, m.image.width), channels=m.image.channels)
+    check_rows(data, m.training.split.dataset_size, m.training.split.test_indices, m.name)
     num_classes = len(m.labels) if m.labels else None
     prior = fit_and_save(a.folder, data, m.training.split.test_indices, num_classes, m.latent_dim)
     spec = EvalSpec.from_manifest(m.model_copy(update={"prior": prior}))
@@ -344,11 +345,12 @@ def _fit_prior(a: argparse.Namespace) -> int:
 
 
 def _fit_ood(a: argparse.Namespace) -> int:
-    from .data import load_dataset
+    from .data import check_rows, load_dataset
     from .ood import fit_ood, split_rows
 
     m = _load_checked(a.folder, a.dataset)
     data = load_dataset(m.training.dataset, size=(m.image.height, m.image.width), channels=m.image.channels)
+    check_rows(data, m.training.split.dataset_size, m.training.split.test_indices, m.name)
     training, validation = split_rows(data, m, a.test_fraction, a.val_fraction)
     metrics = fit_ood(a.folder, m, data, training, validation, None if a.test_only else a.iw_samples)
     current = load_manifest(a.folder)

@@ -372,6 +372,17 @@ def load_dataset(spec: str, size: Size = None, channels: int | None = None) -> D
     return Dataset(data.name, images, data.labels, data.class_names, data.official_test)
 
 
+def check_rows(data: Dataset, dataset_size: int | None, test_indices: list[int], name: str) -> None:
+    """DataError unless `data` still has the images a model's split was made from: in a dataset that gained or lost
+    images, its held-out rows would point at images it trained on."""
+    if (dataset_size is not None and len(data) != dataset_size) or max(test_indices, default=-1) >= len(data):
+        had = f"{dataset_size} images" if dataset_size is not None else f"at least {max(test_indices) + 1} images"
+        raise DataError(
+            f"{data.name}: {len(data)} images, but {name} was trained on this dataset when it had {had}, and its "
+            "held-out rows are row numbers in it; give the dataset as it was (--dataset), or train the model again"
+        )
+
+
 def split_dataset(
     labels: np.ndarray | None,
     n: int,

@@ -17,7 +17,7 @@ from vaeformat.prior import FittedPrior, read_prior
 
 from .classifier import frechet_distance, train_classifier
 from .corruption import Corruption
-from .data import Dataset, load_dataset
+from .data import Dataset, check_rows, load_dataset
 from .graphs import OnnxPair
 from .objectives import (
     bernoulli_nll,
@@ -49,6 +49,7 @@ class EvalSpec:
     likelihood: str
     gaussian_sigma: float | None
     test_indices: list[int]
+    dataset_size: int | None = None  # images the dataset had when the split was made
     prior_path: str | None = None  # a fitted prior beside the graphs, judged like the standard one
     corrupt: str | None = None  # a denoising model's corruption: evaluation adds the denoising error
 
@@ -65,6 +66,7 @@ class EvalSpec:
             m.likelihood,
             m.gaussian_sigma,
             m.training.split.test_indices,
+            m.training.split.dataset_size,
             m.prior.path if m.prior else None,
             m.training.corrupt,
         )
@@ -204,6 +206,7 @@ def evaluate(
     """
     if data is None:
         data = load_dataset(spec.dataset, size=(spec.height, spec.width), channels=spec.channels)
+    check_rows(data, spec.dataset_size, spec.test_indices, Path(folder).name)
     pair = OnnxPair(folder)
     rng = np.random.default_rng(EVAL_SEED)
     test = np.asarray(spec.test_indices)

@@ -31,7 +31,7 @@ from vae_client import Client
 
 from vaeformat.manifest import Manifest, OodCheck, load_manifest, write_manifest
 
-from .data import load_dataset
+from .data import check_rows, load_dataset
 
 SEED = 0
 PER_SET = 1000  # images of the other dataset; the smaller generated sets have OTHER_KINDS images
@@ -102,6 +102,7 @@ def auroc(inside: np.ndarray, outside: np.ndarray) -> float:
 def measure(client: Client, folder: Path, samples: int, marginal_samples: int, log: Callable[[str], None]) -> Manifest:
     m = load_manifest(folder)
     data = load_dataset(m.training.dataset, size=(m.image.height, m.image.width), channels=m.image.channels)
+    check_rows(data, m.training.split.dataset_size, m.training.split.test_indices, m.name)
     held = np.asarray(m.training.split.test_indices)
     held_out = _floats(data.images[held])
     raw = "nll" if m.stochastic else "squared_error"

@@ -254,6 +254,7 @@ def run(opts: RunOptions, log=print) -> Manifest | None:
                 validation_size=len(val_idx),
                 test_size=len(test_idx),
                 test_indices=test_idx.tolist(),
+                dataset_size=len(data),
             ),
             seed=train.seed,
             epochs=train.epochs,

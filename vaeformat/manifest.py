@@ -102,6 +102,7 @@ class Split(_Strict):
     validation_size: int
     test_size: int
     test_indices: list[int]
+    dataset_size: int | None = None  # images in the dataset the rows index: a dataset that changed is refused
 
     @model_validator(mode="after")
     def _sizes_agree(self) -> Split:

@@ -161,3 +161,19 @@ def test_data_or_names_a_run_cannot_finish_with_are_refused_before_training(in_t
     out = ["--out", "models/m"] if "--out" not in options else []
     assert main(["train", "--dataset", f"npz:{dataset}", *out, *options, *QUICK]) != 0
     assert message in capsys.readouterr().err and not (in_tmp / "checkpoints").exists()
+
+
+def test_a_dataset_that_changed_since_training_is_refused_by_evaluate_and_fit_prior(in_tmp, capsys):
+    """Its held-out rows are row numbers: in a dataset with more or fewer images they point at other images."""
+    rng = np.random.default_rng(0)
+    np.savez(in_tmp / "d.npz", x=rng.integers(0, 256, (40, 8, 8), dtype=np.uint8))
+    out = in_tmp / "models" / "d"
+    assert main(["train", "--kind", "vae", "--dataset", "npz:d.npz", "--out", str(out), *QUICK]) == 0
+    assert load_manifest(out).training.split.dataset_size == 40
+    for n in (60, 20):
+        np.savez(in_tmp / "d.npz", x=rng.integers(0, 256, (n, 8, 8), dtype=np.uint8))
+        quiet = ["--no-progress"]
+        for command in (["evaluate", str(out), *quiet], ["fit-prior", str(out), *quiet], ["fit-ood", str(out)]):
+            capsys.readouterr()
+            assert main(command) != 0, command
+            assert f"{n} images, but d was trained on this dataset when it had 40" in capsys.readouterr().err
