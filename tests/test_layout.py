@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # The service's neighbourhoods, lowest first: a module may import its own neighbourhood and those below it.
 LAYERS = [
     {"service.settings", "service.errors"},
-    {"service.metrics", "service.processes", "service.graph_stats", "service.tracing"},
+    {"service.metrics", "service.processes", "service.graph_stats", "service.tracing", "service.offload"},
     {"service.engine"},
     {"service.models"},
     {"service.ops"},
