@@ -16,7 +16,7 @@ from starlette.types import Message, Receive, Scope
 
 from ..errors import InvalidInput, PayloadTooLarge
 from ..models.model import ServedModel
-from ..models.registry import ModelRegistry
+from ..models.registry import GENERATE, ModelRegistry
 from ..offload import cpu_bound
 from . import body_params
 from .query import Query
@@ -85,9 +85,7 @@ class DataRequest:
         go, `release`)."""
         return self._hold(self.state.loaded_registry().get(name, version))
 
-    def conditional_model(
-        self, name: str | None, version: str | None = None, task: str = "generate a given label"
-    ) -> ServedModel:
+    def conditional_model(self, name: str | None, version: str | None = None, task: str = GENERATE) -> ServedModel:
         """As `model`, but the default is the default conditional model, and an unconditional one is a 409."""
         return self._hold(self.state.loaded_registry().get_conditional(name, version, task))
 

@@ -22,6 +22,9 @@ class Refused:
     reason: str
 
 
+GENERATE = "generate a given label"  # what a conditional model is asked for, unless a caller says otherwise
+
+
 class ModelRegistry:
     """Loaded models by name, the default ones (any route; /generate), and the folders that were refused."""
 
@@ -59,9 +62,7 @@ class ModelRegistry:
             raise UnknownModel(f"model {model.name!r} has no version {version!r} served; served versions: {served}")
         return found
 
-    def get_conditional(
-        self, name: str | None = None, version: str | None = None, task: str = "generate a given label"
-    ) -> ServedModel:
+    def get_conditional(self, name: str | None = None, version: str | None = None, task: str = GENERATE) -> ServedModel:
         """The named model if it is conditional, else the default conditional one; 409 when there is none (`task`:
         what the caller wanted a conditional model for, in the message)."""
         if name is not None:
