@@ -290,9 +290,10 @@ class HttpSettings(_Slice):
         description=(
             "server processes sharing the port, each with every model loaded and its own event loop: `auto` (or "
             "`0`) is one per CPU core the service may use (affinity, cgroup quota), at most one per GiB of "
-            "available memory, and one with `VAE_MODEL_CONTROL=explicit`; a supervisor replaces one that dies, "
-            "and `/metrics` merges them all. Each process costs its own copy of the models (about 200 MiB "
-            "resident with the shipped ones; BENCHMARKS.md)"
+            "available memory, and one with `VAE_MODEL_CONTROL=explicit`; a supervisor replaces one that dies "
+            "(the replacement takes connections once its models are loaded), and `/metrics` merges them all. "
+            "Each process costs its own copy of the models (about 200 MiB resident with the shipped ones; "
+            "BENCHMARKS.md)"
         ),
     )
     api_key: SecretStr | None = Field(

@@ -115,11 +115,12 @@ class ServiceApp:
 
         Of several processes, the first listens at once (/ready 503 while it loads); each of the others loads once
         the first is ready, and takes connections only then, so that once /ready has said 200 anywhere, every
-        process that answers is ready."""
+        process that answers is ready. A process that replaces one that died (the first included) is one of the
+        others: the ones still serving are ready, and it must not take their connections while it loads."""
         await receive()  # lifespan.startup
         loop = asyncio.get_running_loop()
         sharing = loop.create_task(self._share_metrics()) if self.group is not None else None
-        if self.group is None or self.group.first:
+        if self.group is None or (self.group.first and not self.group.first_is_ready()):
             self._loading = loop.create_task(self._load_in_background())
             await send({"type": "lifespan.startup.complete"})
         else:

@@ -6,6 +6,7 @@ import os
 import signal
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -18,6 +19,8 @@ from ..tiny_models import build_model, build_zoo
 from .server import run_to_exit, running_process, running_server, start
 
 NO_GPU = not probe("auto").gpu
+# Every batch size bucket up to 4096 rows is run before /ready: loading takes long enough to look at meanwhile.
+SLOW_WARM_UP = {"VAE_MAX_BATCH_ROWS": "4096", "VAE_WARM_BUCKETS": "all"}
 
 
 @pytest.fixture(scope="module")
@@ -71,9 +74,14 @@ def worker_pids(supervisor: int) -> list[int]:
 
 def peer_ports(pid: int) -> set[int]:
     """The remote ports of a process's TCP connections on loopback (its clients' own ports)."""
-    inodes = {
-        fd.readlink().name[8:-1] for fd in Path(f"/proc/{pid}/fd").iterdir() if fd.readlink().name.startswith("socket:")
-    }
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = fd.readlink().name
+        except FileNotFoundError:  # closed since the listing (a process that is starting opens and closes many)
+            continue
+        if target.startswith("socket:"):
+            inodes.add(target[8:-1])
     ports = set()
     for row in Path("/proc/net/tcp").read_text().splitlines()[1:]:
         fields = row.split()
@@ -90,38 +98,70 @@ def dead(pid: int) -> bool:
 
 
 def test_a_worker_killed_with_sigkill_is_replaced_and_the_others_serve_on(zoo):
+    """Each of the two is killed in turn (so the first process, which listens while it loads at start-up, is one of
+    them): the victim's clients reconnect to the survivor, and the replacement takes no connection before it has
+    loaded its models, so no request is answered 503 meanwhile."""
     encode = {"content": png(), "headers": {"Content-Type": "image/png"}}
-    with running_process(zoo, {"VAE_PROCESSES": "2"}) as (process, url):
-        victim, survivor = worker_pids(process.pid)
-        clients = [httpx.Client(base_url=url, timeout=10) for _ in range(16)]  # keep-alive connections on both
-        try:
-            ports = []
-            for client in clients:
-                r = client.post("/encode", **encode)
-                assert r.status_code == 200
-                ports.append(r.extensions["network_stream"].get_extra_info("client_addr")[1])
-            on_victim = {i for i, port in enumerate(ports) if port in peer_ports(victim)}
-            assert 0 < len(on_victim) < len(clients), "both workers must hold connections for this to test anything"
-            os.kill(victim, signal.SIGKILL)
-            while not dead(victim):
-                time.sleep(0.01)
-            for i, client in enumerate(clients):
-                if i in on_victim:  # its server is gone mid-connection: the client may see it once, then reconnects
-                    try:
-                        client.post("/encode", **encode)
-                    except httpx.TransportError:
-                        pass
-                # The survivor's connections are not affected; the victim's clients are served on a new one.
-                assert client.post("/encode", **encode).status_code == 200
-        finally:
-            for client in clients:
-                client.close()
-        deadline = time.monotonic() + 30
-        while len(worker_pids(process.pid)) < 2 and time.monotonic() < deadline:
-            time.sleep(0.1)
-        workers = worker_pids(process.pid)
-        assert len(workers) == 2 and survivor in workers and victim not in workers, workers
-        assert {httpx.post(f"{url}/encode", **encode).status_code for _ in range(20)} == {200}
+    with running_process(zoo, {"VAE_PROCESSES": "2", **SLOW_WARM_UP}) as (process, url):
+        for victim in worker_pids(process.pid):
+            survivor = next(pid for pid in worker_pids(process.pid) if pid != victim)
+            kill_while_serving(victim, url, encode)
+            deadline = time.monotonic() + 30
+            while len(worker_pids(process.pid)) < 2 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            workers = worker_pids(process.pid)
+            assert len(workers) == 2 and survivor in workers and victim not in workers, workers
+            # Rounds of 8 new connections at once while the replacement starts and loads, until it has served one:
+            # every request is served (a process that took connections while it loaded would answer them 503).
+            replacement = next(pid for pid in workers if pid != survivor)
+            statuses: list[int] = []
+            with ThreadPoolExecutor(8) as pool:
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline:
+                    answers = list(pool.map(post_once, [url] * 8, [encode] * 8, [replacement] * 8))
+                    statuses += [status for status, _ in answers]
+                    if (200, True) in answers:
+                        break
+            assert set(statuses) == {200}, statuses
+
+
+def post_once(url: str, encode: dict, pid: int) -> tuple[int, bool]:
+    """One request on a new connection: its status, and whether `pid` served it."""
+    with httpx.Client(base_url=url, timeout=10) as client:
+        response = client.post("/encode", **encode)
+        return response.status_code, served_by(pid, response)
+
+
+def served_by(pid: int, response: httpx.Response) -> bool:
+    """Whether `pid` holds the connection that `response` came on (ask before the connection closes)."""
+    return response.extensions["network_stream"].get_extra_info("client_addr")[1] in peer_ports(pid)
+
+
+def kill_while_serving(victim: int, url: str, encode: dict) -> None:
+    """SIGKILL `victim` while 16 keep-alive clients hold connections on it and on the other process."""
+    clients = [httpx.Client(base_url=url, timeout=10) for _ in range(16)]
+    try:
+        ports = []
+        for client in clients:
+            r = client.post("/encode", **encode)
+            assert r.status_code == 200
+            ports.append(r.extensions["network_stream"].get_extra_info("client_addr")[1])
+        on_victim = {i for i, port in enumerate(ports) if port in peer_ports(victim)}
+        assert 0 < len(on_victim) < len(clients), "both workers must hold connections for this to test anything"
+        os.kill(victim, signal.SIGKILL)
+        while not dead(victim):
+            time.sleep(0.01)
+        for i, client in enumerate(clients):
+            if i in on_victim:  # its server is gone mid-connection: the client may see it once, then reconnects
+                try:
+                    client.post("/encode", **encode)
+                except httpx.TransportError:
+                    pass
+            # The survivor's connections are not affected; the victim's clients are served on a new one.
+            assert client.post("/encode", **encode).status_code == 200
+    finally:
+        for client in clients:
+            client.close()
 
 
 def test_startup_failure_in_a_worker_process_ends_the_service(tmp_path):
@@ -137,10 +177,6 @@ def many_models(tmp_path_factory):
     for i in range(10):
         build_model(root / f"small-{i}", name=f"small-{i}", kind="vae", seed=i, size=28)
     return root
-
-
-# every batch size bucket up to 4096 rows is run before /ready
-SLOW_WARM_UP = {"VAE_MAX_BATCH_ROWS": "4096", "VAE_WARM_BUCKETS": "all"}
 
 
 def test_the_port_answers_while_models_load_with_ready_503(many_models):
