@@ -10,6 +10,7 @@ from vaeformat.errors import ManifestError
 from vaeformat.files import sha256_file
 from vaeformat.manifest import Manifest, load_manifest, verify_files, verify_prior, write_manifest
 
+from .checkpoints import RunInProgress, checkpoint_dir
 from .corruption import Corruption
 from .data import DataError
 from .distributed import DEVICES, PRECISIONS, DeviceError
@@ -81,7 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--keep-checkpoint",
         action="store_true",
-        help="keep checkpoints/NAME/ after the run finishes (by default it is removed once the model is written; "
+        help="keep checkpoints/NAME-KEY/ after the run finishes (by default it is removed once the model is written; "
         "an interrupted run keeps it for --resume)",
     )
     t.add_argument(
@@ -176,7 +177,11 @@ def _parser() -> argparse.ArgumentParser:
         help="use a stratified subset of this many images, for quick runs (default: every image)",
     )
     t.add_argument("--iw-samples", type=positive_int, default=500, help="K for the importance-weighted bound")
-    t.add_argument("--resume", action="store_true", help="continue from checkpoints/NAME/last.pt (also under torchrun)")
+    t.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from checkpoints/NAME-KEY/last.pt, the --out folder's own (also under torchrun)",
+    )
     t.add_argument(
         "--device",
         default="auto",
@@ -291,7 +296,17 @@ def _train(a: argparse.Namespace) -> int:
         version=a.version,
         description=a.description,
     )
-    run(opts)
+    try:
+        run(opts)
+    except KeyboardInterrupt:
+        last = checkpoint_dir(opts.out) / "last.pt"
+        kept = (
+            f"the last finished epoch is kept in {last}: run the same command with --resume to continue"
+            if last.is_file()
+            else "no epoch had finished, so there is nothing to resume"
+        )
+        print(f"\ninterrupted; {kept}", file=sys.stderr)
+        return 130
     return 0
 
 
@@ -385,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
     a = _parser().parse_args(argv)
     try:
         return COMMANDS[a.command](a)
-    except (DataError, DeviceError, ManifestError, ExportError, CheckpointMismatch, OutputExists) as e:
+    except (DataError, DeviceError, ManifestError, ExportError, CheckpointMismatch, OutputExists, RunInProgress) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

@@ -308,7 +308,7 @@ class Trainer:
         }
 
     def save(self) -> None:
-        """Rank 0 writes checkpoints/NAME/last.pt; the other processes hold the same state."""
+        """Rank 0 writes checkpoints/NAME-KEY/last.pt; the other processes hold the same state."""
         if self.checkpoint_dir is None or not self.place.is_main:
             return
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)

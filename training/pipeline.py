@@ -15,8 +15,9 @@ import torch
 
 from vaeformat.manifest import MODEL_NAME_PATTERN, Files, ImageSpec, Manifest, Split, Training, write_manifest
 
+from .checkpoints import checkpoint_dir, exclusive
 from .data import DataError, Dataset, load_dataset, split_dataset
-from .distributed import broadcast, finish, start
+from .distributed import Placement, broadcast, finish, start
 from .evaluate import EvalSpec, evaluate, format_metrics
 from .export import export_model
 from .graphs import OnnxPair
@@ -25,8 +26,6 @@ from .networks import AutoEncoder, NetConfig
 from .ood import fit_ood
 from .prior import fit_and_save
 from .reports import write_reports
-
-CHECKPOINTS = Path("checkpoints")
 
 
 @dataclass(frozen=True)
@@ -44,7 +43,7 @@ class RunOptions:
     iw_samples: int = 500
     resume: bool = False
     force: bool = False  # replace the model already in `out`
-    keep_checkpoint: bool = False  # keep checkpoints/NAME/ after a finished run (it is removed by default)
+    keep_checkpoint: bool = False  # keep checkpoints/NAME-KEY/ after a finished run (it is removed by default)
     device: str = "auto"  # auto | cpu | cuda | cuda:N (distributed.resolve_device)
     precision: str = "fp32"  # fp32 | bf16
     progress: bool = True
@@ -122,7 +121,12 @@ def run(opts: RunOptions, log=print) -> Manifest | None:
     check_out_folder(opts.out, opts.force)  # before any work: a refusal costs nothing
     place = start(opts.device, opts.precision)  # joins the torchrun job, if there is one
     if not place.is_main:
-        log = lambda *_: None  # noqa: E731  (one voice in the logs: rank 0's)
+        return _train_and_write(opts, place, lambda *_: None)  # one voice in the logs: rank 0's
+    with exclusive(checkpoint_dir(opts.out), opts.out):  # rank 0 alone writes checkpoints/ and --out
+        return _train_and_write(opts, place, log)
+
+
+def _train_and_write(opts: RunOptions, place: Placement, log) -> Manifest | None:
     data = load_dataset(opts.dataset, size=opts.image_size, channels=opts.channels)
     if opts.kind == "cvae" and data.labels is None:
         raise DataError(
@@ -167,7 +171,7 @@ def run(opts: RunOptions, log=print) -> Manifest | None:
     num_classes = len(data.known_labels()[1]) if opts.kind == "cvae" else None
     net = NetConfig(kind=opts.kind, channels=c, height=h, width=w, num_classes=num_classes, **opts.net)
     model = AutoEncoder(net)
-    ckpt_dir = CHECKPOINTS / opts.out.name
+    ckpt_dir = checkpoint_dir(opts.out)
     trainer = Trainer(model, train, data.images, data.labels, train_idx, val_idx, checkpoint_dir=ckpt_dir, place=place)
     last = ckpt_dir / "last.pt"
     # Rank 0 reads the checkpoint and sends it to the others, so other machines need no copy of checkpoints/.
@@ -181,7 +185,7 @@ def run(opts: RunOptions, log=print) -> Manifest | None:
         trainer.load_state(state, last)
         log(f"resumed from {last} at epoch {trainer.epoch}")
     elif opts.resume:
-        log(f"--resume: no checkpoint at {last} (it is kept under the --out folder's name); starting afresh")
+        log(f"--resume: no checkpoint at {last} (the one for this --out folder); starting afresh")
     result = trainer.fit(progress=opts.progress)
     finish(place)  # every process has finished training; the others leave here
     if not place.is_main:
