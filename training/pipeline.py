@@ -311,5 +311,14 @@ def recorded_dataset(spec: str) -> str:
 def serve_hint(out: Path, manifest: Manifest) -> str:
     """The last line of a run: how to serve the model and call it."""
     models_dir = out.parent
-    serve = "make run" if models_dir.resolve() == Path("models").resolve() else f"vae-serve --models-dir {models_dir}"
+    in_repository = models_dir.resolve() == Path("models").resolve() and _has_run_target(Path("Makefile"))
+    serve = "make run" if in_repository else f"vae-serve --models-dir {models_dir}"
     return f"serve it: {serve}, then curl localhost:8000/models/{manifest.name} (its routes take model={manifest.name})"
+
+
+def _has_run_target(makefile: Path) -> bool:
+    """Whether `makefile` is one with a `run` target (this repository's, which serves models/)."""
+    try:
+        return any(line.startswith("run:") for line in makefile.read_text().splitlines())
+    except (OSError, UnicodeDecodeError):
+        return False

@@ -1,6 +1,8 @@
 """The command line: a refused --out, the likelihood chosen from the data, help and defaults for every option."""
 
 import argparse
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ from training.cli import _parser, main  # noqa: E402
 from training.pipeline import resolve_likelihood  # noqa: E402
 from vaeformat.manifest import load_manifest  # noqa: E402
 
+ROOT = Path(__file__).resolve().parents[2]
 QUICK = "--epochs 1 --base-channels 4 --hidden 16 --latent-dim 2 --iw-samples 4 --warmup-epochs 0 --no-progress".split()
 
 
@@ -177,3 +180,14 @@ def test_a_dataset_that_changed_since_training_is_refused_by_evaluate_and_fit_pr
             capsys.readouterr()
             assert main(command) != 0, command
             assert f"{n} images, but d was trained on this dataset when it had 40" in capsys.readouterr().err
+
+
+def test_the_last_line_says_make_run_only_where_that_serves_the_model(in_tmp, monkeypatch):
+    from training.pipeline import serve_hint
+
+    manifest = type("M", (), {"name": "pets"})()
+    assert serve_hint(Path("models/pets"), manifest).startswith("serve it: vae-serve --models-dir models,")
+    shutil.copy(ROOT / "Makefile", in_tmp / "Makefile")  # the repository's: its `make run` serves models/
+    assert serve_hint(Path("models/pets"), manifest).startswith("serve it: make run,")
+    assert serve_hint(Path("elsewhere/pets"), manifest).startswith("serve it: vae-serve --models-dir elsewhere,")
+    assert "model=pets" in serve_hint(Path("models/pets"), manifest)

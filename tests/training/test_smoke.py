@@ -39,7 +39,10 @@ def test_train_exports_a_model_the_service_schema_accepts_and_evaluate_reproduce
     assert all((out / f).is_file() for f in manifest.reports.values())
     assert not list((in_tmp / "checkpoints").iterdir())  # removed once the model is written
     printed = capsys.readouterr().out.strip().splitlines()
-    assert printed[-1].startswith("serve it: make run, then curl localhost:8000/models/tiny-vae")
+    # No Makefile here, so not "make run": the command that serves the folder from anywhere.
+    assert printed[-1].startswith(
+        f"serve it: vae-serve --models-dir {out.parent}, then curl localhost:8000/models/tiny-vae"
+    )
     assert manifest.training.dataset == "mnist"
 
     # /score's out-of-distribution test, fitted on the 20 validation rows, never on held-out ones.
