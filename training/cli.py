@@ -123,7 +123,7 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         choices=(1, 3),
         help="convert images to 1 (grey) or 3 (RGB) channels (default: the dataset's own; a folder "
-        "is RGB if any image has colour)",
+        "is RGB if any image has colour: RGB, or a palette with a colour in it)",
     )
     t.add_argument(
         "--warmup-epochs",

@@ -216,7 +216,7 @@ def _header(path: Path) -> tuple[tuple[int, int], bool]:
     pixels."""
     try:
         with Image.open(path) as pil:
-            return upright_size(pil), has_colour(pil.mode)
+            return upright_size(pil), has_colour(pil)
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise _unreadable(path, e) from None
 

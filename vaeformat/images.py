@@ -6,15 +6,20 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageOps
 
-# Modes that carry no colour: bilevel, grey, grey with alpha, 16- and 32-bit grey, float. A palette may hold
-# colours, so it counts as colour.
+# Modes that carry no colour: bilevel, grey, grey with alpha, 16- and 32-bit grey, float. A palette has colour
+# when one of its entries does.
 GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+PALETTE_MODES = frozenset({"P", "PA"})
 ROTATED = frozenset({5, 6, 7, 8})  # EXIF orientations that swap width and height
 
 
-def has_colour(mode: str) -> bool:
-    """Whether an image of this PIL mode has colour (from the header alone, before the pixels are decoded)."""
-    return mode not in GREY_MODES
+def has_colour(image: Image.Image) -> bool:
+    """Whether an opened image has colour, from its header alone (mode and palette), before the pixels are decoded:
+    a palette image of grey entries only (a grey PNG saved with a palette) is grey."""
+    if image.mode in PALETTE_MODES:
+        palette = image.getpalette("RGB") or []
+        return any(palette[i] != palette[i + 1] or palette[i] != palette[i + 2] for i in range(0, len(palette), 3))
+    return image.mode not in GREY_MODES
 
 
 def upright_size(image: Image.Image) -> tuple[int, int]:

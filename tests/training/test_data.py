@@ -91,6 +91,21 @@ def test_a_flat_folder_is_unlabelled_images(tmp_path):
     assert data.images.shape == (12, 3, 12, 10) and data.labels is None and data.class_names is None
 
 
+def test_a_folder_of_palette_images_is_grey_unless_a_palette_has_colour(tmp_path):
+    """Palette PNGs: colour is read from the palette, so grey ones train a one-channel model."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "scans"
+    root.mkdir()
+    for i in range(10):
+        image = Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).convert("P")  # a palette of greys
+        image.save(root / f"{i}.png")
+    assert Image.open(root / "0.png").mode == "P"
+    assert load_dataset(f"folder:{root}").images.shape == (10, 1, 8, 8)
+    tinted = Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).quantize(16)  # a palette of colours
+    tinted.save(root / "tinted.png")
+    assert load_dataset(f"folder:{root}").images.shape == (11, 3, 8, 8)
+
+
 def test_class_folders_come_in_natural_order_or_as_classes_txt_lists_them(tmp_path):
     root = _write_folder(tmp_path / "c", classes=("class10", "class2", "Class1"), per_class=4)
     assert load_dataset(f"folder:{root}").class_names == ["Class1", "class2", "class10"]
