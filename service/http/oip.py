@@ -125,7 +125,7 @@ def split_body(body: bytes, header_length: str | None) -> tuple[bytes, memoryvie
     if header_length is None:
         return body, memoryview(b"")
     text = header_length.strip()
-    if not text.isdigit() or len(text) > 12:
+    if not (text.isascii() and text.isdigit()) or len(text) > 12:  # isdigit alone takes "²"
         raise InvalidTensor(f"{HEADER_LENGTH}: {header_length[:40]!r} is not a byte count")
     n = int(text)
     if n > len(body):
