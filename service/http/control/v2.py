@@ -12,6 +12,8 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from ...engine.chain import Chain
+from ...models.model import ServedModel
 from ...models.repository import ModelRepository
 from ...models.versions import newest_first
 from ..dataplane.oip import ROLES, WHOLE, graph_of, tensors_of
@@ -45,14 +47,20 @@ async def ready(registry: ReadyRegistryDep) -> dict[str, bool]:
 @router.get("/models/stats")
 async def all_statistics(state: StateDep, registry: RegistryDep) -> dict[str, Any]:
     """The statistics extension (Triton's shape): every graph of every loaded model, times in ns since start."""
-    graphs = state.metrics.graphs
     return {
         "model_stats": [
-            graphs.graph(model.name, model.version, role).triton(f"{model.name}.{role}")
+            _statistics(state, model, role)
             for model in sorted(registry.served(), key=lambda m: (m.name, m.version))
-            for role in ROLES
+            for role in (WHOLE, *ROLES)
         ]
     }
+
+
+def _statistics(state: StateDep, model: ServedModel, role: str) -> dict[str, object]:
+    """One OIP model's entry: the bare name is the whole model, whose requests run the encoder-decoder chain."""
+    if role == WHOLE:
+        return state.metrics.graphs.graph(model.name, model.version, Chain.graph).triton(model.name)
+    return state.metrics.graphs.graph(model.name, model.version, role).triton(f"{model.name}.{role}")
 
 
 @router.get("/models/{name}")
@@ -83,11 +91,10 @@ async def model_ready(registry: ReadyRegistryDep, name: str, version: str | None
 async def model_statistics(
     state: StateDep, registry: RegistryDep, name: str, version: str | None = None
 ) -> dict[str, Any]:
-    """The statistics extension for one graph (`<model>.encoder` or `<model>.decoder`): Triton's `model_stats`."""
+    """The statistics extension for one OIP model (`<model>`, `<model>.encoder` or `<model>.decoder`): Triton's
+    `model_stats`."""
     model, role = graph_of(registry, name, version)
-    graphs = state.metrics.graphs
-    roles = ROLES if role == WHOLE else (role,)
-    return {"model_stats": [graphs.graph(model.name, model.version, r).triton(f"{model.name}.{r}") for r in roles]}
+    return {"model_stats": [_statistics(state, model, role)]}
 
 
 # --- the model repository extension (Triton's): the names here are model folders -------------------------------

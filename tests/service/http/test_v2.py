@@ -117,6 +117,20 @@ async def test_json_infer_equals_decode_and_echoes_the_id(client):
     np.testing.assert_allclose(np.array(out["data"], np.float32).reshape(3, 1, 8, 8), expected, atol=1e-6)
 
 
+async def test_the_whole_model_counts_its_own_inferences_in_the_statistics(settings):
+    """The bare model name is an OIP model of its own (encoder then decoder): its requests are its statistics."""
+    image = np.zeros((1, 1, 8, 8), np.float32)
+    request = {"inputs": [{"name": "image", "shape": [1, 1, 8, 8], "datatype": "FP32", "data": image.ravel().tolist()}]}
+    async with serve(settings) as c:
+        for _ in range(3):
+            assert (await c.post("/v2/models/tiny-vae/infer", json=request)).status_code == 200
+        (whole,) = (await c.get("/v2/models/tiny-vae/stats")).json()["model_stats"]
+        assert whole["name"] == "tiny-vae" and whole["inference_count"] == 3
+        assert whole["inference_stats"]["compute_infer"]["ns"] > 0
+        every = {m["name"]: m["inference_count"] for m in (await c.get("/v2/models/stats")).json()["model_stats"]}
+        assert every["tiny-vae"] == 3 and {"tiny-vae.encoder", "tiny-vae.decoder"} <= set(every)
+
+
 async def test_binary_infer_of_the_conditional_encoder_equals_encode(client):
     images = np.random.default_rng(1).random((2, 1, 8, 8), dtype=np.float32)
     labels = np.array([2, 0], np.int32)  # INT32 labels, as a client may send them: converted without loss
@@ -197,6 +211,10 @@ async def test_labels_must_name_a_class_and_counts_are_checked_before_parsing(cl
         "/v2/models/tiny-vae.decoder/infer", content=b"{}", headers={"Inference-Header-Content-Length": "99"}
     )
     assert r.status_code == 400 and "body holds only 2 bytes" in r.json()["error"]
+    # Latin-1 "²": a digit to str.isdigit, not to int().
+    headers = [(b"Inference-Header-Content-Length", b"\xb2")]
+    r = await client.post("/v2/models/tiny-vae.decoder/infer", content=b"{}", headers=headers)
+    assert r.status_code == 400 and "is not a byte count" in r.json()["error"]
 
 
 async def test_a_wrong_method_is_405_with_an_error_object(client):
