@@ -13,6 +13,8 @@ import base64
 import io
 import json
 import os
+import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -24,7 +26,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from .server import ROOT, running_server
+from ..tiny_models import build_model
+from .server import ROOT, running_server, start
 from .test_shipped_models import MANIFESTS, MODELS, first
 
 pytestmark = pytest.mark.skipif(
@@ -253,3 +256,59 @@ def test_the_page_is_open_and_sends_the_key_entered_when_the_service_needs_one(b
         shown(page, "#sample-image")
         sample = next(r for r in watched.requests if r.url.startswith(f"{base}/sample"))
         assert sample.headers.get("x-api-key") == KEY
+
+
+def test_answers_for_a_model_no_longer_selected_are_not_shown(browser, base):
+    """A model chosen while pad A's requests are out: their answers (the other model's code, of another length)
+    are dropped, and "From A's code" encodes the drawing again with the model now selected."""
+    vae = first(lambda m: m.stochastic and not m.conditional)
+    cvae = first(lambda m: m.conditional)
+    with opened(browser, base) as watched:
+        page = watched.page
+        wait_for_models(page)
+        page.select_option("#model", vae)
+        draw(page)
+        held: list[Any] = []  # the requests, kept from the server until the other model is selected
+        pattern = re.compile(r"/(reconstruct|encode|score)\?")
+        page.route(pattern, lambda route: held.append(route))
+        page.click("#reconstruct")
+        while len(held) < 3:
+            page.wait_for_timeout(20)
+        page.select_option("#model", cvae)
+        for route in held:
+            route.continue_()
+        page.unroute(pattern)
+        page.locator("#reconstruct:not(.busy)").wait_for()
+        assert page.locator("#recon-image.shown, #latent .bars").count() == 0, "the other model's answers are shown"
+        page.click("#z-from-a")
+        shown(page, "#decoded-image")
+        assert page.locator("#sliders input").count() == MANIFESTS[cvae].latent_dim
+        assert watched.errors == []
+
+
+def test_a_page_opened_while_the_models_load_waits_for_them_with_its_buttons_disabled(browser, tmp_path):
+    for i in range(24):  # enough models that loading them takes seconds, so the page opens meanwhile
+        build_model(tmp_path / f"small-{i}", name=f"small-{i}", kind="vae", seed=i, size=28)
+    process, base, log = start(tmp_path, {"VAE_MAX_BATCH_ROWS": "4096", "VAE_WARM_BUCKETS": "all"})
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # as soon as the port answers
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+            try:
+                httpx.get(f"{base}/health", timeout=2)
+                break
+            except httpx.TransportError:
+                time.sleep(0.02)
+        with opened(browser, base, "/playground") as watched:
+            page = watched.page
+            assert page.is_disabled("#sample") and page.is_disabled("#reconstruct")
+            page.locator("#model-summary", has_text="still loading").wait_for()
+            assert page.is_disabled("#sample") and page.is_hidden("#error")
+            page.locator("#model option").first.wait_for(state="attached", timeout=60_000)  # no reload needed
+            statuses = [r.response().status for r in watched.requests if r.url.endswith("/models")]
+            assert statuses[0] == 503 and statuses[-1] == 200, statuses
+            assert page.is_enabled("#sample") and page.is_hidden("#error")
+    finally:
+        process.terminate()
+        process.wait(10)
+        log.unlink(missing_ok=True)

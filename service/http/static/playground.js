@@ -16,9 +16,10 @@ const state = {
 // --- API calls and problem details (RFC 9457) ---
 
 class Problem extends Error {
-  constructor(status, body) {
+  constructor(status, body, retryAfter = null) {
     super(body.detail || body.title || `HTTP ${status}`);
     this.status = status;
+    this.retryAfter = retryAfter; // seconds, from a 503's Retry-After
     this.title = body.title || `HTTP ${status}`;
     this.detail = body.detail || "";
     this.errors = Array.isArray(body.errors) ? body.errors : [];
@@ -58,7 +59,7 @@ async function api(method, path, { query = {}, json } = {}) {
     } catch {
       body = { title: response.statusText, detail: await response.text().catch(() => "") };
     }
-    throw new Problem(response.status, body);
+    throw new Problem(response.status, body, response.headers.get("Retry-After"));
   }
   return response;
 }
@@ -253,6 +254,9 @@ const can = {
   priorMean: () => state.model?.priors.includes("standard"), // GET /traverse: an ae has no prior mean
 };
 
+// The buttons that send requests for the selected model: disabled (in the page too) until there is one.
+const ACTIONS = ["reconstruct", "sample", "generate", "interpolate", "z-origin", "z-from-a", "traverse"];
+
 function enabled(button) {
   if (!state.model) return false;
   if (button.id === "sample") return Boolean(can.sample());
@@ -268,6 +272,16 @@ function labelsBody() {
   return state.model?.labels ? { labels: [$("label").value] } : {};
 }
 
+// What a request is sent for. Its answer is shown only while the page still asks for that: a model or label chosen
+// meanwhile would otherwise get the other one's results (and a latent code of the other length).
+function asked() {
+  return { model: state.model, label: labelQuery() };
+}
+
+function stillAsked(sent) {
+  return state.model === sent.model && labelQuery() === sent.label;
+}
+
 function selectModel(name) {
   const model = state.models.find((m) => m.name === name);
   state.model = model;
@@ -276,7 +290,8 @@ function selectModel(name) {
   const priors = model.priors.length ? `priors: ${model.priors.join(", ")}` : "no prior";
   const providers = [...new Set([...model.providers.encoder, ...model.providers.decoder])].join(", ");
   $("model-summary").textContent =
-    `${model.name} (${model.kind}, version ${model.version})${model.description ? `: ${model.description}` : ""}. ` +
+    `${model.name} (${model.kind}, version ${model.version})` +
+    `${model.description ? `: ${model.description.replace(/\.$/, "")}` : ""}. ` +
     `Images ${channels}×${height}×${width}, ${model.latent_dim} latent dimensions, ${model.likelihood} likelihood, ` +
     `${priors}; runs on ${providers}.`;
   const list = $("capabilities");
@@ -306,7 +321,7 @@ function selectModel(name) {
   if (!can.priorMean()) aroundA.checked = true; // an ae is traversed around an image's code only
   aroundA.title = can.priorMean() ? "" : `${model.name} has no prior mean: its traversal starts from pad A's code`;
 
-  for (const button of document.querySelectorAll("main button.primary, #generate")) button.disabled = !enabled(button);
+  for (const id of ACTIONS) $(id).disabled = !enabled($(id));
   for (const id of ["sent-image", "recon-image", "sample-image", "interpolate-image", "decoded-image", "traverse-image"]) clearImage($(id));
   $("score").replaceChildren();
   $("latent").replaceChildren();
@@ -321,10 +336,26 @@ async function loadModels() {
   selectModel(select.value);
 }
 
+// GET /models until the service has loaded them: meanwhile it answers 503 with Retry-After.
+async function loadModelsWhenReady() {
+  for (;;) {
+    try {
+      await loadModels();
+      return;
+    } catch (e) {
+      if (!(e instanceof Problem) || e.status !== 503) throw e;
+      const seconds = Math.min(Math.max(Number(e.retryAfter) || 1, 1), 10);
+      $("model-summary").textContent = `The service is still loading its models; asking again in ${seconds} s.`;
+      await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
+    }
+  }
+}
+
 // --- pad A: reconstruction, latent code, score ---
 
 async function analyseA() {
-  const model = state.model;
+  const sent = asked();
+  const model = sent.model;
   const image = await pads.a.png(model.image);
   showPng($("sent-image"), image);
   const body = { images: [image], ...labelsBody() };
@@ -334,15 +365,17 @@ async function analyseA() {
     api("POST", "encode", { query, json: body }).then((r) => r.json()),
     api("POST", "score", { query, json: body }).then((r) => r.json()),
   ]);
+  if (!stillAsked(sent)) return;
   showPng($("recon-image"), `data:image/png;base64,${recon.images[0]}`);
   state.muA = encoding.mu[0];
   showLatent(encoding.mu[0], encoding.logvar?.[0]);
-  showScore(score.scores[0], recon.reconstruction_error[0], score);
+  showScore(score.scores[0], recon.reconstruction_error[0], score, sent.label);
 }
 
-function showScore(row, squaredError, response) {
+// `label`: the one the image was scored with, if any (then nll is -log p(x|label)).
+function showScore(row, squaredError, response, label) {
   const names = {
-    nll: "−log p(x) (nats)",
+    nll: label === undefined ? "−log p(x) (nats)" : `−log p(x | ${label}) (nats)`,
     elbo: "ELBO",
     reconstruction: "reconstruction term",
     kl: "KL",
@@ -414,29 +447,35 @@ function drawQuery() {
   };
 }
 
-async function showDraw(response, what) {
-  showPng($("sample-image"), await response.blob());
+async function showDraw(response, what, sent) {
+  const blob = await response.blob();
+  if (!stillAsked(sent)) return;
+  showPng($("sample-image"), blob);
   $("sample-note").textContent = `${what}: seed ${response.headers.get("X-Seed")}, prior ${response.headers.get("X-Prior")}`;
 }
 
 async function sample() {
-  const response = await api("GET", "sample", { query: { model: state.model.name, ...drawQuery() } });
-  await showDraw(response, `${state.model.name} samples`);
+  const sent = asked();
+  const response = await api("GET", "sample", { query: { model: sent.model.name, ...drawQuery() } });
+  await showDraw(response, `${sent.model.name} samples`, sent);
 }
 
 async function generate() {
-  const response = await api("GET", "generate", { query: { model: state.model.name, ...drawQuery() } });
-  await showDraw(response, `${state.model.name}, label ${$("label").value}`);
+  const sent = asked();
+  const response = await api("GET", "generate", { query: { model: sent.model.name, ...drawQuery() } });
+  await showDraw(response, `${sent.model.name}, label ${sent.label}`, sent);
 }
 
 // --- interpolation ---
 
 async function interpolate() {
+  const sent = asked();
   const spec = state.model.image;
   const images = [await pads.a.png(spec), await pads.b.png(spec)];
   const query = { model: state.model.name, steps: $("steps").value, path: $("path").value, format: "png" };
   const response = await api("POST", "interpolate", { query, json: { images, ...labelsBody() } });
-  showPng($("interpolate-image"), await response.blob());
+  const blob = await response.blob();
+  if (stillAsked(sent)) showPng($("interpolate-image"), blob);
 }
 
 // --- traversal: sliders decoded one vector at a time, and the service's traversal grid ---
@@ -480,29 +519,36 @@ function decodeSoon() {
 }
 
 async function decodeZ() {
+  const sent = asked();
   const response = await api("POST", "decode", {
     query: { model: state.model.name, format: "png" },
     json: { z: [state.z], ...labelsBody() },
   });
-  showPng($("decoded-image"), await response.blob());
+  const blob = await response.blob();
+  if (stillAsked(sent)) showPng($("decoded-image"), blob);
 }
 
 async function zFromA() {
   if (!state.muA) {
+    const sent = asked();
     const image = await pads.a.png(state.model.image);
     const response = await api("POST", "encode", { query: { model: state.model.name }, json: { images: [image], ...labelsBody() } });
-    state.muA = (await response.json()).mu[0];
+    const mu = (await response.json()).mu[0];
+    if (!stillAsked(sent)) return;
+    state.muA = mu;
   }
   buildSliders(state.muA);
   await decodeZ();
 }
 
 async function traverse() {
+  const sent = asked();
   const query = { model: state.model.name, format: "png" };
   const response = $("traverse-around-a").checked
     ? await api("POST", "traverse", { query, json: { images: [await pads.a.png(state.model.image)], ...labelsBody() } })
     : await api("GET", "traverse", { query: { ...query, label: labelQuery() } });
-  showPng($("traverse-image"), await response.blob());
+  const blob = await response.blob();
+  if (stillAsked(sent)) showPng($("traverse-image"), blob);
 }
 
 // --- wiring ---
@@ -533,7 +579,7 @@ $("error-close").addEventListener("click", hideError);
 $("model").addEventListener("change", () => selectModel($("model").value));
 $("label").addEventListener("change", () => (state.muA = null));
 $("api-key").addEventListener("change", () => {
-  if (!state.models.length) loadModels().then(hideError, showError);
+  if (!state.models.length) loadModelsWhenReady().then(hideError, showError);
 });
 action($("reconstruct"), analyseA);
 action($("sample"), sample);
@@ -546,4 +592,4 @@ action($("z-origin"), async () => {
 });
 action($("z-from-a"), zFromA);
 
-loadModels().catch(showError);
+loadModelsWhenReady().catch(showError);
