@@ -2,7 +2,8 @@
 
 Domain errors (service/errors.py) carry their status; this module renders them as problem details (the control
 plane's framework errors go through the same functions: service/http/control/errors.py). Under /v2 (the Open
-Inference Protocol) the body is OIP's `{"error": detail}` instead: Triton's and KServe's clients read that field.
+Inference Protocol) the body is OIP's `{"error": detail}` instead, Triton's and KServe's clients read that field, and
+invalid input is 400 (not 422), as the protocol says.
 Every caller passes the request's path as `instance`, so this is the one place that chooses.
 """
 
@@ -43,6 +44,8 @@ def problem(
 ) -> Reply:
     """One problem-details reply; `type` is about:blank for plain HTTP errors, a URN for the service's own."""
     if instance is not None and is_oip_path(instance):
+        # OIP answers a request it cannot take with 400; the service's other routes say 422 for invalid input.
+        status = 400 if status == 422 else status
         return Reply(status, "application/json", orjson.dumps({"error": detail}), dict(headers or {}))
     body: dict[str, Any] = {
         "type": problem_type(slug) if slug else "about:blank",

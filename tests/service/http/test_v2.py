@@ -254,8 +254,8 @@ async def test_the_default_model_and_unknown_folders(client):
     assert (await client.get("/models")).json()["default"] == "tiny-ae"
     assert (await client.post("/v2/repository/models/tiny-vae/load")).status_code == 200
     assert (await client.get("/models")).json()["default"] == "tiny-vae"
-    names = (("nope", 404), (".hidden", 422), ("tiny-ae%2F..%2Ftiny-vae", 404), ("a" * 255, 404))
-    for name, status in (*names, ("a" * 300, 422), ("a" * 10_000, 422), ("tab%09name", 422)):
+    names = (("nope", 404), (".hidden", 400), ("tiny-ae%2F..%2Ftiny-vae", 404), ("a" * 255, 404))
+    for name, status in (*names, ("a" * 300, 400), ("a" * 10_000, 400), ("tab%09name", 400)):
         r = await client.post(f"/v2/repository/models/{name}/load")
         assert r.status_code == status, (name, r.text)
         oip_spec.error(r.json())
