@@ -35,6 +35,9 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
     if exc.status_code == 404 and detail == "Not Found":
         detail = f"no route {request.method} {request.url.path}; see /docs for the API"
+    elif exc.status_code == 405 and detail == "Method Not Allowed":
+        allowed = next((v for k, v in (exc.headers or {}).items() if k.lower() == "allow"), "")
+        detail = f"{request.method} is not allowed on {request.url.path}" + (f"; allowed: {allowed}" if allowed else "")
     title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "HTTP error")
     return _response(problem(exc.status_code, title, detail, instance=request.url.path, headers=exc.headers))
 

@@ -221,6 +221,10 @@ async def test_a_wrong_method_is_405_with_an_error_object(client):
     r = await client.get("/v2/models/tiny-vae.decoder/infer")
     assert r.status_code == 405 and "POST" in r.headers["allow"]
     oip_spec.error(r.json())
+    r = await client.post("/v2/models/tiny-vae.decoder")  # a control route: the same kind of answer
+    assert (
+        r.status_code == 405 and r.json()["error"] == "POST is not allowed on /v2/models/tiny-vae.decoder; allowed: GET"
+    )
 
 
 async def test_oip_routes_are_counted_under_their_templates(client):
