@@ -191,7 +191,12 @@ def _raw_request(
 
 def _check_shape(spec: TensorSpec, shape: list[int], max_rows: int, setting: str) -> None:
     declared = metadata_tensor(spec)["shape"]
-    if len(shape) != len(declared) or any(d < 0 for d in shape):
+    if any(d < 0 for d in shape):
+        raise InvalidTensor(
+            f"input '{spec.name}' has shape {shape}; a request gives its real sizes (the row count in place of "
+            f"-1), the model expects {declared}"
+        )
+    if len(shape) != len(declared):
         raise InvalidTensor(f"input '{spec.name}' has shape {shape}; the model expects {declared} (-1: any rows)")
     if shape[0] < 1 or shape[0] > max_rows:
         raise InvalidTensor(f"input '{spec.name}' has {shape[0]} rows; give 1 to {max_rows} ({setting})")
@@ -267,7 +272,10 @@ def _from_json(tensor: RequestInput, target: type[np.generic]) -> np.ndarray:
     integral = array.dtype.kind in "iu"
     if not (integral or (array.dtype.kind == "f" and target is np.float32)) and array.size:
         what = "integers" if target is np.int64 else "numbers"
-        raise InvalidTensor(f"input '{tensor.name}': data must hold {what} only (JSON true/false/strings are not)")
+        raise InvalidTensor(
+            f"input '{tensor.name}': data must hold {what} only (JSON true/false, strings and integers beyond 64 bits "
+            "are not)"
+        )
     if array.size != want:
         raise InvalidTensor(f"input '{tensor.name}': data holds {array.size} values; shape {tensor.shape} needs {want}")
     if target is np.int64 and array.size and (int(array.min()) < -(2**63) or int(array.max()) >= 2**63):

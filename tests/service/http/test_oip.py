@@ -112,7 +112,8 @@ def test_header_length_is_checked_against_the_body(header_length, body, message)
         ({"shape": [2, 4], "datatype": "INT64", "data": [0] * 8}, "datatype 'INT64'"),
         ({"shape": [2, 4], "datatype": "FP32", "data": [True] * 8}, "numbers only"),
         ({"shape": [2, 4], "datatype": "FP32", "data": [[0] * 4, [0] * 3]}, "rectangular"),
-        ({"shape": [2, 4], "datatype": "FP32", "data": [10**30] * 8}, "numbers only"),
+        ({"shape": [2, 4], "datatype": "FP32", "data": [10**30] * 8}, "integers beyond 64 bits"),
+        ({"shape": [-1, 4], "datatype": "FP32", "data": [0] * 8}, "the row count in place of -1"),
     ],
 )
 def test_bad_inputs_are_refused_with_the_reason(z, message):
