@@ -73,7 +73,9 @@ async def list_models(registry: RegistryDep, state: StateDep) -> dict[str, Any]:
         "default": registry.default,
         "default_conditional": registry.default_conditional,
         "provider_mode": registry.plan.mode,
-        "models": [summary(m) | {"versions": newest_first(registry.versions[n])} for n, m in registry.models.items()],
+        "models": [
+            summary(m) | {"versions": newest_first(registry.versions[n])} for n, m in sorted(registry.models.items())
+        ],
         "refused": [{"folder": r.folder, "reason": r.reason} for r in registry.refused],
         "limits": state.limits.model_dump(),
         "defaults": {"samples": DEFAULT_SAMPLES},

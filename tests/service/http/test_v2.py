@@ -258,6 +258,10 @@ async def test_the_default_model_and_unknown_folders(client):
     assert (await client.get("/models")).json()["default"] == "tiny-ae"
     assert (await client.post("/v2/repository/models/tiny-vae/load")).status_code == 200
     assert (await client.get("/models")).json()["default"] == "tiny-vae"
+    assert (await client.post("/v2/repository/models/tiny-ae/unload")).status_code == 200
+    assert (await client.post("/v2/repository/models/tiny-ae/load")).status_code == 200
+    listed = [m["name"] for m in (await client.get("/models")).json()["models"]]
+    assert listed == sorted(listed) and "tiny-ae" in listed  # a reloaded model is listed in its place, not last
     names = (("nope", 404), (".hidden", 400), ("tiny-ae%2F..%2Ftiny-vae", 404), ("a" * 255, 404))
     for name, status in (*names, ("a" * 300, 400), ("a" * 10_000, 400), ("tab%09name", 400)):
         r = await client.post(f"/v2/repository/models/{name}/load")
