@@ -34,7 +34,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--require-gpu", action="store_true", default=None, help="refuse to start without a GPU")
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     parser.add_argument(
-        "--processes", help="server processes, each with every model (auto: one per two cores, within memory)"
+        "--processes",
+        help="server processes, each with every model (auto: one per core, at most one per GiB of available memory)",
     )
     return parser.parse_args(argv)
 

@@ -169,7 +169,11 @@ def _number(value: object) -> float:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vae-client", description=__doc__.splitlines()[0])
-    p.add_argument("--url", default=os.environ.get("VAE_URL", "http://127.0.0.1:8000"), help="the service")
+    p.add_argument(
+        "--url",
+        default=os.environ.get("VAE_URL", "http://127.0.0.1:8000"),
+        help="the service's base URL (default: $VAE_URL, else http://127.0.0.1:8000)",
+    )
     p.add_argument("--api-key", default=os.environ.get("VAE_API_KEY"), help="its API key (default: $VAE_API_KEY)")
     p.add_argument("--model", help="model name (default: the service's default model)")
     p.add_argument("--label", help="class label, for a conditional model")

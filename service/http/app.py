@@ -88,6 +88,7 @@ class ServiceApp:
                     "X-Prior",
                     "X-Seed",
                     "X-Reconstruction-Error",
+                    "X-Request-ID",
                 ],
                 max_age=600,
             )

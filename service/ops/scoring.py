@@ -211,7 +211,8 @@ def _weigh(
     elbo = log_w.mean(2)  # [N, C]
     stats.update(nll=estimate.nll, kl=mixed(kl, estimate), reconstruction=mixed(rec, estimate))
     ood, ood_pct, flagged = _ood(model, stats, threshold)
-    probs = None if estimate.label_log_probs is None else np.exp(estimate.label_log_probs)
+    # Rounding in the log-sum-exp can put a sure label a few ulps above 1: a probability stays within [0, 1].
+    probs = None if estimate.label_log_probs is None else np.minimum(np.exp(estimate.label_log_probs), 1.0)
     if labels is not None:  # the terms of the label asked for
         pick = np.arange(n), labels
         nll, kl_out, rec_out, elbo_out, err = estimate.label_nll[pick], kl[pick], rec[pick], elbo[pick], errors[pick]

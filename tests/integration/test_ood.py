@@ -147,6 +147,8 @@ def test_the_client_classifies_more_images_than_one_request_takes(http, mnist):
     assert len(result.labels) == 60 and all(len(t) == 3 for t in result.top)
     assert np.mean([label == str(y) for label, y in zip(result.labels, labels, strict=True)]) >= 0.9
     assert (result.probability > 0).all() and (result.ess >= 1).all() and np.isfinite(result.nll).all()
+    assert (result.probability <= 1).all()  # a sure label's exp(log p) can round a few ulps past 1
+    assert all(0 <= p <= 1 for s in scores.scores for p in (s.label_probabilities or {}).values())
     first = scores.scores[0]
     assert first.label_probabilities is not None and first.ood is not None and first.pixel_nll is not None
 
