@@ -88,7 +88,8 @@ async def receive_ends(request: DataRequest, latent_dim: int, settings: LimitSet
         body = await parse_json(request, InterpolateJSON, values, limits)
         assert isinstance(body, InterpolateJSON)
         if (body.images is None) == (body.z is None):
-            raise InvalidInput("send body field 'images' (two base64 images) or 'z' (two latent vectors), not both")
+            which = "not both" if body.images is not None else "the body holds neither"
+            raise InvalidInput(f"send body field 'images' (two base64 images) or 'z' (two latent vectors), {which}")
         labels = list(body.labels) if body.labels is not None else None
         if body.images is not None:
             _limit_images(len(body.images), settings)

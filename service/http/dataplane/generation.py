@@ -198,7 +198,7 @@ async def generate_many(request: DataRequest) -> Reply:
     assert isinstance(body, LabelsJSON)
     at_most(len(body.labels) * body.n, max_n, "n x labels", "VAE_MAX_N")  # before the per-image list is built
     per_image = [value for value in body.labels for _ in range(body.n)]
-    columns = body.n if body.n > 1 and len(body.labels) > 1 else None
+    columns = body.n if len(body.labels) > 1 else None  # one row per label, as GET /generate
     return await _draw(
         request,
         served,

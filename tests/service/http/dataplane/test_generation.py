@@ -141,5 +141,9 @@ async def test_post_generate_takes_n_images_per_label_in_rows(client):
     assert load_png(grid.content).shape == (2 + 2 * 10, 2 + 3 * 10)  # one row per label, n columns
     same = await client.get("/generate?label=0,1&n=3&seed=2&format=npy")
     np.testing.assert_array_equal(load_npy(same.content), load_npy(r.content))  # GET and POST draw alike
+    for n in (1, 3):  # and lay out alike, one row per label: with one image per label too
+        got = await client.get(f"/generate?label=0,1,2&n={n}&seed=2")
+        posted = await client.post("/generate", json={"labels": [0, 1, 2], "n": n, "seed": 2})
+        assert got.content == posted.content and load_png(got.content).shape == (2 + 3 * 10, 2 + n * 10)
     over = await client.post("/generate", json={"labels": [0, 1], "n": 40})
     assert over.status_code == 422 and "'n x labels' is 80" in over.json()["detail"]

@@ -104,6 +104,7 @@ async def test_a_conditional_model_interpolates_under_one_label(client):
         ({"json": {"z": [[0.0] * D]}}, 422, ["got 1 latent vectors"]),
         ({"json": {"z": [[0.0] * (D + 1)] * 2}}, 422, ["latent_dim is 4"]),
         ({"json": {"z": [[0.0] * D] * 2, "images": [b64(png())] * 2}}, 422, ["not both"]),
+        ({"json": {}}, 422, ["'images'", "'z'", "the body holds neither"]),
         ({"json": {"z": [[0.0] * D] * 2, "labels": [1]}}, 409, ["unconditional"]),
         ({"content": b"GIF89a", "headers": {"content-type": "image/gif"}}, 415, ["Content-Type"]),
     ],
