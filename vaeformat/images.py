@@ -38,11 +38,18 @@ def to_mode(image: Image.Image, channels: int) -> Image.Image:
     """Grey ("L") for one channel, else "RGB": 16-bit values scaled to 8 bits (not clipped), transparent pixels on
     black (the background of the MNIST-style digits the models know)."""
     mode = "L" if channels == 1 else "RGB"
-    if image.mode == mode:  # the usual case: Pillow's convert would still copy the pixels
+    key = image.info.get("transparency")  # a colour key (PNG's tRNS chunk): pixels of that value are transparent
+    if image.mode == mode and key is None:  # the usual case: Pillow's convert would still copy the pixels
         return image
     if image.mode.startswith("I;16") or image.mode == "I":
-        image = Image.fromarray((np.asarray(image, dtype=np.float64) / 257.0).round().clip(0, 255).astype(np.uint8))
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        pixels = np.asarray(image, dtype=np.float64)
+        scaled = (pixels / 257.0).round().clip(0, 255).astype(np.uint8)
+        if isinstance(key, int):
+            scaled[pixels == key] = 0  # on black, as below
+        image = Image.fromarray(scaled)
+    elif key is not None and image.mode in ("L", "RGB", "P"):
+        image = image.convert("RGBA")  # the key becomes alpha 0
+    if image.mode in ("RGBA", "LA", "PA"):
         image = image.convert("RGBA")
         image = Image.alpha_composite(Image.new("RGBA", image.size, (0, 0, 0, 255)), image)
     return image.convert(mode)

@@ -78,6 +78,24 @@ def test_transparency_is_flattened_onto_black():
     assert array[0, :, :14].min() == 1.0 and array[0, :, 14:].max() == 0.0
 
 
+@pytest.mark.parametrize(
+    ("pixels", "key"),
+    [
+        (np.full((28, 28), 255, np.uint8), 255),  # grey: the grey model's own mode, yet not used as it is
+        (np.full((28, 28, 3), 255, np.uint8), (255, 255, 255)),
+        (np.full((28, 28), 65535, np.uint16), 65535),
+    ],
+    ids=["grey", "rgb", "16-bit"],
+)
+def test_a_colour_key_is_transparency_flattened_onto_black(pixels, key):
+    """PNG's tRNS chunk without an alpha channel: pixels of the key's value are transparent."""
+    pixels[:, :14] = pixels[:, :14] // 2  # the left half is not the key: it stays
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG", transparency=key)
+    array = decode_image(buffer.getvalue(), GRAY28, max_pixels=10_000)
+    assert array[0, :, :14].min() > 0.4 and array[0, :, 14:].max() == 0.0
+
+
 def test_sixteen_bit_png_is_scaled_not_clipped():
     pixels = np.full((28, 28), 32768, np.uint16)
     array = decode_image(png_bytes(pixels), GRAY28, max_pixels=10_000)
