@@ -18,6 +18,7 @@ from ...models.repository import ModelRepository
 from ...models.versions import newest_first
 from ..dataplane.oip import ROLES, WHOLE, graph_of, tensors_of
 from ..oip import InvalidTensor, metadata_tensor
+from ..state import ServiceState
 from .deps import ReadyRegistryDep, RegistryDep, StateDep
 
 router = APIRouter(prefix="/v2", include_in_schema=False)
@@ -56,7 +57,7 @@ async def all_statistics(state: StateDep, registry: RegistryDep) -> dict[str, An
     }
 
 
-def _statistics(state: StateDep, model: ServedModel, role: str) -> dict[str, object]:
+def _statistics(state: ServiceState, model: ServedModel, role: str) -> dict[str, object]:
     """One OIP model's entry: the bare name is the whole model, whose requests run the encoder-decoder chain."""
     if role == WHOLE:
         return state.metrics.graphs.graph(model.name, model.version, Chain.graph).triton(model.name)

@@ -91,8 +91,13 @@ function hideError() {
   $("error").hidden = true;
 }
 
+// The buttons wired by `action`: each sends requests for the selected model, so each waits for one to be selected
+// (the page starts them disabled).
+const actionButtons = [];
+
 // Runs an action behind a button: the button is disabled meanwhile, errors are shown, not thrown.
 function action(button, run) {
+  actionButtons.push(button);
   button.addEventListener("click", async () => {
     if (button.disabled) return;
     hideError();
@@ -254,9 +259,6 @@ const can = {
   priorMean: () => state.model?.priors.includes("standard"), // GET /traverse: an ae has no prior mean
 };
 
-// The buttons that send requests for the selected model: disabled (in the page too) until there is one.
-const ACTIONS = ["reconstruct", "sample", "generate", "interpolate", "z-origin", "z-from-a", "traverse"];
-
 function enabled(button) {
   if (!state.model) return false;
   if (button.id === "sample") return Boolean(can.sample());
@@ -280,6 +282,14 @@ function asked() {
 
 function stillAsked(sent) {
   return state.model === sent.model && labelQuery() === sent.label;
+}
+
+// A PNG answer into `img`, unless the page has moved on since it was asked; whether it was shown.
+async function showAnswer(img, response, sent) {
+  const blob = await response.blob();
+  if (!stillAsked(sent)) return false;
+  showPng(img, blob);
+  return true;
 }
 
 function selectModel(name) {
@@ -321,7 +331,7 @@ function selectModel(name) {
   if (!can.priorMean()) aroundA.checked = true; // an ae is traversed around an image's code only
   aroundA.title = can.priorMean() ? "" : `${model.name} has no prior mean: its traversal starts from pad A's code`;
 
-  for (const id of ACTIONS) $(id).disabled = !enabled($(id));
+  for (const button of actionButtons) button.disabled = !enabled(button);
   for (const id of ["sent-image", "recon-image", "sample-image", "interpolate-image", "decoded-image", "traverse-image"]) clearImage($(id));
   $("score").replaceChildren();
   $("latent").replaceChildren();
@@ -448,9 +458,7 @@ function drawQuery() {
 }
 
 async function showDraw(response, what, sent) {
-  const blob = await response.blob();
-  if (!stillAsked(sent)) return;
-  showPng($("sample-image"), blob);
+  if (!(await showAnswer($("sample-image"), response, sent))) return;
   $("sample-note").textContent = `${what}: seed ${response.headers.get("X-Seed")}, prior ${response.headers.get("X-Prior")}`;
 }
 
@@ -474,8 +482,7 @@ async function interpolate() {
   const images = [await pads.a.png(spec), await pads.b.png(spec)];
   const query = { model: state.model.name, steps: $("steps").value, path: $("path").value, format: "png" };
   const response = await api("POST", "interpolate", { query, json: { images, ...labelsBody() } });
-  const blob = await response.blob();
-  if (stillAsked(sent)) showPng($("interpolate-image"), blob);
+  await showAnswer($("interpolate-image"), response, sent);
 }
 
 // --- traversal: sliders decoded one vector at a time, and the service's traversal grid ---
@@ -524,8 +531,7 @@ async function decodeZ() {
     query: { model: state.model.name, format: "png" },
     json: { z: [state.z], ...labelsBody() },
   });
-  const blob = await response.blob();
-  if (stillAsked(sent)) showPng($("decoded-image"), blob);
+  await showAnswer($("decoded-image"), response, sent);
 }
 
 async function zFromA() {
@@ -547,8 +553,7 @@ async function traverse() {
   const response = $("traverse-around-a").checked
     ? await api("POST", "traverse", { query, json: { images: [await pads.a.png(state.model.image)], ...labelsBody() } })
     : await api("GET", "traverse", { query: { ...query, label: labelQuery() } });
-  const blob = await response.blob();
-  if (stillAsked(sent)) showPng($("traverse-image"), blob);
+  await showAnswer($("traverse-image"), response, sent);
 }
 
 // --- wiring ---
