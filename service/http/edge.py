@@ -19,7 +19,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import tracing
-from ..errors import InvalidInput, PayloadTooLarge, ServiceError
+from ..errors import InvalidInput, PayloadTooLarge, ServiceError, UnsupportedMediaType
 from ..settings import LimitSettings
 from .dataplane.routing import Match, RouteTable
 from .document import PathTable
@@ -98,6 +98,17 @@ class Edge:
         if length is not None and length.isdigit() and int(length) > self.max_body:
             reply = error_reply(too_large(f"{int(length)} bytes", self.max_body), path)
             reply.headers = {**reply.headers, "Connection": "close"}  # the unread body is not a request
+            return reply
+        coding = _content_coding(scope["headers"])
+        if coding is not None:
+            # Read as it is, a gzip body would be refused as "not a PNG"; inflating it would let a few kilobytes
+            # stand for gigabytes. RFC 7694: say which coding is accepted.
+            error = UnsupportedMediaType(
+                f"the request body is compressed (Content-Encoding: {coding}); the service reads uncompressed bodies "
+                "only: send it without Content-Encoding"
+            )
+            reply = error_reply(error, path)
+            reply.headers = {**reply.headers, "Accept-Encoding": "identity", "Connection": "close"}
             return reply
         return None
 
@@ -202,6 +213,13 @@ class Edge:
         error = InvalidInput(f"unknown query parameter {names} on {method} {path}; it accepts: {known} (see /docs)")
         errors = [{"loc": ["query", name], "msg": "unknown query parameter"} for name in unknown]
         return problem(error.status, error.title, error.detail, slug=error.slug, instance=path, errors=errors)
+
+
+def _content_coding(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """The request's Content-Encoding when it is not identity, or None."""
+    codings = [value.decode("latin-1").strip() for name, value in headers if name == b"content-encoding"]
+    coding = ", ".join(c for c in codings if c and c.lower() != "identity")
+    return coding or None
 
 
 def _not_allowed(method: str, path: str, methods: dict[str, Any]) -> Reply:

@@ -42,12 +42,15 @@ def _max_png_chunks(size: int) -> int:
 
 
 def sniff(data: bytes, what: str = "image") -> str:
-    """'PNG' or 'JPEG' from the file signature; UnsupportedMediaType (415) for anything else."""
+    """'PNG' or 'JPEG' from the file signature; InvalidInput (422) for no bytes at all, UnsupportedMediaType (415)
+    for anything else."""
+    if not data:
+        raise InvalidInput(f"{what} is empty (0 bytes); send a PNG or JPEG image")
     for signature, name in _SIGNATURES.items():
         if data.startswith(signature):
             return name
     other = next((n for s, n in _OTHER_SIGNATURES.items() if data.startswith(s)), None)
-    got = f"a {other} file" if other else ("empty data" if not data else f"bytes starting {data[:8]!r}")
+    got = f"a {other} file" if other else f"bytes starting {data[:8]!r}"
     raise UnsupportedMediaType(f"{what} is {got}; send a PNG or JPEG image")
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from vaeformat.manifest import TensorSpec
 
 from ...engine.runner import Feeds, Job, Outputs
-from ...errors import UnknownModel, UnsupportedMediaType
+from ...errors import UnknownModel
 from ...models.model import ServedModel
 from ...models.registry import ModelRegistry
 from ...offload import cpu_bound
@@ -67,8 +67,6 @@ async def infer(request: DataRequest) -> Reply:
     request.query(InferQuery)
     params = request.path_params
     model, role = graph_of(request.registry, params["name"], params.get("version"))
-    if (request.header(b"content-encoding") or "identity").lower() != "identity":
-        raise UnsupportedMediaType("compressed request bodies are not accepted; send the body uncompressed")
     limits = request.state.limits
     inputs, outputs = tensors_of(model, role)
     rows, setting = (

@@ -1,6 +1,8 @@
-"""edge.py: the body-size cap answers 413 whether or not the client declares Content-Length; a client that
-hangs up mid-upload is counted as 499, not raised as a 500."""
+"""edge.py: the body-size cap answers 413 whether or not the client declares Content-Length; a compressed body is
+refused by name (415), not read as garbage; a client that hangs up mid-upload is counted as 499, not raised as a
+500."""
 
+import gzip
 import logging
 
 import pytest
@@ -33,6 +35,30 @@ async def test_streamed_oversized_body_is_refused_while_it_streams(client):
 async def test_body_under_the_cap_passes(client):
     r = await client.post("/encode", content=png(), headers={"content-type": "image/png"})
     assert r.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "content_type"),
+    [
+        ("POST", "/encode", "image/png"),
+        ("POST", "/decode", "application/json"),
+        ("POST", "/v2/models/tiny-vae/infer", "application/json"),
+        ("POST", "/repository/models/tiny-vae/load", "application/json"),
+    ],
+)
+async def test_a_compressed_body_is_refused_by_name_on_both_planes(client, method, path, content_type):
+    body = gzip.compress(png())
+    headers = {"content-type": content_type, "content-encoding": "gzip"}
+    r = await client.request(method, path, content=body, headers=headers)
+    assert r.status_code == 415, r.text
+    detail = r.json().get("detail") or r.json()["error"]  # /v2 answers in the Open Inference Protocol's shape
+    assert "Content-Encoding: gzip" in detail and "without Content-Encoding" in detail
+    assert r.headers["accept-encoding"] == "identity"  # RFC 7694
+
+
+async def test_identity_content_encoding_is_no_coding(client):
+    headers = {"content-type": "image/png", "content-encoding": "identity"}
+    assert (await client.post("/encode", content=png(), headers=headers)).status_code == 200
 
 
 async def test_service_keeps_serving_after_refusals(client):

@@ -132,7 +132,7 @@ def test_image_just_under_the_cap_is_accepted():
         (b"GIF89a\x01\x00\x01\x00", UnsupportedMediaType, "GIF"),
         (b"BM" + b"\0" * 60, UnsupportedMediaType, "BMP"),
         (b"hello world", UnsupportedMediaType, "PNG or JPEG"),
-        (b"", UnsupportedMediaType, "empty"),
+        (b"", InvalidInput, r"empty \(0 bytes\)"),
         (b"\x89PNG\r\n\x1a\n" + b"garbage" * 10, InvalidInput, "readable PNG|corrupt"),
     ],
 )

@@ -179,3 +179,14 @@ async def test_a_flat_z_is_one_error_that_says_how_to_wrap_it(client):
         "body field 'z': every entry (4 of them): Input should be a valid array; 'z' is a list of lists: send "
         "[[...], [...]], one inner list per row"
     )
+
+
+@pytest.mark.parametrize("route", ["/encode", "/reconstruct", "/score"])
+async def test_an_empty_image_is_invalid_input_in_every_body_form(client, route):
+    """No bytes is a missing image (422), not an image format the service does not read (415)."""
+    raw = await client.post(route, content=b"", headers={"content-type": "image/png"})
+    form = await client.post(route, files={"file": ("x.png", b"", "image/png")})
+    as_json = await client.post(route, json={"images": [""]})
+    for r in (raw, form, as_json):
+        assert r.status_code == 422, r.text
+        assert "empty (0 bytes)" in r.json()["detail"] and "send a PNG or JPEG image" in r.json()["detail"]
