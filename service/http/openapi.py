@@ -84,9 +84,7 @@ ERRORS: dict[int, dict[str, Any]] = {
     415: _problem(
         415, "unsupported-media-type", "Unsupported media type", "image is a GIF file; send a PNG or JPEG image"
     ),
-    422: _problem(
-        422, "invalid-input", "Invalid input", "query parameter 'n': Input should be greater than or equal to 1"
-    ),
+    422: _problem(422, "invalid-input", "Invalid input", "parameter 'n': Input should be greater than or equal to 1"),
     503: {
         **_problem(
             503,

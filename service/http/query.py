@@ -38,9 +38,11 @@ def env_name(setting: str) -> str:
 
 
 def at_most(value: int | float, bound: int | float, name: str, setting: str) -> None:
-    """InvalidInput (422) when a value is over a limit that comes from the settings."""
+    """InvalidInput (422) when a value is over a limit that comes from the settings; `name` is a parameter's (in the
+    query or the JSON body) or a product of them ("n x labels")."""
     if value > bound:
-        raise InvalidInput(f"query parameter '{name}' is {value}; the limit is {bound} ({setting})")
+        what = f"parameter '{name}'" if name.isidentifier() else name
+        raise InvalidInput(f"{what} is {value}; the limit is {bound} ({setting})")
 
 
 class QueryInvalid(InvalidInput):
@@ -48,7 +50,7 @@ class QueryInvalid(InvalidInput):
 
     def __init__(self, errors: list[dict[str, Any]]) -> None:
         listed = [{"loc": ["query", *map(str, e["loc"])], "msg": e["msg"]} for e in errors]
-        detail = "; ".join(f"query parameter '{'.'.join(e['loc'][1:])}': {e['msg']}" for e in listed)
+        detail = "; ".join(f"parameter '{'.'.join(e['loc'][1:])}': {e['msg']}" for e in listed)
         super().__init__(detail or "invalid query", errors=listed)
 
 

@@ -306,7 +306,7 @@ def merge_labels(
     query: list[str] | None, body: list[int | str] | None, *, limit: int, setting: str
 ) -> list[int | str] | None:
     """Labels from the query (`label=7&label=3`, or `label=7,3`) or from the body, not both; at most `limit`."""
-    from_query = _split_labels(query, limit, setting, "query parameter 'label'") if query else None
+    from_query = _split_labels(query, limit, setting, "parameter 'label'") if query else None
     if from_query and body:
         raise InvalidInput("labels were given both in the query and in the body; give them in one place")
     return from_query or body

@@ -168,11 +168,9 @@ async def traverse(
     if dims:
         bad = [int(i) for i in chosen if not 0 <= i < d]
         if bad:
-            raise InvalidInput(
-                f"query parameter 'dims' holds {bad[:5]}; model {model.name!r} has dimensions 0..{d - 1}"
-            )
+            raise InvalidInput(f"parameter 'dims' holds {bad[:5]}; model {model.name!r} has dimensions 0..{d - 1}")
         if len(set(chosen.tolist())) != len(chosen):
-            raise InvalidInput("query parameter 'dims' names a dimension twice; name each at most once")
+            raise InvalidInput("parameter 'dims' names a dimension twice; name each at most once")
     if image is None and not model.has_prior:
         raise NotGenerative(
             f"model {model.name!r} is a deterministic autoencoder (kind {model.manifest.kind!r}): it has no prior, "

@@ -43,7 +43,7 @@ def test_a_problem_detail_becomes_a_service_error_with_every_field():
         "type": "urn:vae-service:problem:invalid-input",
         "title": "Invalid input",
         "status": 422,
-        "detail": "query parameter 'n': Input should be greater than or equal to 1",
+        "detail": "parameter 'n': Input should be greater than or equal to 1",
         "instance": "/sample",
         "errors": [{"loc": ["query", "n"], "msg": "Input should be greater than or equal to 1"}],
     }

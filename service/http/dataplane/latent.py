@@ -101,7 +101,7 @@ def _listed(values: list[str] | None, name: str, bound: int, setting: str) -> li
     """`name=1&name=2` or `name=1,2` as strings; counted before splitting, as labels are."""
     count = sum(value.count(",") + 1 for value in values or [])
     if count > bound:
-        raise InvalidInput(f"query parameter '{name}' holds {count} values; the limit is {bound} ({setting})")
+        raise InvalidInput(f"parameter '{name}' holds {count} values; the limit is {bound} ({setting})")
     return [v.strip() for value in values or [] for v in value.split(",") if v.strip()]
 
 
@@ -110,16 +110,16 @@ def _strengths(values: list[str] | None, settings: LimitSettings) -> np.ndarray:
     try:
         numbers = [float(v) for v in listed]
     except ValueError:
-        raise InvalidInput(f"query parameter 'strengths' must hold numbers, such as 0,0.5,1; got {values}") from None
+        raise InvalidInput(f"parameter 'strengths' must hold numbers, such as 0,0.5,1; got {values}") from None
     if not all(math.isfinite(s) for s in numbers):
-        raise InvalidInput("query parameter 'strengths' holds NaN or infinite values; send finite numbers")
+        raise InvalidInput("parameter 'strengths' holds NaN or infinite values; send finite numbers")
     return np.asarray(numbers, dtype=np.float32)
 
 
 def _dims(values: list[str] | None, settings: LimitSettings) -> list[int] | None:
     listed = _listed(values, "dims", settings.max_n, "VAE_MAX_N")
     if not all(_INDEX.fullmatch(v) for v in listed):
-        raise InvalidInput(f"query parameter 'dims' must hold dimension indices, such as 0,3,5; got {values}")
+        raise InvalidInput(f"parameter 'dims' must hold dimension indices, such as 0,3,5; got {values}")
     return [int(v) for v in listed] or None
 
 

@@ -53,7 +53,7 @@ def request(body: bytes, content_type: str) -> DataRequest:
 
 def test_labels_from_the_query_are_split_at_commas_and_counted_before_splitting():
     assert merge_labels(["7, two", "3"], None, limit=3, setting="VAE_MAX_N") == ["7", "two", "3"]
-    with pytest.raises(InvalidInput, match=r"query parameter 'label' holds 1000000 labels.*limit is 64 \(VAE_MAX_N\)"):
+    with pytest.raises(InvalidInput, match=r"parameter 'label' holds 1000000 labels.*limit is 64 \(VAE_MAX_N\)"):
         merge_labels(["0," * 999_999 + "0"], None, limit=64, setting="VAE_MAX_N")
 
 

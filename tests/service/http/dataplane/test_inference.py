@@ -141,7 +141,7 @@ async def test_encode_checks_samples_x_images_before_decoding(client):
     corrupt = b"\x89PNG\r\n\x1a\n" + b"garbage"
     files = [("f", (f"{i}.png", corrupt, "image/png")) for i in range(8)]
     r = await client.post("/encode?samples=64", files=files)  # 512 draws > VAE_MAX_LATENTS=64, refused unread
-    assert r.status_code == 422 and "'samples x images' is 512" in r.json()["detail"]
+    assert r.status_code == 422 and "samples x images is 512" in r.json()["detail"]
 
 
 @pytest.mark.parametrize("label", ["²", "①", "1" * 5_000])

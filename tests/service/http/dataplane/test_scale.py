@@ -84,7 +84,7 @@ async def test_scale_and_output_pixels_are_bounded_and_checked_before_any_png_is
     async with serve(Settings(models_dir=zoo, max_scale=4, max_output_pixels=1000)) as c:
         r = await call(c, "POST /decode", scale=5)
         assert r.status_code == 422
-        assert r.json()["detail"] == "query parameter 'scale' is 5; the limit is 4 (VAE_MAX_SCALE)"
+        assert r.json()["detail"] == "parameter 'scale' is 5; the limit is 4 (VAE_MAX_SCALE)"
         one = await c.post("/decode", params={"model": "tiny-vae", "scale": 3}, json={"z": [[0.0] * D]})
         assert one.status_code == 200 and pixels(one.content).shape == (24, 24)  # 576 pixels
         monkeypatch.setattr(service.http.render, "encode_png", must_not_run)
