@@ -278,9 +278,30 @@ def _from_json(tensor: RequestInput, target: type[np.generic]) -> np.ndarray:
         )
     if array.size != want:
         raise InvalidTensor(f"input '{tensor.name}': data holds {array.size} values; shape {tensor.shape} needs {want}")
-    if target is np.int64 and array.size and (int(array.min()) < -(2**63) or int(array.max()) >= 2**63):
-        raise InvalidTensor(f"input '{tensor.name}' holds a value beyond INT64")
+    if array.size:
+        # A JSON 300 declared INT8, or 1e6 declared FP16, is a client's mistake that converting would hide (binary
+        # data cannot hold such values); then the values must fit what the graph computes in.
+        _within(tensor.name, array, tensor.datatype, "send values within it or declare a wider datatype")
+        model_type = "INT64" if target is np.int64 else "FP32"
+        _within(tensor.name, array, model_type, f"the model computes in {model_type}")
     return np.ascontiguousarray(array, dtype=target)
+
+
+def _within(name: str, array: np.ndarray, datatype: str, hint: str) -> None:
+    """InvalidTensor when a JSON array's values do not all lie within `datatype`'s range."""
+    kind = DATATYPES[datatype]
+    bounds = np.iinfo(kind) if kind.kind in "iu" else np.finfo(kind)
+    low, high = (int(array.min()), int(array.max())) if array.dtype.kind in "iu" else (array.min(), array.max())
+    if low < bounds.min or high > bounds.max:
+        worst = low if low < bounds.min else high
+        raise InvalidTensor(
+            f"input '{name}' holds {_number(worst)}, beyond {datatype} ({_number(bounds.min)} to "
+            f"{_number(bounds.max)}); {hint}"
+        )
+
+
+def _number(value: int | float | np.number) -> str:
+    return str(value) if isinstance(value, int) else f"{float(value):g}"
 
 
 def _finite(name: str, array: np.ndarray) -> np.ndarray:

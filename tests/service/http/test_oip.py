@@ -114,6 +114,9 @@ def test_header_length_is_checked_against_the_body(header_length, body, message)
         ({"shape": [2, 4], "datatype": "FP32", "data": [[0] * 4, [0] * 3]}, "rectangular"),
         ({"shape": [2, 4], "datatype": "FP32", "data": [10**30] * 8}, "integers beyond 64 bits"),
         ({"shape": [-1, 4], "datatype": "FP32", "data": [0] * 8}, "the row count in place of -1"),
+        ({"shape": [2, 4], "datatype": "FP16", "data": [1e6] * 8}, r"holds 1e\+06, beyond FP16 \(-65504 to 65504\)"),
+        ({"shape": [2, 4], "datatype": "FP64", "data": [-1e300] * 8}, "beyond FP32 .*; the model computes in FP32"),
+        ({"shape": [2, 4], "datatype": "FP32", "data": [1e39] * 8}, "beyond FP32 .*; send values within it"),
     ],
 )
 def test_bad_inputs_are_refused_with_the_reason(z, message):
@@ -133,6 +136,10 @@ def test_labels_must_be_integers_within_int64_and_the_classes():
         parse(labels([1.5]))
     with pytest.raises(InvalidTensor, match="beyond INT64"):
         parse(labels([2**63], "UINT64"))
+    with pytest.raises(InvalidTensor, match=r"holds 300, beyond INT8 \(-128 to 127\); send values within it"):
+        parse(labels([1, 300], "INT8"))
+    with pytest.raises(InvalidTensor, match=r"holds -1, beyond UINT8 \(0 to 255\)"):
+        parse(labels([-1], "UINT8"))
     with pytest.raises(InvalidTensor, match="outside 0..2"):
         check_labels(parse(labels([3])).feeds, 3)
     with pytest.raises(InvalidTensor, match="outside 0..2"):
