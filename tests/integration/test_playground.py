@@ -312,3 +312,41 @@ def test_a_page_opened_while_the_models_load_waits_for_them_with_its_buttons_dis
         process.terminate()
         process.wait(10)
         log.unlink(missing_ok=True)
+
+
+def test_the_model_list_follows_loads_and_unloads_made_elsewhere(browser, tmp_path):
+    """Models unloaded and loaded by another client: the list catches up when it is opened (or the page is looked at
+    again), and an action on a model unloaded meanwhile gets its 404 and an updated list."""
+    for name in ("tiny-a", "tiny-b"):
+        build_model(tmp_path / name, name=name, kind="vae", seed=1, size=28)
+    explicit = {"VAE_MODEL_CONTROL": "explicit"}
+    with running_server(tmp_path, env=explicit) as base, opened(browser, base, "/playground") as watched:
+        page = watched.page
+        wait_for_models(page)
+        options = page.locator("#model option")
+        page.select_option("#model", "tiny-b")
+        page.click("#sample")
+        shown(page, "#sample-image")
+        listed = sum(r.url.endswith("/models") for r in watched.requests)
+
+        assert httpx.post(f"{base}/v2/repository/models/tiny-b/unload").status_code == 200
+        page.click("#sample")  # tiny-b is gone: 404, and the list is asked again
+        page.locator("#error:not([hidden])").wait_for()
+        assert page.text_content("#error-title").startswith("404")
+        page.locator("#model-summary", has_text="tiny-b is no longer served").wait_for()
+        assert options.all_text_contents() == ["tiny-a (vae)"] and page.input_value("#model") == "tiny-a"
+        page.click("#sample")
+        shown(page, "#sample-image")
+
+        build_model(tmp_path / "tiny-c", name="tiny-c", kind="vae", seed=2, size=28)
+        assert httpx.post(f"{base}/v2/repository/models/tiny-c/load").status_code == 200
+        page.focus("#pad-a")
+        page.focus("#model")  # opening the list asks again; the selection and what it shows stay
+        page.locator("#model option", has_text="tiny-c").wait_for(state="attached")
+        assert options.all_text_contents() == ["tiny-a (vae)", "tiny-c (vae)"]
+        assert page.input_value("#model") == "tiny-a" and page.locator("#sample-image.shown").count() == 1
+        assert sum(r.url.endswith("/models") for r in watched.requests) == listed + 2
+        page.select_option("#model", "tiny-c")
+        page.click("#sample")
+        shown(page, "#sample-image")
+        assert watched.errors == [e for e in watched.errors if "404" in e]  # the refused request's console line

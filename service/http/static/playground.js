@@ -11,6 +11,7 @@ const state = {
   model: null, // the selected one
   muA: null, // pad A's posterior mean [latent_dim], from its last encoding with the selected model
   z: [], // the sliders' latent vector
+  listed: false, // whether GET /models has answered once
 };
 
 // --- API calls and problem details (RFC 9457) ---
@@ -107,6 +108,7 @@ function action(button, run) {
       await run();
     } catch (e) {
       showError(e);
+      if (e instanceof Problem && e.status === 404) refreshModels(); // unloaded meanwhile: the list says so
     } finally {
       button.classList.remove("busy");
       button.disabled = !enabled(button);
@@ -338,12 +340,35 @@ function selectModel(name) {
   buildSliders(new Array(model.latent_dim).fill(0));
 }
 
+// GET /models into the list. Asked again later, it follows loads and unloads made meanwhile: the selected model
+// stays selected (its answers still in flight still count) unless it is gone or has changed.
 async function loadModels() {
   const body = await (await api("GET", "models")).json();
-  state.models = body.models;
+  state.listed = true;
+  const current = state.model;
+  const same = current && body.models.find((m) => JSON.stringify(m) === JSON.stringify(current));
+  state.models = body.models.map((m) => (same && m.name === same.name ? current : m));
   const select = $("model");
-  select.replaceChildren(...body.models.map((m) => new Option(`${m.name} (${m.kind})`, m.name, false, m.name === body.default)));
-  selectModel(select.value);
+  const names = body.models.map((m) => m.name);
+  if (names.join("\n") !== [...select.options].map((o) => o.value).join("\n")) {
+    const chosen = names.includes(current?.name) ? current.name : body.default;
+    select.replaceChildren(...body.models.map((m) => new Option(`${m.name} (${m.kind})`, m.name, false, m.name === chosen)));
+  }
+  if (!same) {
+    selectModel(select.value);
+    if (current && current.name !== select.value) {
+      $("model-summary").textContent = `${current.name} is no longer served. ` + $("model-summary").textContent;
+    }
+  }
+}
+
+// Refreshes the list when the page is looked at again and when the list is opened; one request at a time.
+let refreshing = null;
+function refreshModels() {
+  if (!state.listed) return; // the first list is still on its way (or waits for the API key)
+  refreshing ??= loadModels()
+    .catch(showError)
+    .finally(() => (refreshing = null));
 }
 
 // GET /models until the service has loaded them: meanwhile it answers 503 with Retry-After.
@@ -582,6 +607,8 @@ for (const pad of Object.values(pads)) pad.canvas.addEventListener("pointerdown"
 
 $("error-close").addEventListener("click", hideError);
 $("model").addEventListener("change", () => selectModel($("model").value));
+$("model").addEventListener("focus", refreshModels);
+document.addEventListener("visibilitychange", () => document.visibilityState === "visible" && refreshModels());
 $("label").addEventListener("change", () => (state.muA = null));
 $("api-key").addEventListener("change", () => {
   if (!state.models.length) loadModelsWhenReady().then(hideError, showError);

@@ -43,7 +43,7 @@ async def test_body_under_the_cap_passes(client):
         ("POST", "/encode", "image/png"),
         ("POST", "/decode", "application/json"),
         ("POST", "/v2/models/tiny-vae/infer", "application/json"),
-        ("POST", "/repository/models/tiny-vae/load", "application/json"),
+        ("POST", "/v2/repository/models/tiny-vae/load", "application/json"),
     ],
 )
 async def test_a_compressed_body_is_refused_by_name_on_both_planes(client, method, path, content_type):
