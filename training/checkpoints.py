@@ -29,6 +29,12 @@ def checkpoint_dir(out: Path) -> Path:
     return CHECKPOINTS / f"{out.name}-{key}"
 
 
+def legacy_checkpoint(out: Path) -> Path | None:
+    """A resume point of the older layout, `checkpoints/NAME/last.pt` (shared by every folder named NAME)."""
+    path = CHECKPOINTS / out.name / "last.pt"
+    return path if path.is_file() else None
+
+
 @contextmanager
 def exclusive(folder: Path, out: Path) -> Iterator[None]:
     """Hold `folder`'s lock for the block; RunInProgress when another process holds it. The lock goes with the

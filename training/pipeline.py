@@ -15,13 +15,13 @@ import torch
 
 from vaeformat.manifest import MODEL_NAME_PATTERN, Files, ImageSpec, Manifest, Split, Training, write_manifest
 
-from .checkpoints import checkpoint_dir, exclusive
+from .checkpoints import checkpoint_dir, exclusive, legacy_checkpoint
 from .data import DataError, Dataset, load_dataset, split_dataset
 from .distributed import Placement, broadcast, finish, start
 from .evaluate import EvalSpec, evaluate, format_metrics
 from .export import export_model
 from .graphs import OnnxPair
-from .loop import TrainConfig, Trainer
+from .loop import CheckpointMismatch, TrainConfig, Trainer
 from .networks import AutoEncoder, NetConfig
 from .ood import fit_ood
 from .prior import fit_and_save
@@ -185,6 +185,13 @@ def _train_and_write(opts: RunOptions, place: Placement, log) -> Manifest | None
         trainer.load_state(state, last)
         log(f"resumed from {last} at epoch {trainer.epoch}")
     elif opts.resume:
+        older = broadcast(legacy_checkpoint(opts.out) if place.is_main else None, place)  # rank 0's disk decides
+        if older is not None:  # the user asked to resume, and one of the old layout may be this run's: not afresh
+            raise CheckpointMismatch(
+                f"--resume: no checkpoint at {last} (the one for this --out folder), but {older} is one written by "
+                f"an earlier version for a folder named {opts.out.name!r}: if it is this run's, move it to {last} and "
+                "run again; otherwise run without --resume"
+            )
         log(f"--resume: no checkpoint at {last} (the one for this --out folder); starting afresh")
     result = trainer.fit(progress=opts.progress)
     finish(place)  # every process has finished training; the others leave here

@@ -74,3 +74,16 @@ def test_ctrl_c_during_training_says_where_the_checkpoint_is_and_how_to_resume(t
     assert "Traceback" not in err
     assert f"interrupted; the last finished epoch is kept in {checkpoint_dir(out)}/last.pt" in err
     assert "--resume" in err and last.is_file() and not out.exists()
+
+
+def test_resume_with_only_an_older_layouts_checkpoint_says_where_to_move_it(in_tmp, capsys):
+    out = Path("models/tiny-vae")
+    older = CHECKPOINTS / "tiny-vae" / "last.pt"  # where earlier versions kept every "tiny-vae" folder's
+    older.parent.mkdir(parents=True)
+    older.write_bytes(b"an earlier run's checkpoint")
+    args = ["train", "--kind", "vae", "--dataset", "digits", "--limit", "200", "--out", str(out), *QUICK]
+    assert main([*args, "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert f"move it to {checkpoint_dir(out) / 'last.pt'}" in err and str(older) in err
+    assert not out.exists() and older.read_bytes() == b"an earlier run's checkpoint"
+    assert main(args) == 0  # without --resume it is not asked for
