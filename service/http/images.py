@@ -240,19 +240,69 @@ def open_image(data: bytes, max_pixels: int, what: str = "image") -> Image.Image
 
 def decode_image(data: bytes, spec: ImageSpec, max_pixels: int, what: str = "image") -> np.ndarray:
     """PNG/JPEG bytes -> float32 [C, H, W] in [0, 1], converted to the model's channels and resized to its size."""
-    return to_array(open_image(data, max_pixels, what), spec, what)
+    return to_array(open_image(data, max_pixels, what), data, spec, what)
 
 
-def to_array(image: Image.Image, spec: ImageSpec, what: str = "image") -> np.ndarray:
-    """An opened image -> float32 [C, H, W] in [0, 1] in the model's channels and size (decodes the pixels)."""
+def to_array(image: Image.Image, data: bytes, spec: ImageSpec, what: str = "image") -> np.ndarray:
+    """An opened image (of the file `data`) -> float32 [C, H, W] in [0, 1] in the model's channels and size (decodes
+    the pixels)."""
     try:
         image.load()  # the pixels, and a PNG's chunks after them (an eXIf chunk may follow the image data)
+    except Exception as e:  # corrupt pixels: OSError, struct.error, ...
+        raise InvalidInput(f"{what} could not be decoded ({_reason(e)}); send an intact PNG or JPEG file") from None
+    if image.format == "PNG":
+        _check_png_rows(image, data, what)
+    try:
         image = to_mode(upright(image), spec.channels)
         if image.size != (spec.width, spec.height):
             image = image.resize((spec.width, spec.height), Image.Resampling.LANCZOS, reducing_gap=3.0)
         return _channels_first(image)
-    except Exception as e:  # corrupt pixels or EXIF: OSError, struct.error (exif_transpose), KeyError...
+    except Exception as e:  # corrupt EXIF: struct.error (exif_transpose), KeyError...
         raise InvalidInput(f"{what} could not be decoded ({_reason(e)}); send an intact PNG or JPEG file") from None
+
+
+# Pillow decodes a PNG whose compressed image data ends early (a complete zlib stream holding fewer rows than the
+# header declares) without a word, leaving the missing rows black. Counting the inflated bytes finds it, at the
+# cost of inflating the data a second time, so it is counted only when the image could be one such: interlaced (a
+# missing pass leaves pixels black anywhere), or with a last row of zeros (rows are filled in order).
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # colour type -> samples per pixel
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+
+
+def _check_png_rows(image: Image.Image, data: bytes, what: str) -> None:
+    width, height, depth, colour, _, _, interlace = struct.unpack_from(">IIBBBBB", data, 16)
+    if not interlace and np.asarray(image.crop((0, height - 1, width, height))).any():
+        return
+    bits = depth * _PNG_CHANNELS.get(colour, 1)
+    passes = _ADAM7 if interlace else ((0, 0, 1, 1),)
+    expected = 0
+    for x0, y0, dx, dy in passes:
+        columns, rows = -(-(width - x0) // dx), -(-(height - y0) // dy)
+        if columns > 0 and rows > 0:
+            expected += rows * (1 + -(-columns * bits // 8))  # a filter byte, then the packed row
+    found = _inflated_size(data, expected)
+    if found < expected:
+        raise InvalidInput(
+            f"{what} is a PNG whose image data ends after {found} of the {expected} bytes its header declares "
+            "(rows are missing); send an intact PNG file"
+        )
+
+
+def _inflated_size(data: bytes, bound: int) -> int:
+    """How many bytes the IDAT chunks of a PNG file inflate to, counted up to `bound` + 1, 1 MiB at a time."""
+    inflate, position, size = zlib.decompressobj(), 8, 0
+    while position + 8 <= len(data) and size <= bound:
+        (length,) = struct.unpack_from(">I", data, position)
+        if data[position + 4 : position + 8] == b"IDAT":
+            pending = data[position + 8 : position + 8 + length]
+            while pending and size <= bound and not inflate.eof:
+                try:
+                    size += len(inflate.decompress(pending, 1 << 20))
+                except zlib.error:  # damaged past the rows Pillow read: what came before is what counts
+                    return size
+                pending = inflate.unconsumed_tail
+        position += 12 + length
+    return size
 
 
 def _reason(error: Exception) -> str:

@@ -221,20 +221,20 @@ async def decode_images(uploads: Uploads, spec: ImageSpec, settings: LimitSettin
         return await cpu_bound(_open_and_decode, uploads.files, spec, settings.max_pixels, nbytes=nbytes)
     # Headers first (cheap for so few bytes, and they refuse oversized images before any pixel is expanded); then
     # decoding and resizing, CPU work up to max_images x max_pixels, inline only when small.
-    opened = [(what, open_image(data, settings.max_pixels, what)) for what, data in uploads.files]
-    pixels = sum(image.width * image.height for _, image in opened)
+    opened = [(what, data, open_image(data, settings.max_pixels, what)) for what, data in uploads.files]
+    pixels = sum(image.width * image.height for _, _, image in opened)
     return await cpu_bound(_decode_all, opened, spec, pixels=pixels, nbytes=nbytes)
 
 
 def _open_and_decode(files: list[tuple[str, bytes]], spec: ImageSpec, max_pixels: int) -> np.ndarray:
-    return _decode_all([(what, open_image(data, max_pixels, what)) for what, data in files], spec)
+    return _decode_all([(what, data, open_image(data, max_pixels, what)) for what, data in files], spec)
 
 
-def _decode_all(opened: list[tuple[str, Image.Image]], spec: ImageSpec) -> np.ndarray:
+def _decode_all(opened: list[tuple[str, bytes, Image.Image]], spec: ImageSpec) -> np.ndarray:
     arrays = []
-    for what, image in opened:
+    for what, data, image in opened:
         try:
-            arrays.append(to_array(image, spec, what))
+            arrays.append(to_array(image, data, spec, what))
         finally:  # a large upload's full-size pixels are freed before the next one is loaded
             image.close()
     return np.stack(arrays).astype(np.float32, copy=False)

@@ -354,3 +354,27 @@ def test_encoded_pngs_hold_the_exact_8_bit_pixels_at_any_size_and_scale(channels
     assert picture.mode == ("L" if channels == 1 else "RGB") and picture.size == ((size + 1) * scale, size * scale)
     got = np.asarray(picture)
     assert np.array_equal(got if channels == 3 else got[..., None], expected.transpose(1, 2, 0))
+
+
+def raw_png(array: np.ndarray, interlace: bool = False, keep: float = 1.0) -> bytes:
+    """An 8-bit grey PNG written by hand (Pillow writes no interlaced PNG): Adam7 passes when `interlace`, and a
+    complete zlib stream of only the first `keep` of its filtered rows (a stream cut mid-row Pillow refuses)."""
+    height, width = array.shape
+    passes = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+    parts = [array[y0::dy, x0::dx] for x0, y0, dx, dy in (passes if interlace else ((0, 0, 1, 1),))]
+    rows = [b"\0" + row.tobytes() for part in parts if part.size for row in part]
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, int(interlace))
+    idat = zlib.compress(b"".join(rows[: int(len(rows) * keep)]))
+    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header) + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("interlace", [False, True])
+@pytest.mark.parametrize("size", [28, 40])  # the model's own size (the fast path first) and another
+def test_a_png_whose_image_data_ends_early_is_refused_not_filled_with_black(interlace, size):
+    array = np.zeros((size, size), np.uint8)
+    array[: size // 3] = 200  # the rest black, as a digit's background: only counting tells
+    intact = raw_png(array, interlace)
+    pillows = png_bytes(array)
+    np.testing.assert_array_equal(decode_image(intact, GRAY28, 10_000), decode_image(pillows, GRAY28, 10_000))
+    with pytest.raises(InvalidInput, match=r"image data ends after \d+ of the \d+ bytes its header declares"):
+        decode_image(raw_png(array, interlace, keep=0.6), GRAY28, max_pixels=10_000)

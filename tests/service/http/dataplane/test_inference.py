@@ -1,12 +1,14 @@
 """POST /encode, /decode, /reconstruct through httpx on the ASGI app (tiny models, real onnxruntime)."""
 
 import base64
+import struct
+import zlib
 
 import numpy as np
 import pytest
 
 from ....tolerance import assert_close
-from ...payloads import b64, bad_exif_jpeg, jpeg, load_npy, load_png, npy, npy_header, png, ztxt_bomb_png
+from ...payloads import b64, bad_exif_jpeg, jpeg, load_npy, load_png, npy, npy_header, png, png_chunk, ztxt_bomb_png
 
 pytestmark = pytest.mark.anyio
 
@@ -190,3 +192,12 @@ async def test_an_empty_image_is_invalid_input_in_every_body_form(client, route)
     for r in (raw, form, as_json):
         assert r.status_code == 422, r.text
         assert "empty (0 bytes)" in r.json()["detail"] and "send a PNG or JPEG image" in r.json()["detail"]
+
+
+async def test_a_png_cut_short_at_a_row_is_refused_on_the_model_sized_path_too(client):
+    """A complete zlib stream of fewer rows than the header declares: Pillow would leave the rest black."""
+    header = struct.pack(">IIBBBBB", 8, 8, 8, 0, 0, 0, 0)  # tiny-vae's own size: the batch worker's fast path
+    idat = zlib.compress(b"".join(b"\0" + bytes([255] * 8) for _ in range(5)))  # 5 of 8 rows
+    data = b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header) + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b"")
+    r = await client.post("/encode", content=data, headers={"content-type": "image/png"})
+    assert r.status_code == 422 and "ends after 45 of the 72 bytes its header declares" in r.json()["detail"], r.text
