@@ -216,10 +216,16 @@ class Edge:
 
 
 def _content_coding(headers: list[tuple[bytes, bytes]]) -> str | None:
-    """The request's Content-Encoding when it is not identity, or None."""
-    codings = [value.decode("latin-1").strip() for name, value in headers if name == b"content-encoding"]
+    """The Content-Encoding of a request that has a body, when it is not identity; else None (a GET that names a
+    coding has nothing coded)."""
+    codings, body = [], False
+    for name, value in headers:
+        if name == b"content-encoding":
+            codings.append(value.decode("latin-1").strip())
+        elif name == b"transfer-encoding" or (name == b"content-length" and value.strip() != b"0"):
+            body = True
     coding = ", ".join(c for c in codings if c and c.lower() != "identity")
-    return coding or None
+    return coding if coding and body else None
 
 
 def _not_allowed(method: str, path: str, methods: dict[str, Any]) -> Reply:

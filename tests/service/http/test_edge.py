@@ -56,9 +56,10 @@ async def test_a_compressed_body_is_refused_by_name_on_both_planes(client, metho
     assert r.headers["accept-encoding"] == "identity"  # RFC 7694
 
 
-async def test_identity_content_encoding_is_no_coding(client):
+async def test_identity_content_encoding_is_no_coding_nor_is_one_on_a_request_without_a_body(client):
     headers = {"content-type": "image/png", "content-encoding": "identity"}
     assert (await client.post("/encode", content=png(), headers=headers)).status_code == 200
+    assert (await client.get("/sample", headers={"content-encoding": "gzip"})).status_code == 200
 
 
 async def test_service_keeps_serving_after_refusals(client):
