@@ -55,7 +55,10 @@ def sniff(data: bytes, what: str = "image") -> str:
 
 
 def png_pixel_chunks(data: bytes, what: str = "image") -> bytes:
-    """A PNG file with only the chunks in `_PNG_CHUNKS_KEPT`, copied unread (their CRCs stay valid)."""
+    """A PNG file with only the chunks in `_PNG_CHUNKS_KEPT`, copied unread (their CRCs stay valid); its header
+    (IHDR) must come first, as the format requires (Pillow would also take one further on)."""
+    if data[12:16] != b"IHDR":
+        raise InvalidInput(f"{what} is a PNG whose first chunk is not its header (IHDR); send an intact PNG file")
     kept = [data[:8]]
     position, chunks, limit = 8, 0, _max_png_chunks(len(data))
     while position + 8 <= len(data):
@@ -270,7 +273,9 @@ _ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), 
 
 
 def _check_png_rows(image: Image.Image, data: bytes, what: str) -> None:
-    width, height, depth, colour, _, _, interlace = struct.unpack_from(">IIBBBBB", data, 16)
+    """`data` is a PNG whose header comes first (`png_pixel_chunks` refused any other) and `image` its pixels."""
+    width, height = image.size
+    depth, colour, _, _, interlace = struct.unpack_from(">BBBBB", data, 24)
     if not interlace and np.asarray(image.crop((0, height - 1, width, height))).any():
         return
     bits = depth * _PNG_CHANNELS.get(colour, 1)

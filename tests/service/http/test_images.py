@@ -133,7 +133,7 @@ def test_image_just_under_the_cap_is_accepted():
         (b"BM" + b"\0" * 60, UnsupportedMediaType, "BMP"),
         (b"hello world", UnsupportedMediaType, "PNG or JPEG"),
         (b"", InvalidInput, r"empty \(0 bytes\)"),
-        (b"\x89PNG\r\n\x1a\n" + b"garbage" * 10, InvalidInput, "readable PNG|corrupt"),
+        (b"\x89PNG\r\n\x1a\n" + b"garbage" * 10, InvalidInput, "readable PNG|corrupt|first chunk is not its header"),
     ],
 )
 def test_unsupported_or_corrupt_bytes_are_refused_with_a_clear_error(data, error, message):
@@ -378,3 +378,12 @@ def test_a_png_whose_image_data_ends_early_is_refused_not_filled_with_black(inte
     np.testing.assert_array_equal(decode_image(intact, GRAY28, 10_000), decode_image(pillows, GRAY28, 10_000))
     with pytest.raises(InvalidInput, match=r"image data ends after \d+ of the \d+ bytes its header declares"):
         decode_image(raw_png(array, interlace, keep=0.6), GRAY28, max_pixels=10_000)
+
+
+def test_a_png_whose_header_is_not_its_first_chunk_is_refused_before_any_pixel():
+    """Pillow takes an IHDR further on; the checks that read the header where the format puts it must not read
+    another chunk's bytes as the image's size."""
+    plain = raw_png(np.zeros((28, 28), np.uint8))
+    decoy = png_chunk(b"teXx", struct.pack(">IIBBBBB", 100_000_000, 1, 8, 0, 0, 0, 0))
+    with pytest.raises(InvalidInput, match=r"first chunk is not its header \(IHDR\)"):
+        decode_image(plain[:8] + decoy + plain[8:], GRAY28, max_pixels=10_000)
