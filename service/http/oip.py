@@ -278,13 +278,33 @@ def _from_json(tensor: RequestInput, target: type[np.generic]) -> np.ndarray:
         )
     if array.size != want:
         raise InvalidTensor(f"input '{tensor.name}': data holds {array.size} values; shape {tensor.shape} needs {want}")
+    if array.size and _holds_a_boolean(tensor.data):  # numpy reads [true, 0] as [1, 0]
+        what = "integers" if target is np.int64 else "numbers"
+        raise InvalidTensor(f"input '{tensor.name}': data must hold {what} only, not true or false")
     if array.size:
+        _finite(tensor.name, array)  # before the ranges: NaN has none, and infinity no wider type holds
         # A JSON 300 declared INT8, or 1e6 declared FP16, is a client's mistake that converting would hide (binary
         # data cannot hold such values); then the values must fit what the graph computes in.
         _within(tensor.name, array, tensor.datatype, "send values within it or declare a wider datatype")
         model_type = "INT64" if target is np.int64 else "FP32"
         _within(tensor.name, array, model_type, f"the model computes in {model_type}")
     return np.ascontiguousarray(array, dtype=target)
+
+
+def _holds_a_boolean(data: Any) -> bool:
+    """Whether nested JSON lists hold true or false anywhere (one pass, as parsing them took)."""
+    pending = [data]
+    while pending:
+        items = pending.pop()
+        if isinstance(items, list):
+            for item in items:
+                if item is True or item is False:
+                    return True
+                if isinstance(item, list):
+                    pending.append(item)
+        elif items is True or items is False:
+            return True
+    return False
 
 
 def _within(name: str, array: np.ndarray, datatype: str, hint: str) -> None:

@@ -117,6 +117,9 @@ def test_header_length_is_checked_against_the_body(header_length, body, message)
         ({"shape": [2, 4], "datatype": "FP16", "data": [1e6] * 8}, r"holds 1e\+06, beyond FP16 \(-65504 to 65504\)"),
         ({"shape": [2, 4], "datatype": "FP64", "data": [-1e300] * 8}, "beyond FP32 .*; the model computes in FP32"),
         ({"shape": [2, 4], "datatype": "FP32", "data": [1e39] * 8}, "beyond FP32 .*; send values within it"),
+        ({"shape": [2, 4], "datatype": "FP32", "data": [float("inf")] * 8}, "NaN or infinity"),
+        ({"shape": [2, 4], "datatype": "FP64", "data": [float("nan")] + [1e39] * 7}, "NaN or infinity"),
+        ({"shape": [2, 4], "datatype": "FP32", "data": [[True, 0, 0, 0], [0.5] * 4]}, "not true or false"),
     ],
 )
 def test_bad_inputs_are_refused_with_the_reason(z, message):
