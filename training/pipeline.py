@@ -189,8 +189,8 @@ def _train_and_write(opts: RunOptions, place: Placement, log) -> Manifest | None
         if older is not None:  # the user asked to resume, and one of the old layout may be this run's: not afresh
             raise CheckpointMismatch(
                 f"--resume: no checkpoint at {last} (the one for this --out folder), but {older} is one written by "
-                f"an earlier version for a folder named {opts.out.name!r}: if it is this run's, move it to {last} and "
-                "run again; otherwise run without --resume"
+                f"an earlier version for a folder named {opts.out.name!r}: if it is this run's, move it there "
+                f"(mkdir -p {last.parent} && mv {older} {last}) and run again; otherwise run without --resume"
             )
         log(f"--resume: no checkpoint at {last} (the one for this --out folder); starting afresh")
     result = trainer.fit(progress=opts.progress)

@@ -76,14 +76,19 @@ def test_ctrl_c_during_training_says_where_the_checkpoint_is_and_how_to_resume(t
     assert "--resume" in err and last.is_file() and not out.exists()
 
 
-def test_resume_with_only_an_older_layouts_checkpoint_says_where_to_move_it(in_tmp, capsys):
+def test_resume_with_only_an_older_layouts_checkpoint_says_where_to_move_it_and_then_resumes(in_tmp, capsys):
     out = Path("models/tiny-vae")
+    args = ["train", "--kind", "vae", "--dataset", "digits", "--limit", "200", "--out", str(out), "--force", *QUICK]
+    assert main([*args, "--keep-checkpoint"]) == 0
     older = CHECKPOINTS / "tiny-vae" / "last.pt"  # where earlier versions kept every "tiny-vae" folder's
-    older.parent.mkdir(parents=True)
-    older.write_bytes(b"an earlier run's checkpoint")
-    args = ["train", "--kind", "vae", "--dataset", "digits", "--limit", "200", "--out", str(out), *QUICK]
+    checkpoint_dir(out).rename(older.parent)
+    capsys.readouterr()
     assert main([*args, "--resume"]) == 2
     err = capsys.readouterr().err
-    assert f"move it to {checkpoint_dir(out) / 'last.pt'}" in err and str(older) in err
-    assert not out.exists() and older.read_bytes() == b"an earlier run's checkpoint"
-    assert main(args) == 0  # without --resume it is not asked for
+    last = checkpoint_dir(out) / "last.pt"
+    assert f"(mkdir -p {last.parent} && mv {older} {last})" in err
+    assert older.is_file() and not last.parent.exists()  # nothing moved or made on a guess
+    last.parent.mkdir(parents=True)  # the advice, followed
+    older.rename(last)
+    assert main([*args, "--resume"]) == 0
+    assert f"resumed from {last}" in capsys.readouterr().out

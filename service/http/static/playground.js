@@ -354,7 +354,12 @@ async function loadModels() {
     const chosen = names.includes(current?.name) ? current.name : body.default;
     select.replaceChildren(...body.models.map((m) => new Option(`${m.name} (${m.kind})`, m.name, false, m.name === chosen)));
   }
-  if (!same) {
+  if (!body.models.length) {
+    state.model = null; // the service keeps its last model loaded, but a page must not break on an empty list
+    $("model-summary").textContent = "The service serves no model now; the list is asked again when it is opened.";
+    $("capabilities").replaceChildren();
+    for (const button of actionButtons) button.disabled = true;
+  } else if (!same) {
     selectModel(select.value);
     if (current && current.name !== select.value) {
       $("model-summary").textContent = `${current.name} is no longer served. ` + $("model-summary").textContent;

@@ -110,6 +110,7 @@ async def test_bad_requests_get_the_right_problem(client, method, url, kwargs, s
 async def test_validation_errors_list_each_location(client):
     r = await client.get("/sample?n=abc&temperature=-2")
     assert_problem(r, 422, "parameter 'n'")
+    assert r.json()["detail"].startswith("parameter 'n'")  # given in the query or a JSON body alike
     assert {tuple(e["loc"]) for e in r.json()["errors"]} == {("query", "n"), ("query", "temperature")}
 
 

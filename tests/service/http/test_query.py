@@ -77,5 +77,5 @@ def test_unknown_names_are_refused_with_the_known_ones_listed():
 
 def test_a_limit_comes_from_the_settings_and_names_the_setting():
     assert Example.read(b"n=20", LIMITS, "GET /r").n == 20
-    with pytest.raises(InvalidInput, match=r"parameter 'n' is 21; the limit is 20 \(VAE_MAX_N\)"):
+    with pytest.raises(InvalidInput, match=r"^parameter 'n' is 21; the limit is 20 \(VAE_MAX_N\)$"):
         Example.read(b"n=21", LIMITS, "GET /r")
