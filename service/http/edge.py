@@ -88,8 +88,9 @@ class Edge:
             REQUEST_ID.reset(token)
             self.requests.record(template or "unmatched", scope["method"], status, time.perf_counter() - start)
 
-    def _refusal(self, scope: Scope, length: bytes | None) -> Reply | None:
-        """What every request is refused for before it is read: no or a wrong key, a body declared too large."""
+    def _refusal(self, scope: Scope, length: bytes | None, coded: bool) -> Reply | None:
+        """What every request is refused for before it is read: no or a wrong key, a body declared too large, a
+        compressed body (`coded`: the request names a Content-Encoding)."""
         path = scope["path"]
         if self.api_keys and not is_open(path):
             key = presented_key(scope["headers"])
@@ -99,7 +100,7 @@ class Edge:
             reply = error_reply(too_large(f"{int(length)} bytes", self.max_body), path)
             reply.headers = {**reply.headers, "Connection": "close"}  # the unread body is not a request
             return reply
-        coding = _content_coding(scope["headers"])
+        coding = _content_coding(scope["headers"]) if coded else None
         if coding is not None:
             # Read as it is, a gzip body would be refused as "not a PNG"; inflating it would let a few kilobytes
             # stand for gigabytes. RFC 7694: say which coding is accepted.
@@ -115,14 +116,17 @@ class Edge:
     async def _data(self, scope: Scope, receive: Receive, send: Send, found: Match, rid: str) -> int:
         path, method = scope["path"], scope["method"]
         length = content_type = accept = None
+        coded = False
         for name, value in scope["headers"]:  # one pass for what the edge and every route read
             if name == b"content-length":
                 length = value
+            elif name == b"content-encoding":
+                coded = True
             elif name == b"content-type":
                 content_type = value
             elif name == b"accept":
                 accept = value
-        reply = self._refusal(scope, length)
+        reply = self._refusal(scope, length, coded)
         if reply is None:
             route = found.methods.get(method)
             if route is None:
@@ -157,7 +161,7 @@ class Edge:
         documented = self._paths.find(path)
         template = documented[0] if documented is not None else None
         length = next((value for name, value in scope["headers"] if name == b"content-length"), None)
-        reply = self._refusal(scope, length)
+        reply = self._refusal(scope, length, any(name == b"content-encoding" for name, _ in scope["headers"]))
         if reply is None and documented is not None:
             reply = self._undeclared(scope, documented[1])
         if reply is not None:

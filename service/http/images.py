@@ -108,11 +108,17 @@ _DIRECT_PNG_PASSED = frozenset(
 _DIRECT_PNG_MODES = {(1, 0), (3, 2)}  # (model channels, PNG colour type): grey for grey, RGB for RGB
 
 
+def _png_header(data: bytes) -> tuple[int, int, int, int, int]:
+    """(width, height, bit depth, colour type, interlace) from the IHDR chunk of a PNG, which comes first."""
+    width, height, depth, colour, _, _, interlace = struct.unpack_from(">IIBBBBB", data, 16)
+    return width, height, depth, colour, interlace
+
+
 def is_model_sized_png(data: bytes, spec: ImageSpec) -> bool:
     """Whether the PNG header says: 8-bit, not interlaced, grey (or RGB for an RGB model), the model's own size."""
     if not data.startswith(b"\x89PNG\r\n\x1a\n") or len(data) < 33 or data[12:16] != b"IHDR":
         return False
-    width, height, depth, colour, _, _, interlace = struct.unpack_from(">IIBBBBB", data, 16)
+    width, height, depth, colour, interlace = _png_header(data)
     model_sized = (width, height) == (spec.width, spec.height) and depth == 8 and not interlace
     return model_sized and (spec.channels, colour) in _DIRECT_PNG_MODES
 
@@ -275,7 +281,7 @@ _ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), 
 def _check_png_rows(image: Image.Image, data: bytes, what: str) -> None:
     """`data` is a PNG whose header comes first (`png_pixel_chunks` refused any other) and `image` its pixels."""
     width, height = image.size
-    depth, colour, _, _, interlace = struct.unpack_from(">BBBBB", data, 24)
+    _, _, depth, colour, interlace = _png_header(data)
     if not interlace and np.asarray(image.crop((0, height - 1, width, height))).any():
         return
     bits = depth * _PNG_CHANNELS.get(colour, 1)

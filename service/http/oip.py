@@ -9,6 +9,7 @@ declared inputs and the row limit before an array is built.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from dataclasses import dataclass
@@ -269,8 +270,9 @@ def _from_json(tensor: RequestInput, target: type[np.generic]) -> np.ndarray:
         array = np.asarray(tensor.data)  # nested lists give the nested shape, flat ones a vector
     except (ValueError, TypeError):  # ragged nesting
         raise InvalidTensor(f"input '{tensor.name}': data is not a rectangular array of numbers") from None
-    integral = array.dtype.kind in "iu"
-    if not (integral or (array.dtype.kind == "f" and target is np.float32)) and array.size:
+    numeric = array.dtype.kind in "iu" or (array.dtype.kind == "f" and target is np.float32)
+    # numpy reads [true, 0] as [1, 0]: a numeric array's values are looked at for booleans too.
+    if array.size and (not numeric or _holds_a_boolean(tensor.data, array.ndim)):
         what = "integers" if target is np.int64 else "numbers"
         raise InvalidTensor(
             f"input '{tensor.name}': data must hold {what} only (JSON true/false, strings and integers beyond 64 bits "
@@ -278,9 +280,6 @@ def _from_json(tensor: RequestInput, target: type[np.generic]) -> np.ndarray:
         )
     if array.size != want:
         raise InvalidTensor(f"input '{tensor.name}': data holds {array.size} values; shape {tensor.shape} needs {want}")
-    if array.size and _holds_a_boolean(tensor.data):  # numpy reads [true, 0] as [1, 0]
-        what = "integers" if target is np.int64 else "numbers"
-        raise InvalidTensor(f"input '{tensor.name}': data must hold {what} only, not true or false")
     if array.size:
         _finite(tensor.name, array)  # before the ranges: NaN has none, and infinity no wider type holds
         # A JSON 300 declared INT8, or 1e6 declared FP16, is a client's mistake that converting would hide (binary
@@ -291,20 +290,15 @@ def _from_json(tensor: RequestInput, target: type[np.generic]) -> np.ndarray:
     return np.ascontiguousarray(array, dtype=target)
 
 
-def _holds_a_boolean(data: Any) -> bool:
-    """Whether nested JSON lists hold true or false anywhere (one pass, as parsing them took)."""
-    pending = [data]
-    while pending:
-        items = pending.pop()
-        if isinstance(items, list):
-            for item in items:
-                if item is True or item is False:
-                    return True
-                if isinstance(item, list):
-                    pending.append(item)
-        elif items is True or items is False:
-            return True
-    return False
+def _holds_a_boolean(data: Any, depth: int) -> bool:
+    """Whether rectangular nested JSON lists, `depth` deep, hold true or false (their types read in C, row by row:
+    half the time of converting them)."""
+    if depth == 0:
+        return isinstance(data, bool)
+    rows = [data]
+    for _ in range(depth - 1):
+        rows = list(itertools.chain.from_iterable(rows))
+    return any(bool in set(map(type, row)) for row in rows)
 
 
 def _within(name: str, array: np.ndarray, datatype: str, hint: str) -> None:

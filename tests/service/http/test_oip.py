@@ -119,7 +119,7 @@ def test_header_length_is_checked_against_the_body(header_length, body, message)
         ({"shape": [2, 4], "datatype": "FP32", "data": [1e39] * 8}, "beyond FP32 .*; send values within it"),
         ({"shape": [2, 4], "datatype": "FP32", "data": [float("inf")] * 8}, "NaN or infinity"),
         ({"shape": [2, 4], "datatype": "FP64", "data": [float("nan")] + [1e39] * 7}, "NaN or infinity"),
-        ({"shape": [2, 4], "datatype": "FP32", "data": [[True, 0, 0, 0], [0.5] * 4]}, "not true or false"),
+        ({"shape": [2, 4], "datatype": "FP32", "data": [[True, 0, 0, 0], [0.5] * 4]}, "true/false"),
     ],
 )
 def test_bad_inputs_are_refused_with_the_reason(z, message):
@@ -137,6 +137,8 @@ def test_labels_must_be_integers_within_int64_and_the_classes():
 
     with pytest.raises(InvalidTensor, match="integers only"):
         parse(labels([1.5]))
+    with pytest.raises(InvalidTensor, match="integers only"):
+        parse(labels([True, 1]))  # numpy would read it as [1, 1]
     with pytest.raises(InvalidTensor, match="beyond INT64"):
         parse(labels([2**63], "UINT64"))
     with pytest.raises(InvalidTensor, match=r"holds 300, beyond INT8 \(-128 to 127\); send values within it"):
