@@ -119,10 +119,11 @@ mnist-dae: setup
 		--description 'Denoising autoencoder of 28x28 MNIST digits (32-d code): trained to restore digits with 30% of pixels masked.' $(TRAIN_ARGS)
 # Fashion-MNIST from Debian's dataset-fashion-mnist; held out: 1,000 of its own 10,000 test images. Gaussian pixels:
 # the clothes are grey, and a binarization loses the zippers and collars that tell a coat from a pullover. No random
-# shifts: the garments are centred, and shifted copies blur what the decoder draws.
+# shifts: the garments are centred, and shifted copies blur what the decoder draws. Class guidance (docs/training.md):
+# samples of a coat keep the zip that tells it from a pullover.
 fashion-cvae: setup
 	$(TRAIN_ANY) --dataset fashion --test-fraction 0.1 --kind cvae --likelihood gaussian --augment-shift 0 --epochs 20 \
-		--warmup-epochs 3 --out models/fashion-cvae \
+		--warmup-epochs 3 --class-guidance 100 --out models/fashion-cvae \
 		--description 'Conditional VAE of 28x28 Fashion-MNIST clothing (32-d latent), labels by class name: generates a chosen kind of garment.' $(TRAIN_ARGS)
 
 clean:

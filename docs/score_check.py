@@ -10,6 +10,7 @@ mean lies above the K=500 bound; at the evaluation's K the two measure the same 
 agree within sampling noise, and the check fails (exit 1) when they differ by more than TOLERANCE nats.
 
     python -m docs.score_check                            # score through the service, write docs/score_check.json
+    python -m docs.score_check fashion-cvae               # measure one model again; the others' rows stay
     python -m docs.score_check --write docs/service.md    # the table of docs/service.md from that file
     python -m docs.score_check --check docs/service.md    # exit 1 if the copy there is stale (no scoring)
 """
@@ -145,7 +146,9 @@ def main(argv: list[str] | None = None) -> int:
         if (p / "manifest.json").is_file() and load_manifest(p).metrics.iw_bound is not None
     )
     results = asyncio.run(check(a.models_dir, names))
-    a.out.write_text(json.dumps(results, indent=2) + "\n")
+    if a.models and a.out.is_file():  # the named models' rows are measured again; the others' stay
+        results = {**json.loads(a.out.read_text()), **results}
+    a.out.write_text(json.dumps(dict(sorted(results.items())), indent=2) + "\n")
     print(f"wrote {a.out}\n{table(results)}")
     off = off_the_bound(results)
     for line in off:

@@ -1,4 +1,4 @@
-"""Which rows of each global batch a training process takes, and their pixels, read ahead for a folder on disk."""
+"""Which rows of each global batch a training process takes, their pixels (read ahead for a folder on disk), shifts."""
 
 from __future__ import annotations
 
@@ -39,3 +39,15 @@ def pixels(
         prefetch_factor=4 if workers else None,
     )
     return iter(loader)
+
+
+def shift(x: torch.Tensor, max_shift: int, gen: torch.Generator) -> torch.Tensor:
+    """Translate each image by up to max_shift pixels (zero fill): [B, C, H, W] -> same."""
+    if max_shift <= 0:
+        return x
+    b, c, h, w = x.shape
+    padded = torch.nn.functional.pad(x, (max_shift,) * 4)
+    dy, dx = torch.randint(0, 2 * max_shift + 1, (2, b, 1), generator=gen)
+    rows = (dy + torch.arange(h))[:, None, :, None]  # [B, 1, H, 1]
+    cols = (dx + torch.arange(w))[:, None, None, :]  # [B, 1, 1, W]
+    return padded[torch.arange(b)[:, None, None, None], torch.arange(c)[None, :, None, None], rows, cols]

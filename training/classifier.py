@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .loop import shift
+from .batches import shift
 
 
 class Classifier(nn.Module):

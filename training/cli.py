@@ -31,6 +31,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_float(text: str) -> float:
+    """An argparse type: a finite number of at least 0 (a weight)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number of at least 0, got {text}")
+    return value
+
+
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Appends "(default: X)" to each option's help, except where there is no value to show: a flag, a required
     option, or a default of None or "" (the help says in words what happens then)."""
@@ -150,6 +161,15 @@ def _parser() -> argparse.ArgumentParser:
         help="train a denoising autoencoder (ae or vae): the encoder sees the image corrupted by "
         "gaussian:STD, mask:P or saltpepper:P, the target stays clean; evaluation adds the denoising "
         "error on corrupted held-out images (default: no corruption)",
+    )
+    t.add_argument(
+        "--class-guidance",
+        type=non_negative_float,
+        default=TrainConfig.class_guidance,
+        metavar="WEIGHT",
+        help="a cvae only: add this weight times the cross-entropy of a frozen classifier, trained first on the "
+        "training rows, on the decoder's images of prior draws against the labels asked for, so that samples of "
+        "a class keep what tells it from the others (0: likelihood alone)",
     )
     t.add_argument(
         "--base-channels",
@@ -273,6 +293,7 @@ def _train(a: argparse.Namespace) -> int:
         likelihood=a.likelihood,
         seed=a.seed,
         corrupt=str(a.corrupt) if a.corrupt else None,
+        class_guidance=a.class_guidance,
     )
     net = dict(latent_dim=a.latent_dim, base_channels=a.base_channels, hidden=a.hidden, extra_convs=a.extra_convs)
     opts = RunOptions(
@@ -397,7 +418,10 @@ COMMANDS = {"train": _train, "evaluate": _evaluate, "fit-prior": _fit_prior, "fi
 
 
 def main(argv: list[str] | None = None) -> int:
-    a = _parser().parse_args(argv)
+    parser = _parser()
+    a = parser.parse_args(argv)
+    if a.command == "train" and a.class_guidance > 0 and a.kind != "cvae":
+        parser.error(f"--class-guidance guides a decoder by the labels asked for: it needs --kind cvae, not {a.kind}")
     try:
         return COMMANDS[a.command](a)
     except (DataError, DeviceError, ManifestError, ExportError, CheckpointMismatch, OutputExists, RunInProgress) as e:

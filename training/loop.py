@@ -19,10 +19,11 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from .batches import pixels, shard
+from .batches import pixels, shard, shift
 from .corruption import Corruption
 from .data import FolderImages
 from .distributed import Placement, all_sum, broadcast
+from .guidance import Guide, freeze, guidance_loss, train_guide
 from .networks import AutoEncoder
 from .objectives import LossTerms, bernoulli_nll, gaussian_nll, negative_elbo
 
@@ -43,6 +44,7 @@ class TrainConfig:
     likelihood: str = "bernoulli"
     seed: int = 0
     corrupt: str | None = None  # a denoising autoencoder: the encoder sees a corrupted input (training/corruption.py)
+    class_guidance: float = 0.0  # a cvae's weight of the guide's cross-entropy on prior draws (training/guidance.py)
 
 
 @dataclass
@@ -67,18 +69,6 @@ class TrainResult:
     best_val: float
     history: History
     seconds: float
-
-
-def shift(x: torch.Tensor, max_shift: int, gen: torch.Generator) -> torch.Tensor:
-    """Translate each image by up to max_shift pixels (zero fill): [B, C, H, W] -> same."""
-    if max_shift <= 0:
-        return x
-    b, c, h, w = x.shape
-    padded = torch.nn.functional.pad(x, (max_shift,) * 4)
-    dy, dx = torch.randint(0, 2 * max_shift + 1, (2, b, 1), generator=gen)
-    rows = (dy + torch.arange(h))[:, None, :, None]  # [B, 1, H, 1]
-    cols = (dx + torch.arange(w))[:, None, None, :]  # [B, 1, 1, W]
-    return padded[torch.arange(b)[:, None, None, None], torch.arange(c)[None, :, None, None], rows, cols]
 
 
 def objective(
@@ -162,6 +152,28 @@ class Trainer:
         self.val_x, self.val_target, self.val_noise = (t.to(self.device) for t in (xv, val_target, val_noise))
         self.val_labels = self._labels(self.val_idx)
         self.elapsed = 0.0
+        self.guide: Guide | None = None  # trained when fit() starts, unless a resumed checkpoint brings it
+
+    @property
+    def guided(self) -> bool:
+        return self.cfg.class_guidance > 0 and self.y is not None and self.model.cfg.conditional
+
+    def _train_guide(self) -> None:
+        """Rank 0 trains the guide on the training rows and sends its weights, so every process has the same critic."""
+        assert self.y is not None and self.model.cfg.num_classes is not None
+        weights = None
+        if self.place.is_main:
+            rows = self.train_idx.numpy()
+            guide = train_guide(self.images, self.y.numpy(), rows, self.model.cfg.num_classes, self.device)
+            weights = {k: v.cpu() for k, v in guide.state_dict().items()}
+        self._set_guide(broadcast(weights, self.place))
+
+    def _set_guide(self, weights: dict) -> None:
+        c, h, w = self.images.shape[1:]
+        assert self.model.cfg.num_classes is not None
+        guide = Guide(c, h, w, self.model.cfg.num_classes)
+        guide.load_state_dict(weights)
+        self.guide = freeze(guide.to(self.device))
 
     def beta_now(self) -> float:
         if self.cfg.warmup_epochs <= 0:
@@ -184,14 +196,25 @@ class Trainer:
         beta: float,
         free_bits: float,
         noise: torch.Tensor,
+        prior_z: torch.Tensor | None = None,
     ) -> LossTerms:
-        """One batch's objective; `net` is the model, or its DDP wrapper in training. bf16 covers the network only."""
+        """One batch's objective; `net` is the model, or its DDP wrapper in training. bf16 covers the network only.
+
+        With `prior_z` (class guidance) the total adds the guide's weighted cross-entropy on the decoder's drawings
+        of those codes with the batch's labels; `rec` and `kl` stay the likelihood's own terms.
+        """
         autocast = (
             torch.autocast("cuda", dtype=torch.bfloat16) if self.place.precision == "bf16" else contextlib.nullcontext()
         )
         with autocast:
-            logits, mu, logvar = net(x, label, noise)
-        return objective(logits, mu, logvar, target, self.model.log_sigma, self.cfg.likelihood, beta, free_bits)
+            logits, mu, logvar = net(x, label, noise, prior_z)
+        terms = objective(
+            logits[: len(x)], mu, logvar, target, self.model.log_sigma, self.cfg.likelihood, beta, free_bits
+        )
+        if prior_z is None or self.guide is None or label is None:
+            return terms
+        guided = self.cfg.class_guidance * guidance_loss(self.guide, logits[len(x) :], label)
+        return terms._replace(total=terms.total + guided)
 
     def train_epoch(self) -> dict[str, float]:
         self.net.train()
@@ -214,12 +237,15 @@ class Trainer:
             # Bernoulli: a fresh random binarization each batch (dynamic binarization) regularises the model.
             target = torch.bernoulli(x, generator=self.gen) if self.cfg.likelihood == "bernoulli" else x
             noise = torch.randn(len(idx), self.model.cfg.latent_dim, generator=self.gen)
+            # Drawn only when guided, so that an unguided run's randomness is what it always was.
+            prior_z = torch.randn(len(idx), self.model.cfg.latent_dim, generator=self.gen) if self.guided else None
             if self.corruption is not None:  # the input only: the target above stays the clean image
                 x = self.corruption(x, self.gen)
             if len(idx) < world:
                 continue  # after its draws, so that the generator stays where a single process's would be
             x, target, noise = (self._to_device(t[rows]) for t in (x, target, noise))
-            terms = self.loss(self.net, x, target, self._labels(idx[rows]), beta, self.cfg.free_bits, noise)
+            drawn = None if prior_z is None else self._to_device(prior_z[rows])
+            terms = self.loss(self.net, x, target, self._labels(idx[rows]), beta, self.cfg.free_bits, noise, drawn)
             self.opt.zero_grad(set_to_none=True)
             if self.place.distributed:
                 # DDP averages the processes' gradients; weighting each shard's mean by its share of the global batch
@@ -257,6 +283,10 @@ class Trainer:
         last = self.cfg.epochs if stop_after is None else min(self.cfg.epochs, stop_after)
         main = self.place.is_main
         progress = progress and main
+        if self.guided and self.guide is None:
+            start = time.perf_counter()
+            self._train_guide()
+            self.elapsed += time.perf_counter() - start  # part of what the model cost to train
         bar = tqdm(total=self.cfg.epochs, initial=self.epoch, disable=not progress, unit="epoch", dynamic_ncols=True)
         while self.epoch < last:
             start = time.perf_counter()
@@ -305,6 +335,7 @@ class Trainer:
             "config": asdict(self.cfg),
             "net": self.model.cfg.to_dict(),
             "rows": self.rows_digest,
+            "guide": None if self.guide is None else self.guide.state_dict(),
         }
 
     def save(self) -> None:
@@ -326,7 +357,9 @@ class Trainer:
         The device, the precision and the number of processes may differ from the run that wrote it: the global
         batches are the same whatever they are.
         """
-        theirs, ours = dict(ckpt["config"], epochs=None), dict(asdict(self.cfg), epochs=None)
+        # Settings added since a checkpoint was written take their defaults, which is what it trained with.
+        theirs = {**asdict(TrainConfig()), **ckpt["config"], "epochs": None}
+        ours = dict(asdict(self.cfg), epochs=None)
         if ckpt["net"] != self.model.cfg.to_dict() or theirs != ours:
             changed = sorted(k for k in ours if theirs.get(k) != ours[k]) or ["network"]
             raise CheckpointMismatch(
@@ -348,3 +381,5 @@ class Trainer:
         self.history = History(**ckpt["history"])
         self.gen.set_state(ckpt["generator"])
         self.elapsed = ckpt["elapsed"]
+        if ckpt.get("guide") is not None:
+            self._set_guide(ckpt["guide"])

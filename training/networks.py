@@ -136,14 +136,20 @@ class AutoEncoder(nn.Module):
             return mu
         return mu + torch.randn_like(mu) * (0.5 * logvar).exp()
 
-    def forward(self, image: torch.Tensor, label: torch.Tensor | None, noise: torch.Tensor):
+    def forward(
+        self, image: torch.Tensor, label: torch.Tensor | None, noise: torch.Tensor, prior_z: torch.Tensor | None = None
+    ):
         """The training pass, noise given: image [B, C, H, W], noise [B, D] -> logits [B, C, H, W], mu, logvar [B, D].
 
         One call through the whole network, so that DistributedDataParallel (which hooks `forward`) can wrap it.
+        With `prior_z` [B, D] (class guidance, training/guidance.py) the decoder also draws those codes with the same
+        labels, in the same call: the logits are then [2B, C, H, W], the reconstructions first.
         """
         mu, logvar = self.encoder(image, label)
         z = mu if logvar is None else mu + noise * (0.5 * logvar).exp()
-        return self.decoder(z, label), mu, logvar
+        if prior_z is None or label is None:
+            return self.decoder(z, label), mu, logvar
+        return self.decoder(torch.cat([z, prior_z]), torch.cat([label, label])), mu, logvar
 
 
 class EncoderGraph(nn.Module):

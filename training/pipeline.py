@@ -193,6 +193,11 @@ def _train_and_write(opts: RunOptions, place: Placement, log) -> Manifest | None
                 f"(mkdir -p {last.parent} && mv {older} {last}) and run again; otherwise run without --resume"
             )
         log(f"--resume: no checkpoint at {last} (the one for this --out folder); starting afresh")
+    if trainer.guided and trainer.guide is None:
+        log(
+            f"class guidance (weight {train.class_guidance:g}): training its classifier on the {len(train_idx)} "
+            "training rows first"
+        )
     result = trainer.fit(progress=opts.progress)
     finish(place)  # every process has finished training; the others leave here
     if not place.is_main:
@@ -282,6 +287,7 @@ def _train_and_write(opts: RunOptions, place: Placement, log) -> Manifest | None
             precision=place.precision,
             world_size=place.world_size,
             corrupt=train.corrupt,
+            class_guidance=train.class_guidance,
         ),
         metrics=metrics,
         reports=reports,

@@ -130,6 +130,7 @@ class Training(_Strict):
     precision: Literal["fp32", "bf16"] | None = None  # bf16: autocast of the network passes on CUDA
     world_size: int | None = Field(default=None, ge=1)  # processes in the data-parallel (torchrun) run
     corrupt: str | None = None  # a denoising autoencoder's input corruption: gaussian:STD, mask:P or saltpepper:P
+    class_guidance: float | None = Field(default=None, ge=0)  # a cvae's weight of class guidance (0: none)
 
 
 OodFeature = Literal["nll", "kl", "reconstruction", "squared_error", "complexity", "pixel_nll"]

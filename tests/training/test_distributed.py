@@ -27,13 +27,13 @@ ROOT = Path(__file__).resolve().parents[2]
 TRAIN_ROWS, VAL_ROWS, BATCH, EPOCHS = 45, 12, 16, 2
 
 
-def _trainer(kind: str, likelihood: str, place=None) -> Trainer:
+def _trainer(kind: str, likelihood: str, place=None, guidance: float = 0.0) -> Trainer:
     rng = np.random.default_rng(0)
     images = (rng.random((TRAIN_ROWS + VAL_ROWS, 1, 8, 8)) * 255).astype(np.uint8)
     labels = rng.integers(0, 3, TRAIN_ROWS + VAL_ROWS)
     torch.manual_seed(0)
     net = NetConfig(kind, 1, 8, 8, latent_dim=2, num_classes=3 if kind == "cvae" else None, base_channels=4, hidden=8)
-    cfg = TrainConfig(epochs=EPOCHS, batch_size=BATCH, warmup_epochs=1, likelihood=likelihood)
+    cfg = TrainConfig(epochs=EPOCHS, batch_size=BATCH, warmup_epochs=1, likelihood=likelihood, class_guidance=guidance)
     return Trainer(
         AutoEncoder(net),
         cfg,
@@ -62,22 +62,26 @@ def _train_recording_gradients(trainer: Trainer) -> dict:
     }
 
 
-def _rank_main(rank: int, world: int, port: int, out: str, kind: str, likelihood: str) -> None:
+def _rank_main(rank: int, world: int, port: int, out: str, kind: str, likelihood: str, guidance: float) -> None:
     """One process of a torchrun-like job (the environment torchrun would set), writing what it saw to `out`."""
     torch.set_num_threads(1)
     os.environ.update(
         MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world)
     )
     place = start("cpu")
-    seen = _train_recording_gradients(_trainer(kind, likelihood, place))
+    seen = _train_recording_gradients(_trainer(kind, likelihood, place, guidance))
     finish(place)
     torch.save(seen, Path(out) / f"rank{rank}.pt")
 
 
-@pytest.mark.parametrize("kind, likelihood", [("cvae", "bernoulli"), ("vae", "gaussian")])
-def test_two_processes_take_the_same_steps_as_one_on_the_same_global_batches(tmp_path, kind, likelihood):
-    torch.multiprocessing.spawn(_rank_main, args=(2, free_port(), str(tmp_path), kind, likelihood), nprocs=2)
-    single = _train_recording_gradients(_trainer(kind, likelihood))
+@pytest.mark.parametrize(
+    "kind, likelihood, guidance", [("cvae", "bernoulli", 0.0), ("cvae", "bernoulli", 5.0), ("vae", "gaussian", 0.0)]
+)
+def test_two_processes_take_the_same_steps_as_one_on_the_same_global_batches(tmp_path, kind, likelihood, guidance):
+    """With class guidance, rank 0's guide is every process's, and the prior draws are split as the images are."""
+    args = (2, free_port(), str(tmp_path), kind, likelihood, guidance)
+    torch.multiprocessing.spawn(_rank_main, args=args, nprocs=2)
+    single = _train_recording_gradients(_trainer(kind, likelihood, guidance=guidance))
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
 
     assert len(single["grads"]) == EPOCHS * 3  # two full batches and the ragged one, every epoch

@@ -3,7 +3,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from training.loop import CheckpointMismatch, TrainConfig, Trainer, shift  # noqa: E402
+from training.batches import shift  # noqa: E402
+from training.loop import CheckpointMismatch, TrainConfig, Trainer  # noqa: E402
 from training.networks import AutoEncoder, NetConfig  # noqa: E402
 
 
