@@ -172,5 +172,5 @@ def test_the_manifests_carry_figures_measured_through_the_service_that_meet_the_
     assert cvae.label_accuracy >= 0.95
     fashion = MANIFESTS["fashion-cvae"].metrics
     # The fitted prior's samples are judged by the project's classifier (its accuracy on real test images beside it).
-    assert fashion.classifier_accuracy >= 0.9 and fashion.label_agreement_fitted > fashion.label_agreement
+    assert fashion.classifier_accuracy >= 0.9 and fashion.label_agreement_fitted >= 0.9
     assert fashion.frechet_floor < fashion.frechet_distance_fitted < fashion.frechet_distance
